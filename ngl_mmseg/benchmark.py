@@ -1,0 +1,266 @@
+"""Time and peak memory of NGL's implementations against mmseg's CrossEntropyLoss.
+
+Everything runs in one process on the same tensors: forward + backward of the
+loss on logits of a given shape, median over repeats after warm-up. Peak extra
+memory is what the pass allocates beyond the inputs: on CUDA from the caching
+allocator's peak statistics; on CPU from the kernel's high-water mark of the
+process (``VmHWM``, reset through ``/proc/self/clear_refs``) with glibc's mmap
+threshold fixed low (``MALLOC_MMAP_THRESHOLD_``), so every sizeable
+allocation is fresh, counted memory rather than reused heap.
+"""
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+SHAPES = {
+    'voc': (2, 21, 512, 512),  # Pascal VOC 2012: 21 classes, 512x512 crops, 2 a GPU
+    'coco-stuff': (2, 171, 256, 256),  # COCO-Stuff164k: 171 classes
+}
+MMAP_THRESHOLD = '65536'
+
+
+def _rss_kb(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+class PeakMemory:
+    """Peak bytes allocated inside a ``with`` block, beyond what was there before."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.peak = None
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')  # reset VmHWM to the current RSS
+            self.base = _rss_kb('VmRSS') * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            self.peak = _rss_kb('VmHWM') * 1024 - self.base
+        return False
+
+
+def _ce_loss():
+    """mmseg's CrossEntropyLoss(avg_non_ignore=True); where mmseg can't be
+    imported (a bare GPU box), the same computation written with torch."""
+    try:
+        from mmseg.models.losses import CrossEntropyLoss
+        return CrossEntropyLoss(avg_non_ignore=True), 'mmseg CrossEntropyLoss'
+    except ImportError:
+        import torch.nn.functional as F
+
+        def ce(logits, label):
+            loss = F.cross_entropy(logits, label, ignore_index=255, reduction='none')
+            return loss.sum() / (label != 255).sum().clamp_min(1)
+        return ce, 'F.cross_entropy (mmseg CE semantics; mmseg not importable)'
+
+
+def variants(device):
+    """name -> loss callable (logits, label) -> scalar, and a note per name."""
+    from .ops import ngl_pixel_loss, triton_available
+
+    def ngl(impl):
+        def fn(logits, label):
+            loss = ngl_pixel_loss(logits, label, impl=impl)
+            return loss.sum() / (label != 255).sum().clamp_min(1)
+        return fn
+
+    ce, ce_note = _ce_loss()
+    out = {'ce': (ce, ce_note), 'ngl-literal': (ngl('reference'), 'literal formula, autograd'),
+           'ngl-torch': (ngl('torch'), 'fused, eager chunks'),
+           'ngl-compile': (ngl('compile'), 'fused, torch.compile')}
+    if torch.device(device).type == 'cuda' and triton_available('cuda'):
+        out['ngl-triton'] = (ngl('triton'), 'fused, Triton kernels')
+    return out
+
+
+def make_inputs(shape, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(shape, generator=g).mul_(2).to(device=device, dtype=dtype)
+    label_shape = (shape[0], ) + tuple(shape[2:])
+    label = torch.randint(0, shape[1], label_shape, generator=g)
+    label[torch.rand(label_shape, generator=g) < 0.05] = 255
+    return logits, label.to(device)
+
+
+def _sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_loss(fn, logits, label, device, repeats, warmup):
+    """(median seconds, peak extra bytes, first-call seconds) of forward+backward."""
+    x = logits.detach().clone().requires_grad_()
+    _sync(device)
+    t0 = time.perf_counter()
+    fn(x, label).backward()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        x.grad = None
+        fn(x, label).backward()
+    times, peaks = [], []
+    for _ in range(repeats):
+        x.grad = None
+        with PeakMemory(device) as mem:
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(x, label).backward()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak)
+    return statistics.median(times), max(0, statistics.median(peaks)), first
+
+
+def bandwidth_gbps(shape, seconds, dtype=torch.float32):
+    """Effective GB/s of a fused NGL: logits read forward, read + grad written backward."""
+    elements = 1
+    for s in shape:
+        elements *= s
+    return 3 * elements * torch.tensor([], dtype=dtype).element_size() / seconds / 1e9
+
+
+def run(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=None,
+        dtype=torch.float32, log=print):
+    """Benchmark every variant on every shape; returns a JSON-ready dict."""
+    results = {'device': str(device), 'torch': torch.__version__, 'threads':
+               torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
+               'repeats': repeats, 'dtype': str(dtype), 'rows': []}
+    if torch.device(device).type == 'cuda':
+        results['gpu'] = torch.cuda.get_device_name(device)
+    for shape_name in shapes:
+        shape = SHAPES[shape_name]
+        logits, label = make_inputs(shape, device, dtype)
+        rows = []
+        for name, (fn, note) in variants(device).items():
+            if only and name not in only and name != 'ce':
+                continue
+            log(f'  {shape_name} {tuple(shape)}: {name} ...')
+            seconds, peak, first = time_loss(fn, logits, label, device, repeats, warmup)
+            rows.append(dict(shape_name=shape_name, shape=list(shape), variant=name, note=note,
+                             ms=seconds * 1e3, peak_mb=peak / 2**20, first_call_ms=first * 1e3,
+                             gbps=bandwidth_gbps(shape, seconds, dtype)))
+        ce = next(r for r in rows if r['variant'] == 'ce')
+        for r in rows:
+            r['time_ratio'] = r['ms'] / ce['ms']
+            r['mem_ratio'] = r['peak_mb'] / ce['peak_mb'] if ce['peak_mb'] > 0 else float('nan')
+        results['rows'] += rows
+    return results
+
+
+def format_table(results):
+    lines = ['| shape | variant | fwd+bwd ms | x CE | peak extra MB | x CE | first call ms |',
+             '|---|---|---:|---:|---:|---:|---:|']
+    for r in results['rows']:
+        lines.append(f"| {r['shape_name']} {'x'.join(map(str, r['shape']))} | {r['variant']} | "
+                     f"{r['ms']:.1f} | {r['time_ratio']:.2f} | {r['peak_mb']:.0f} | "
+                     f"{r['mem_ratio']:.2f} | {r['first_call_ms']:.0f} |")
+    return '\n'.join(lines)
+
+
+def save(results, json_path, png_path=None):
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, 'w') as f:
+        json.dump(results, f, indent=2)
+    if png_path:
+        plot(results, png_path)
+
+
+def plot(results, png_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    shapes = list(dict.fromkeys(r['shape_name'] for r in results['rows']))
+    names = list(dict.fromkeys(r['variant'] for r in results['rows']))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(names)
+    for key, ax, title in (('time_ratio', axes[0], 'forward+backward time / CE'),
+                           ('mem_ratio', axes[1], 'peak extra memory / CE')):
+        for i, name in enumerate(names):
+            vals = [next((r[key] for r in results['rows']
+                          if r['variant'] == name and r['shape_name'] == s), 0) for s in shapes]
+            ax.bar([j + i * width for j in range(len(shapes))], vals, width, label=name)
+        ax.axhline(1.0, color='k', lw=0.8, ls='--')
+        ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(shapes))])
+        ax.set_xticklabels(shapes)
+        ax.set_title(title)
+        ax.set_yscale('log')
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"NGL vs mmseg CrossEntropyLoss on {results.get('gpu', results['device'])}")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=print):
+    """One training step (forward + backward of a real model) with its loss as
+    configured (NGL) and with mmseg's CE swapped in, same weights and batch."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    from .compat import _sync_bn_to_bn
+    from .losses_presets import apply_loss_preset
+    register_all_modules()
+    out = []
+    for preset in ('ce', 'ngl'):
+        cfg = Config.fromfile(config)
+        apply_loss_preset(cfg, preset)
+        cfg.model.pretrained = None
+        if cfg.model.get('backbone', {}).get('init_cfg'):
+            cfg.model.backbone.init_cfg = None
+        _sync_bn_to_bn(cfg.model)
+        cfg.model.data_preprocessor.size = (size, size)
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).to(device).train()
+        num_classes = cfg.model.decode_head.num_classes
+        inputs, samples = _fake_batch(batch, size, num_classes, device)
+        times = []
+        for i in range(repeats + 1):
+            model.zero_grad(set_to_none=True)
+            _sync(device)
+            t0 = time.perf_counter()
+            losses = model.loss(inputs, samples)
+            sum(v for k, v in losses.items() if 'loss' in k).backward()
+            _sync(device)
+            if i:  # the first step warms up
+                times.append(time.perf_counter() - t0)
+        log(f'  iteration {preset}: {statistics.median(times) * 1e3:.0f} ms')
+        out.append(dict(config=os.path.basename(config), preset=preset, size=size, batch=batch,
+                        ms=statistics.median(times) * 1e3))
+    out[1]['ratio'] = out[1]['ms'] / out[0]['ms']
+    return out
+
+
+def _fake_batch(batch, size, num_classes, device):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch, 3, size, size, generator=g).to(device)
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size),
+                                                    generator=g).to(device))
+        s.set_metainfo(dict(img_shape=(size, size), pad_shape=(size, size),
+                            ori_shape=(size, size)))
+        samples.append(s)
+    return inputs, samples

@@ -1,0 +1,86 @@
+"""Workarounds for upstream issues, in one place. Each says what and why.
+
+1. torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine's
+   checkpoints hold a few non-tensor objects (the message hub's
+   ``HistoryBuffer`` with numpy arrays, numpy scalars), so ``--resume``,
+   ``tools/test.py`` and ``load_from`` fail with "Unsupported global".
+   :func:`allow_checkpoint_globals` allow-lists exactly those classes;
+   weights-only loading stays on, so a checkpoint still cannot run code.
+2. mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its Runner
+   wraps DDP with ``device_ids=[LOCAL_RANK]``, and SyncBN needs CUDA: none of
+   that works without a GPU. :func:`setup_cpu_distributed` makes a config run
+   distributed on CPUs with gloo (the same code path users run with nccl);
+   it is applied only when CUDA is unavailable.
+"""
+
+import numpy as np
+import torch
+
+
+def _checkpoint_globals():
+    from mmengine.logging.history_buffer import HistoryBuffer
+    multiarray = getattr(np, '_core', None) or np.core
+    globs = [
+        HistoryBuffer,
+        multiarray.multiarray._reconstruct,
+        multiarray.multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+    ]
+    # numpy >= 1.25 pickles dtypes as instances of these classes.
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        globs += [getattr(dtypes, name) for name in (
+            'Float64DType', 'Float32DType', 'Float16DType', 'Int64DType', 'Int32DType',
+            'UInt8DType', 'BoolDType') if hasattr(dtypes, name)]
+    return globs
+
+
+def allow_checkpoint_globals():
+    """Allow-list the globals of mmengine checkpoints for weights-only loading."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:  # torch < 2.4 has no weights-only default to work around
+        add(_checkpoint_globals())
+
+
+def _init_dist_pytorch_cpu(backend, init_backend='torch', **kwargs):
+    """mmengine's ``_init_dist_pytorch`` without ``torch.cuda.set_device``."""
+    import torch.distributed as torch_dist
+    if init_backend != 'torch':
+        raise ValueError(f'CPU distributed runs support init_backend="torch", got {init_backend}')
+    torch_dist.init_process_group(backend=backend, **kwargs)
+
+
+def _sync_bn_to_bn(node):
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN'):
+            node['type'] = 'BN'
+        for value in node.values():
+            _sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _sync_bn_to_bn(value)
+
+
+def setup_cpu_distributed(cfg):
+    """Make ``cfg`` train/test distributed on CPU processes (gloo).
+
+    No-op when CUDA is available: GPU runs keep mmseg's behaviour exactly.
+
+    Args:
+        cfg (mmengine.Config): The config, edited in place.
+    """
+    if torch.cuda.is_available() or cfg.get('launcher', 'none') == 'none':
+        return
+    import mmengine.dist.utils as dist_utils
+    dist_utils._init_dist_pytorch = _init_dist_pytorch_cpu
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    _sync_bn_to_bn(cfg.model)
+    cfg.sync_bn = None
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None  # DDP on CPU modules takes no device ids
+    cfg.model_wrapper_cfg = wrapper

@@ -1,0 +1,70 @@
+"""Named loss set-ups ("presets") that swap the losses of a config's heads.
+
+Used by ``tools/compare_losses.py`` and the benchmark. Each head keeps its own
+weight: a preset's loss weights are multiplied by the weight of the head's
+current first loss (so an auxiliary head at 0.4 stays at 0.4).
+"""
+import ast
+import copy
+
+LOSS_PRESETS = {
+    'ce': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
+    'ngl': [dict(type='NGLLoss', loss_weight=1.0)],
+    'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0),
+               dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
+    'ngl-sigmoid': [dict(type='NGLLoss', use_sigmoid=True, loss_weight=1.0)],
+    'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
+}
+
+
+def parse_loss_spec(spec):
+    """``'ngl'`` (a preset), or ``'NAME=<dict or list of dicts>'`` (a Python literal).
+
+    Returns:
+        tuple[str, list[dict]]: The variant's name and its loss dicts.
+    """
+    if spec in LOSS_PRESETS:
+        return spec, copy.deepcopy(LOSS_PRESETS[spec])
+    name, sep, literal = spec.partition('=')
+    if not sep or not name:
+        raise ValueError(f'unknown loss preset {spec!r}: use one of {sorted(LOSS_PRESETS)} '
+                         "or NAME=dict(...) as a literal, e.g. \"ngl_a2={'type': 'NGLLoss', "
+                         "'alpha': 2.0}\"")
+    try:
+        value = ast.literal_eval(literal)
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f'loss spec {spec!r} is not a Python literal: {exc}') from None
+    losses = [value] if isinstance(value, dict) else value
+    if not isinstance(losses, list) or not all(isinstance(d, dict) and 'type' in d
+                                               for d in losses):
+        raise ValueError(f'loss spec {spec!r} must be a dict with "type", or a list of them')
+    return name, losses
+
+
+def _heads(model_cfg):
+    for key in ('decode_head', 'auxiliary_head'):
+        head = model_cfg.get(key)
+        if isinstance(head, (list, tuple)):
+            yield from head
+        elif head is not None:
+            yield head
+
+
+def apply_loss_preset(cfg, spec):
+    """Replace the losses of every head of ``cfg.model`` with those of ``spec``."""
+    _, losses = parse_loss_spec(spec) if isinstance(spec, str) else ('custom', spec)
+    for head in _heads(cfg.model):
+        current = head.get('loss_decode')
+        first = current[0] if isinstance(current, (list, tuple)) else (current or {})
+        scale = first.get('loss_weight', 1.0)
+        new = []
+        for loss in copy.deepcopy(losses):
+            loss['loss_weight'] = loss.get('loss_weight', 1.0) * scale
+            new.append(loss)
+        head['loss_decode'] = new[0] if len(new) == 1 else new
+    if any(d['type'] == 'NGLLoss' for d in losses):
+        imports = cfg.get('custom_imports', {}).get('imports', [])
+        if 'ngl_mmseg' not in imports:
+            cfg.custom_imports = dict(imports=list(imports) + ['ngl_mmseg'],
+                                      allow_failed_imports=False)
+    return cfg

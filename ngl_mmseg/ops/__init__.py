@@ -1,0 +1,151 @@
+"""Fused NGL per-pixel loss: one autograd Function, several implementations.
+
+``impl`` picks the implementation; ``'auto'`` takes the fastest available:
+
+- ``'triton'``: Triton kernels, for CUDA tensors (or CPU under TRITON_INTERPRET=1);
+- ``'compile'``: the torch math fused by ``torch.compile`` (CPU or CUDA);
+- ``'torch'``: the same math in eager PyTorch, chunked over pixels;
+- ``'reference'``: the literal formula through autograd (slow; for checks).
+
+Every fused implementation saves only the logits and labels for backward
+(no extra tensor the size of the logits) and recomputes the probabilities.
+The environment variable ``NGL_MMSEG_IMPL`` overrides ``'auto'``.
+"""
+import functools
+import os
+import warnings
+
+import torch
+
+from . import ngl_torch
+from .reference import ALPHA, ngl_literal
+
+IMPLS = ('auto', 'triton', 'compile', 'torch', 'reference')
+# Below this many logits elements the eager path wins over a compiled kernel
+# (launch overhead), and compiling would only cost start-up time.
+COMPILE_MIN_ELEMENTS = 1 << 20
+
+_compiled = {}
+_compile_failed = False
+
+
+def triton_available(device_type='cuda'):
+    """Whether the Triton kernels can run on tensors of ``device_type``."""
+    if device_type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
+        return False
+    try:
+        from . import ngl_triton  # noqa: F401
+    except Exception:  # ImportError, or a Triton without a usable backend
+        return False
+    return True
+
+
+def _compiled_fns():
+    if not _compiled:
+        # Whole tensor at once: inductor fuses the math, so no temporaries.
+        _compiled['forward'] = functools.partial(
+            ngl_torch.forward_chunked, chunk=None,
+            math=torch.compile(ngl_torch.forward_math, dynamic=False))
+        _compiled['backward'] = functools.partial(
+            ngl_torch.backward_chunked, chunk=None,
+            math=torch.compile(ngl_torch.backward_math, dynamic=False))
+    return _compiled['forward'], _compiled['backward']
+
+
+def resolve_impl(impl, logits):
+    """The concrete implementation ``impl`` means for ``logits``."""
+    if impl not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+    if impl == 'auto':
+        impl = os.environ.get('NGL_MMSEG_IMPL', 'auto')
+        if impl not in IMPLS:
+            raise ValueError(f'NGL_MMSEG_IMPL must be one of {IMPLS}, got {impl!r}')
+    if impl != 'auto':
+        return impl
+    if logits.dtype == torch.float64:
+        return 'torch'  # the kernels compute in float32
+    if logits.is_cuda and logits.shape[1] <= 1024 and triton_available('cuda'):
+        return 'triton'
+    if logits.numel() >= COMPILE_MIN_ELEMENTS and not _compile_failed:
+        return 'compile'
+    return 'torch'
+
+
+def _run(impl, direction, *args):
+    """Run the forward (0) or backward (1) pass of ``impl``.
+
+    A compiled path that fails (no C++ compiler, unsupported platform, ...)
+    warns once and falls back to the eager math, which gives the same numbers.
+    """
+    global _compile_failed
+    if impl == 'triton':
+        from . import ngl_triton
+        return (ngl_triton.forward, ngl_triton.backward)[direction](*args)
+    if impl == 'compile' and not _compile_failed:
+        try:
+            return _compiled_fns()[direction](*args)
+        except Exception as exc:
+            _compile_failed = True
+            warnings.warn(f'NGL: the torch.compile path failed ({type(exc).__name__}: '
+                          f'{exc}); falling back to the eager implementation')
+    return (ngl_torch.forward_chunked, ngl_torch.backward_chunked)[direction](*args)
+
+
+def _as_bcs(logits, label):
+    """Views of logits as (B, C, S) and labels as (B, S), without copies."""
+    if logits.dim() == 2:  # (M, C) classification: pixels are rows
+        return logits.t().unsqueeze(0), label.unsqueeze(0)
+    n, c = logits.shape[:2]
+    return logits.reshape(n, c, -1), label.reshape(n, -1)
+
+
+class _NGLPixelLoss(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, logits, label, alpha, use_sigmoid, ignore_index, impl):
+        z, lab = _as_bcs(logits, label)
+        loss = _run(impl, 0, z, lab, alpha, use_sigmoid, ignore_index)
+        ctx.save_for_backward(logits, label)
+        ctx.args = (alpha, use_sigmoid, ignore_index, impl)
+        return loss.view(label.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        logits, label = ctx.saved_tensors
+        alpha, use_sigmoid, ignore_index, impl = ctx.args
+        z, lab = _as_bcs(logits, label)
+        grad = _run(impl, 1, z, lab, grad_out.reshape(lab.shape), alpha, use_sigmoid,
+                    ignore_index)
+        if logits.dim() == 2:
+            grad = grad.squeeze(0).t()
+        return grad.view(logits.shape), None, None, None, None, None
+
+
+def ngl_pixel_loss(logits, label, alpha=ALPHA, use_sigmoid=False, ignore_index=255,
+                   impl='auto'):
+    """Per-pixel NGL: the mean over classes, ignored pixels 0.
+
+    Args:
+        logits (Tensor): (N, C, *spatial) or (M, C) scores, any float dtype.
+        label (Tensor): int64 labels shaped like ``logits`` without dim 1,
+            values in [0, C) or ``ignore_index`` (validated by the caller).
+            With one channel and ``use_sigmoid``, labels are 0/1 (binary).
+        alpha (float): The constant of the formula. Default: 2.4092.
+        use_sigmoid (bool): Per-class sigmoid instead of softmax.
+        ignore_index (int): Label of pixels that contribute nothing.
+        impl (str): One of ``IMPLS``. Default: 'auto'.
+
+    Returns:
+        Tensor: float32 (float64 for float64 logits) loss of ``label``'s shape.
+    """
+    impl = resolve_impl(impl, logits)
+    if impl == 'reference':
+        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        return ngl_literal(logits.to(compute), label, alpha, use_sigmoid, ignore_index)
+    return _NGLPixelLoss.apply(logits, label, float(alpha), bool(use_sigmoid),
+                               int(ignore_index), impl)
+
+
+__all__ = ['ALPHA', 'IMPLS', 'ngl_literal', 'ngl_pixel_loss', 'resolve_impl',
+           'triton_available']

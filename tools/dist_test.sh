@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# mmseg's tools/dist_test.sh with torchrun (torch.distributed.launch is deprecated).
+# Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
+# Env: NNODES, NODE_RANK, PORT, MASTER_ADDR as in mmseg. Without CUDA the GPUS
+# processes run on CPU with gloo (see ngl_mmseg/compat.py).
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+
+PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
+torchrun \
+    --nnodes=$NNODES \
+    --node_rank=$NODE_RANK \
+    --master_addr=$MASTER_ADDR \
+    --nproc_per_node=$GPUS \
+    --master_port=$PORT \
+    $(dirname "$0")/test.py \
+    $CONFIG \
+    $CHECKPOINT \
+    --launcher pytorch \
+    ${@:4}
