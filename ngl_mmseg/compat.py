@@ -6,6 +6,10 @@
    ``tools/test.py`` and ``load_from`` fail with "Unsupported global".
    :func:`allow_checkpoint_globals` allow-lists exactly those classes;
    weights-only loading stays on, so a checkpoint still cannot run code.
+   HistoryBuffer also pickles its statistics methods as
+   ``getattr(HistoryBuffer, 'mean')``: instead of allowing ``getattr``, the
+   name ``builtins.getattr`` is bound to a lookup that only returns
+   HistoryBuffer's registered statistics methods.
 2. mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its Runner
    wraps DDP with ``device_ids=[LOCAL_RANK]``, and SyncBN needs CUDA: none of
    that works without a GPU. :func:`setup_cpu_distributed` makes a config run
@@ -13,8 +17,23 @@
    it is applied only when CUDA is unavailable.
 """
 
+import pickle
+
 import numpy as np
 import torch
+
+
+def _history_buffer_statistic(owner, name):
+    """The only ``getattr`` a checkpoint may call: HistoryBuffer's statistics."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    # min/max/current/mean are registered in __init__, so they may not be in
+    # the class-level registry yet when a checkpoint is loaded.
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({owner!r}, {name!r}); only HistoryBuffer statistics '
+        'methods are allowed under weights-only loading')
 
 
 def _checkpoint_globals():
@@ -22,6 +41,7 @@ def _checkpoint_globals():
     multiarray = getattr(np, '_core', None) or np.core
     globs = [
         HistoryBuffer,
+        (_history_buffer_statistic, 'builtins.getattr'),
         multiarray.multiarray._reconstruct,
         multiarray.multiarray.scalar,
         np.ndarray,

@@ -11,7 +11,6 @@ benchmark.json and benchmark.png under --out-dir.
 import argparse
 import os
 import os.path as osp
-import sys
 
 import torch
 
@@ -38,10 +37,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if args.device == 'cpu' and os.environ.get('MALLOC_MMAP_THRESHOLD_') != benchmark.MMAP_THRESHOLD:
-        # Fixed low mmap threshold: see ngl_mmseg/benchmark.py. Must be set before start-up.
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=benchmark.MMAP_THRESHOLD)
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'NGL benchmark: device={args.device}, torch {torch.__version__}, '

@@ -94,12 +94,6 @@ def _voc_borders(label, width=3):
     return out
 
 
-def _check_out_dir(out_dir):
-    parent = osp.dirname(osp.abspath(out_dir))
-    if not osp.isdir(parent):
-        raise FileNotFoundError(f'the parent folder of the output does not exist: {parent}')
-
-
 def make_voc(out_dir, num_train=40, num_val=12, num_aug=0, size=(96, 128), seed=0):
     """Write ``out_dir/VOCdevkit/VOC2012`` as mmseg's VOC12 (aug) configs read it.
 
@@ -113,7 +107,6 @@ def make_voc(out_dir, num_train=40, num_val=12, num_aug=0, size=(96, 128), seed=
     Returns:
         str: The data root, ``out_dir/VOCdevkit/VOC2012``.
     """
-    _check_out_dir(out_dir)
     root = osp.join(out_dir, 'VOCdevkit', 'VOC2012')
     for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
                 'ImageSets/Segmentation'):
@@ -188,7 +181,6 @@ def make_coco_stuff(out_dir, num_train=40, num_val=12, num_used_classes=24, size
     Returns:
         str: The data root, ``out_dir/coco_stuff164k``.
     """
-    _check_out_dir(out_dir)
     if not 2 <= num_used_classes <= COCO_STUFF_CLASSES:
         raise ValueError(f'num_used_classes must be in [2, {COCO_STUFF_CLASSES}], '
                          f'got {num_used_classes}')

@@ -24,7 +24,7 @@ CHUNK_ELEMENTS = 1 << 18
 def _horner(p, coefs):
     acc = p * coefs[0] + coefs[1]
     for c in coefs[2:]:
-        acc = acc * p + c
+        acc = acc.mul_(p).add_(c)  # in place: eager allocates nothing per step
     return acc
 
 
