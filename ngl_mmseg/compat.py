@@ -100,7 +100,10 @@ def setup_cpu_distributed(cfg):
     cfg.sync_bn = None
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
-        broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
+    # BN replaces SyncBN here, so running statistics would drift apart per
+    # rank; broadcasting rank 0's buffers keeps them identical, as SyncBN does,
+    # and the checkpoint then holds the statistics that validation used.
+    wrapper.setdefault('broadcast_buffers', True)
     wrapper['device_ids'] = None  # DDP on CPU modules takes no device ids
     cfg.model_wrapper_cfg = wrapper

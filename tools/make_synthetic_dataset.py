@@ -19,12 +19,14 @@ def main():
     parser.add_argument('dataset', choices=['voc', 'coco-stuff'])
     parser.add_argument('out_dir')
     parser.add_argument('--num-train', type=int, default=40)
-    parser.add_argument('--num-val', type=int, default=12)
+    parser.add_argument('--num-val', type=int, help='default: 20 (voc), 24 (coco-stuff), '
+                        'so every class used appears in validation')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     make = make_voc if args.dataset == 'voc' else make_coco_stuff
-    root = make(args.out_dir, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
-    print(f'{args.dataset}: {args.num_train} train + {args.num_val} val images in {root}')
+    kwargs = dict(num_val=args.num_val) if args.num_val is not None else {}
+    root = make(args.out_dir, num_train=args.num_train, seed=args.seed, **kwargs)
+    print(f'{args.dataset}: synthetic dataset written to {root}')
 
 
 if __name__ == '__main__':

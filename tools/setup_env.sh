@@ -26,7 +26,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$STACK_ID" ]; then
       --no-build-isolation "mmcv==2.1.0"
   fi
   pip_q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex opencv-python-headless \
-    matplotlib pytest "triton==3.*" || pip_q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex \
+    matplotlib pytest "triton==3.9.0" || pip_q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex \
     opencv-python-headless matplotlib pytest
   echo "$STACK_ID" > "$STAMP"
 fi

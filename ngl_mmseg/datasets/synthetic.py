@@ -94,7 +94,7 @@ def _voc_borders(label, width=3):
     return out
 
 
-def make_voc(out_dir, num_train=40, num_val=12, num_aug=0, size=(96, 128), seed=0):
+def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0):
     """Write ``out_dir/VOCdevkit/VOC2012`` as mmseg's VOC12 (aug) configs read it.
 
     - ``JPEGImages/<id>.jpg``;
@@ -167,7 +167,7 @@ def coco_stuff_raw_ids():
     return [raw for raw, tr in sorted(mapping.items(), key=lambda kv: kv[1]) if raw != IGNORE]
 
 
-def make_coco_stuff(out_dir, num_train=40, num_val=12, num_used_classes=24, size=(96, 128),
+def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size=(96, 128),
                     seed=0):
     """Write ``out_dir/coco_stuff164k`` as mmseg's COCO-Stuff164k configs read it.
 

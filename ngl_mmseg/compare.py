@@ -1,0 +1,223 @@
+"""Train one config with several losses under identical settings and compare them.
+
+The engine of ``tools/compare_losses.py`` and of the demo. Each variant trains
+through ngl-mmseg's ``tools/train.py`` (``tools/dist_train.sh`` for several
+processes), so its logs and progress are mmseg's own; then its last
+checkpoint is evaluated with mmseg's ``IoUMetric`` on the validation set, and
+the variants are reported side by side (Markdown, JSON) with plots of the
+training curves and of predictions next to the ground truth.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .losses_presets import apply_loss_preset, parse_loss_spec
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS_DIR = osp.join(REPO_ROOT, 'tools')
+
+
+def _print(msg):
+    print(f'[compare_losses] {msg}', flush=True)
+
+
+def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
+    """Write the config of one variant; returns (name, config path, losses)."""
+    from mmengine.config import Config
+    name, losses = parse_loss_spec(spec)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    apply_loss_preset(cfg, losses)
+    cfg.setdefault('randomness', {})
+    cfg.randomness.setdefault('seed', seed)
+    variant_dir = osp.join(work_dir, name)
+    os.makedirs(variant_dir, exist_ok=True)
+    cfg.work_dir = variant_dir
+    path = osp.join(variant_dir, f'{name}_config.py')
+    cfg.dump(path)
+    return name, path, losses
+
+
+def train_variant(config_path, work_dir, gpus=1, port=None):
+    """Train through tools/train.py (or tools/dist_train.sh); returns seconds."""
+    if gpus > 1:
+        cmd = ['bash', osp.join(TOOLS_DIR, 'dist_train.sh'), config_path, str(gpus),
+               '--work-dir', work_dir]
+    else:
+        cmd = [sys.executable, osp.join(TOOLS_DIR, 'train.py'), config_path, '--work-dir',
+               work_dir]
+    env = dict(os.environ)
+    if port:
+        env['PORT'] = str(port)
+    start = time.time()
+    subprocess.run(cmd, check=True, env=env)
+    return time.time() - start
+
+
+def read_scalars(work_dir):
+    """Training and validation scalars that mmengine's LocalVisBackend logged."""
+    train, val = [], []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                (val if 'mIoU' in row else train).append(row)
+    return train, val
+
+
+def last_checkpoint(work_dir):
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no checkpoint was saved in {work_dir} (missing {path})')
+    with open(path) as f:
+        return f.read().strip()
+
+
+def evaluate(config_path, checkpoint, num_samples=4, device='cpu'):
+    """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set,
+    with mmseg's IoUMetric; also the first ``num_samples`` predictions."""
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.model import revert_sync_batchnorm
+    from mmseg.apis import init_model
+    from mmseg.evaluation import IoUMetric
+    from mmseg.registry import DATASETS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(config_path)
+    model = revert_sync_batchnorm(init_model(cfg, checkpoint, device=device))
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    metric = IoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = dataset.metainfo
+    samples = []
+    with torch.no_grad():
+        for index in range(len(dataset)):
+            batch = pseudo_collate([dataset[index]])
+            outputs = [o.to_dict() for o in model.test_step(batch)]
+            metric.process(batch, outputs)
+            if len(samples) < num_samples:
+                out = outputs[0]
+                samples.append(dict(img_path=out['img_path'],
+                                    gt=out['gt_sem_seg']['data'].squeeze(0).cpu().numpy(),
+                                    pred=out['pred_sem_seg']['data'].squeeze(0).cpu().numpy()))
+    totals = [sum(r[i] for r in metric.results) for i in range(4)]
+    per_class = IoUMetric.total_area_to_metrics(*totals, ['mIoU'])['IoU']
+    summary = metric.compute_metrics(metric.results)  # also logs mmseg's per-class table
+    classes = list(dataset.metainfo['classes'])
+    return dict(mIoU=float(summary['mIoU']), mAcc=float(summary['mAcc']),
+                aAcc=float(summary['aAcc']),
+                per_class_iou={c: (None if np.isnan(v) else round(float(v) * 100, 2))
+                               for c, v in zip(classes, per_class.tolist())},
+                palette=[list(map(int, c)) for c in dataset.metainfo['palette']],
+                samples=samples)
+
+
+def format_report(results):
+    """Markdown: the summary table, then per-class IoU of the classes scored."""
+    lines = ['| variant | losses | mIoU | mAcc | aAcc | train time |',
+             '|---|---|---:|---:|---:|---:|']
+    for r in results:
+        losses = ' + '.join(f"{d['type']}({d.get('loss_weight', 1.0):g})" for d in r['losses'])
+        lines.append(f"| {r['name']} | {losses} | {r['mIoU']:.2f} | {r['mAcc']:.2f} | "
+                     f"{r['aAcc']:.2f} | {r['train_seconds']:.0f} s |")
+    classes = [c for c in results[0]['per_class_iou']
+               if any(r['per_class_iou'].get(c) is not None for r in results)]
+    lines += ['', '| class | ' + ' | '.join(r['name'] for r in results) + ' |',
+              '|---|' + '---:|' * len(results)]
+    for c in classes:
+        cells = [r['per_class_iou'].get(c) for r in results]
+        lines.append(f'| {c} | ' + ' | '.join('-' if v is None else f'{v:.2f}' for v in cells)
+                     + ' |')
+    return '\n'.join(lines)
+
+
+def plot_curves(results, path):
+    """Training loss of each variant (own axis: NGL sits near 10 and moves in
+    the decimals, CE falls from ~3), and validation mIoU of all."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(results)
+    fig, axes = plt.subplots(1, n + 1, figsize=(3.6 * (n + 1), 3.6))
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for k, (r, ax) in enumerate(zip(results, axes)):
+        rows = [row for row in r['train'] if 'loss' in row]
+        ax.plot([row['step'] for row in rows], [row['loss'] for row in rows],
+                color=colours[k % len(colours)])
+        ax.set(title=f"{r['name']}: training loss", xlabel='iteration')
+        axes[n].plot([row['step'] for row in r['val']], [row['mIoU'] for row in r['val']],
+                     marker='o', color=colours[k % len(colours)], label=r['name'])
+    axes[n].set(title='validation mIoU', xlabel='iteration', ylabel='mIoU (%)')
+    axes[n].legend()
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_predictions(results, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    palette = np.array(results[0]['palette'] + [[255, 255, 255]] * 256, dtype=np.uint8)
+
+    def colour(label):
+        return palette[np.where(label == 255, len(results[0]['palette']), label)]
+
+    rows = len(results[0]['samples'])
+    cols = 2 + len(results)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.0 * rows), squeeze=False)
+    for i in range(rows):
+        sample = results[0]['samples'][i]
+        panels = [np.array(Image.open(sample['img_path']).convert('RGB')), colour(sample['gt'])]
+        titles = ['image', 'ground truth']
+        for r in results:
+            panels.append(colour(r['samples'][i]['pred']))
+            titles.append(f"{r['name']}")
+        for j, (panel, title) in enumerate(zip(panels, titles)):
+            axes[i, j].imshow(panel, interpolation='nearest')
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
+            cfg_options=None, seed=0, num_samples=4):
+    """Train and evaluate every variant; write report.md, report.json,
+    curves.png and predictions.png in ``work_dir``. Returns the results."""
+    os.makedirs(work_dir, exist_ok=True)
+    results = []
+    for k, spec in enumerate(specs):
+        name, cfg_path, losses = prepare_variant(config, spec, work_dir, cfg_options, seed)
+        variant_dir = osp.dirname(cfg_path)
+        _print(f'({k + 1}/{len(specs)}) training {name}: {losses} -> {variant_dir}')
+        seconds = train_variant(cfg_path, variant_dir, gpus, port=29500 + 17 * k)
+        _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint')
+        metrics = evaluate(cfg_path, last_checkpoint(variant_dir), num_samples)
+        train, val = read_scalars(variant_dir)
+        results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
+                            train=train, val=val, **metrics))
+    report = format_report(results)
+    with open(osp.join(work_dir, 'report.md'), 'w') as f:
+        f.write(f'# {osp.basename(config)}\n\n{report}\n')
+    with open(osp.join(work_dir, 'report.json'), 'w') as f:
+        json.dump([{k: v for k, v in r.items() if k not in ('samples', 'palette')}
+                   for r in results], f, indent=2)
+    plot_curves(results, osp.join(work_dir, 'curves.png'))
+    plot_predictions(results, osp.join(work_dir, 'predictions.png'))
+    print('\n' + report + '\n', flush=True)
+    _print(f'wrote report.md, report.json, curves.png and predictions.png in {work_dir}')
+    return results
