@@ -1,0 +1,105 @@
+"""Every config in configs/: it loads, builds its model (no pretrained weights) and
+runs one training iteration on tiny input; each NGL config differs from its CE
+twin only in the losses."""
+import copy
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import ngl_mmseg  # noqa: F401
+from ngl_mmseg.benchmark import _fake_batch
+from ngl_mmseg.compat import _sync_bn_to_bn
+from mmseg.registry import MODELS
+from mmseg.utils import register_all_modules
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MMSEG_CONFIGS = osp.join(osp.dirname(__import__('mmseg').__file__), '.mim', 'configs')
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+NGL_CONFIGS = [c for c in CONFIGS if '_ngl_' in osp.basename(c)]
+
+
+def rel(path):
+    return osp.relpath(path, REPO)
+
+
+def test_every_dataset_and_model_of_the_issue_has_a_config():
+    names = [osp.basename(c) for c in NGL_CONFIGS]
+    for needed in ('deeplabv3plus_r50-d8_ngl_4xb4-20k_voc12aug', 'deeplabv3plus_r50-d8_ngl_4xb4-40k_voc12aug',
+                   'deeplabv3plus_r101-d8_ngl_4xb4-20k_voc12aug', 'deeplabv3plus_r101-d8_ngl_4xb4-40k_voc12aug',
+                   'deeplabv3_r50-d8_ngl_4xb4-80k_coco-stuff164k', 'pspnet_r50-d8_ngl_4xb4-80k_coco-stuff164k',
+                   'deeplabv3plus_r50-d8_ngl_4xb4-80k_coco-stuff164k', 'segformer_mit-b0_ngl_8xb2-40k_voc12aug',
+                   'segformer_mit-b2_ngl_8xb2-80k_coco-stuff164k'):
+        assert any(n.startswith(needed) for n in names), needed
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=rel)
+def test_config_builds_and_trains_one_iteration(config):
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pretrained = None
+    if model_cfg.backbone.get('init_cfg'):
+        model_cfg.backbone.init_cfg = None  # no downloads here
+    _sync_bn_to_bn(model_cfg)
+    size = 64
+    model_cfg.data_preprocessor.size = (size, size)
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg).train()
+    num_classes = cfg.model.decode_head.num_classes
+    inputs, samples = _fake_batch(2, size, num_classes, 'cpu')
+    data = model.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    if '_ngl_' in osp.basename(config):
+        assert 'decode.loss_ngl' in losses
+        if cfg.model.get('auxiliary_head'):
+            assert 'aux.loss_ngl' in losses
+
+
+def ce_twin(config):
+    name = osp.basename(config).replace('_ngl_', '_')
+    local = osp.join(osp.dirname(config), name)
+    if osp.isfile(local):
+        return local
+    found = glob.glob(osp.join(MMSEG_CONFIGS, '*', name))
+    return found[0] if found else None
+
+
+def unscoped(obj):
+    """Plain data without the ``_scope_`` keys that loading through ``mmseg::`` adds."""
+    if isinstance(obj, dict):
+        return {k: unscoped(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return [unscoped(v) for v in obj]
+    return obj
+
+
+def strip_losses(model_cfg):
+    model_cfg = unscoped(model_cfg.to_dict())
+    for key in ('decode_head', 'auxiliary_head'):
+        if model_cfg.get(key):
+            model_cfg[key].pop('loss_decode')
+    return model_cfg
+
+
+@pytest.mark.parametrize('config', [c for c in NGL_CONFIGS if '/ngl/' in c], ids=rel)
+def test_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
+    twin = ce_twin(config)
+    assert twin, f'no CE twin for {rel(config)}'
+    ngl, ce = Config.fromfile(config), Config.fromfile(twin)
+    assert strip_losses(ngl.model) == strip_losses(ce.model)
+    ngl_all, ce_all = unscoped(ngl.to_dict()), unscoped(ce.to_dict())
+    for key in set(ngl_all) | set(ce_all):
+        if key not in ('model', 'custom_imports'):
+            assert ngl_all.get(key) == ce_all.get(key), key
+    assert ce.model.decode_head.loss_decode.type == 'CrossEntropyLoss'
+    assert dict(ngl.model.decode_head.loss_decode) == dict(type='NGLLoss', loss_weight=1.0)
+    if ngl.model.get('auxiliary_head'):
+        assert dict(ngl.model.auxiliary_head.loss_decode) == dict(type='NGLLoss', loss_weight=0.4)

@@ -1,0 +1,172 @@
+"""End to end, as users run it: the tools on synthetic data in the real layouts (CPU).
+
+Each test runs ngl-mmseg's tools in a subprocess from a scratch folder holding
+``data/synthetic/{voc,coco-stuff}``, where the quickstart configs look.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ngl_mmseg.compare import read_scalars
+from ngl_mmseg.datasets import make_coco_stuff, make_voc
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(REPO, 'tools')
+VOC_CFG = osp.join(REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
+COCO_CFG = osp.join(REPO,
+                    'configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164k-synthetic-64x64.py')
+MIOU_BAR = 50.0
+
+
+@pytest.fixture(scope='session')
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp('workspace')
+    make_voc(str(root / 'data' / 'synthetic' / 'voc'))
+    make_coco_stuff(str(root / 'data' / 'synthetic' / 'coco-stuff'))
+    return root
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, cwd, env=None, timeout=900, expect_ok=True):
+    env = dict(os.environ, **(env or {}))
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if expect_ok:
+        assert proc.returncode == 0, (proc.stdout[-4000:] + '\n' + proc.stderr[-4000:])
+    return proc
+
+
+def train(cfg, work_dir, cwd, *options, extra=()):
+    cmd = [sys.executable, osp.join(TOOLS, 'train.py'), cfg, '--work-dir', work_dir, *extra]
+    if options:
+        cmd += ['--cfg-options', *options]
+    return run(cmd, cwd)
+
+
+def test_metrics(work_dir):
+    """The metrics tools/test.py dumped (mmengine writes <timestamp>/<timestamp>.json)."""
+    paths = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
+    assert paths, f'no metrics json in {work_dir}'
+    with open(paths[-1]) as f:
+        return json.load(f)
+
+
+test_metrics.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope='module')
+def voc_run(workspace):
+    work_dir = workspace / 'work_dirs' / 'voc'
+    train(VOC_CFG, work_dir, workspace)
+    return work_dir
+
+
+def test_voc_quickstart_trains_past_the_miou_bar(voc_run):
+    _, val = read_scalars(str(voc_run))
+    assert len(val) == 4 and val[-1]['step'] == 1000
+    assert val[-1]['mIoU'] >= MIOU_BAR, val
+    assert osp.isfile(voc_run / 'iter_1000.pth')
+
+
+def test_test_tool_reproduces_the_validation_miou(voc_run, workspace):
+    out = workspace / 'work_dirs' / 'voc_test'
+    run([sys.executable, osp.join(TOOLS, 'test.py'), VOC_CFG, voc_run / 'iter_1000.pth',
+         '--work-dir', out], workspace)
+    _, val = read_scalars(str(voc_run))
+    assert test_metrics(str(out))['mIoU'] == pytest.approx(val[-1]['mIoU'], abs=0.01)
+
+
+def test_resume_continues_from_the_saved_iteration(voc_run, workspace):
+    work_dir = workspace / 'work_dirs' / 'voc_resume'
+    shutil.copytree(voc_run, work_dir)
+    proc = train(VOC_CFG, work_dir, workspace, 'train_cfg.max_iters=1020',
+                 'default_hooks.logger.interval=10', 'default_hooks.checkpoint.interval=20',
+                 extra=['--resume'])
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 0, iter: 1000' in log
+    assert osp.isfile(work_dir / 'iter_1020.pth')
+    new_steps = [r['step'] for r in read_scalars(str(work_dir))[0] if r['step'] > 1000]
+    assert new_steps == [1010, 1020]
+
+
+def test_load_from_a_checkpoint(voc_run, workspace):
+    work_dir = workspace / 'work_dirs' / 'voc_load_from'
+    proc = train(VOC_CFG, work_dir, workspace, f'load_from={voc_run / "iter_1000.pth"}',
+                 'train_cfg.max_iters=10', 'train_cfg.val_interval=10',
+                 'default_hooks.checkpoint.interval=10')
+    assert 'Load checkpoint from' in proc.stdout + proc.stderr
+    _, val = read_scalars(str(work_dir))
+    assert val[-1]['mIoU'] >= MIOU_BAR  # starts from the trained weights
+
+
+def test_coco_stuff_quickstart_trains_past_the_miou_bar(workspace):
+    work_dir = workspace / 'work_dirs' / 'coco'
+    train(COCO_CFG, work_dir, workspace)
+    _, val = read_scalars(str(work_dir))
+    assert val[-1]['step'] == 500 and val[-1]['mIoU'] >= MIOU_BAR, val
+
+
+def test_dist_train_two_cpu_processes_and_its_checkpoint_loads(workspace):
+    work_dir = workspace / 'work_dirs' / 'voc_dist'
+    options = ['--cfg-options', 'train_cfg.max_iters=20', 'train_cfg.val_interval=20',
+               'default_hooks.checkpoint.interval=20', 'default_hooks.logger.interval=10']
+    proc = run(['bash', osp.join(TOOLS, 'dist_train.sh'), VOC_CFG, 2, '--work-dir', work_dir,
+                *options], workspace, env=dict(PORT=str(free_port())))
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log and "backend='gloo'" in log
+    assert osp.isfile(work_dir / 'iter_20.pth')
+    out = workspace / 'work_dirs' / 'voc_dist_test'
+    run([sys.executable, osp.join(TOOLS, 'test.py'), VOC_CFG, work_dir / 'iter_20.pth',
+         '--work-dir', out], workspace)
+    single = test_metrics(str(out))['mIoU']
+    out2 = workspace / 'work_dirs' / 'voc_dist_test2'
+    run(['bash', osp.join(TOOLS, 'dist_test.sh'), VOC_CFG, work_dir / 'iter_20.pth', 2,
+         '--work-dir', out2], workspace, env=dict(PORT=str(free_port())))
+    assert test_metrics(str(out2))['mIoU'] == pytest.approx(single, abs=0.01)
+
+
+def test_train_tool_names_a_missing_data_root(tmp_path):
+    proc = run([sys.executable, osp.join(TOOLS, 'train.py'), VOC_CFG, '--work-dir',
+                tmp_path / 'wd'], tmp_path, expect_ok=False)
+    assert proc.returncode != 0
+    assert 'data_root does not exist: ' + str(tmp_path / 'data/synthetic/voc/VOCdevkit/VOC2012') \
+        in proc.stderr
+
+
+def test_compare_losses_tiny_run(workspace):
+    work_dir = workspace / 'work_dirs' / 'compare'
+    proc = run([sys.executable, osp.join(TOOLS, 'compare_losses.py'), COCO_CFG, '--losses',
+                'ce', 'ngl', "ngl_a2={'type': 'NGLLoss', 'alpha': 2.0}", '--work-dir', work_dir,
+                '--num-samples', '2', '--cfg-options', 'train_cfg.max_iters=20',
+                'train_cfg.val_interval=10', 'default_hooks.checkpoint.interval=20',
+                'default_hooks.logger.interval=10'], workspace)
+    with open(work_dir / 'report.json') as f:
+        report = json.load(f)
+    assert [r['name'] for r in report] == ['ce', 'ngl', 'ngl_a2']
+    assert [r['losses'][0]['type'] for r in report] == ['CrossEntropyLoss', 'NGLLoss', 'NGLLoss']
+    assert report[2]['losses'][0]['alpha'] == 2.0
+    for r in report:
+        assert 0 <= r['mIoU'] <= 100 and r['train_seconds'] > 0
+        assert [row['step'] for row in r['val']] == [10, 20]
+        assert any(v is not None for v in r['per_class_iou'].values())
+    # The variants differ only in the loss: the same seed gives the same first batch,
+    # the aux head keeps its 0.4 weight.
+    assert report[1]['losses'][0]['loss_weight'] == 1.0
+    for name in ('curves.png', 'predictions.png', 'report.md'):
+        assert os.path.getsize(work_dir / name) > 1000
+    md = open(work_dir / 'report.md').read()
+    assert '| ce | CrossEntropyLoss(1) |' in md and '| ngl | NGLLoss(1) |' in md
+    assert '| variant | losses | mIoU | mAcc | aAcc | train time |' in proc.stdout
