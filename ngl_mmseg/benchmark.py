@@ -288,3 +288,17 @@ def _fake_batch(batch, size, num_classes, device):
                             ori_shape=(size, size)))
         samples.append(s)
     return inputs, samples
+
+
+def copy_bandwidth_gbps(device, nbytes=1 << 30, repeats=20):
+    """The device's measured memory bandwidth: a large device-to-device copy,
+    bytes read plus bytes written per second (the ceiling for a fused loss)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    _sync(device)
+    return 2 * nbytes * repeats / (time.perf_counter() - t0) / 1e9
