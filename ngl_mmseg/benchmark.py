@@ -152,6 +152,25 @@ def time_loss(fn, logits, label, device, repeats, warmup):
     return statistics.median(times), max(0, min(peaks)), first
 
 
+def gpu_kernel_seconds(fn, logits, label, repeats=10):
+    """Device time of the kernels of one forward+backward (profiler, summed).
+
+    Wall time of a lone loss call on a GPU is mostly the host launching small
+    kernels; in training the host runs ahead and that cost hides behind the
+    network's kernels. This is the part that does not hide.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    x = logits.detach().clone().requires_grad_()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            x.grad = None
+            fn(x, label).backward()
+        torch.cuda.synchronize()
+    total_us = sum(e.self_device_time_total for e in prof.key_averages()
+                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    return total_us / repeats / 1e6
+
+
 def bandwidth_gbps(shape, seconds, dtype=torch.float32):
     """Effective GB/s of a fused NGL: logits read forward, read + grad written backward."""
     elements = 1
@@ -179,24 +198,38 @@ def run(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=No
                 continue
             log(f'  {shape_name} {tuple(shape)}: {name} ...')
             seconds, peak, first = time_loss(fn, logits, label, device, repeats, warmup)
-            rows.append(dict(shape_name=shape_name, shape=list(shape), variant=name, note=note,
-                             ms=seconds * 1e3, peak_mb=peak / 2**20, first_call_ms=first * 1e3,
-                             gbps=bandwidth_gbps(shape, seconds, dtype)))
+            row = dict(shape_name=shape_name, shape=list(shape), variant=name, note=note,
+                       ms=seconds * 1e3, peak_mb=peak / 2**20, first_call_ms=first * 1e3,
+                       gbps=bandwidth_gbps(shape, seconds, dtype))
+            if torch.device(device).type == 'cuda':
+                kernel = gpu_kernel_seconds(fn, logits, label)
+                row.update(kernel_ms=kernel * 1e3, kernel_gbps=bandwidth_gbps(shape, kernel, dtype))
+            rows.append(row)
         ce = next(r for r in rows if r['variant'] == 'ce')
         for r in rows:
             r['time_ratio'] = r['ms'] / ce['ms']
+            if 'kernel_ms' in r:
+                r['kernel_ratio'] = r['kernel_ms'] / ce['kernel_ms']
             r['mem_ratio'] = r['peak_mb'] / ce['peak_mb'] if ce['peak_mb'] > 0 else float('nan')
         results['rows'] += rows
     return results
 
 
 def format_table(results):
-    lines = ['| shape | variant | fwd+bwd ms | x CE | peak extra MB | x CE | first call ms |',
-             '|---|---|---:|---:|---:|---:|---:|']
+    gpu = any('kernel_ms' in r for r in results['rows'])
+    head = '| shape | variant | fwd+bwd ms | x CE | peak extra MB | x CE | first call ms |'
+    rule = '|---|---|---:|---:|---:|---:|---:|'
+    if gpu:
+        head += ' GPU kernel ms | x CE | kernel GB/s |'
+        rule += '---:|---:|---:|'
+    lines = [head, rule]
     for r in results['rows']:
-        lines.append(f"| {r['shape_name']} {'x'.join(map(str, r['shape']))} | {r['variant']} | "
-                     f"{r['ms']:.1f} | {r['time_ratio']:.2f} | {r['peak_mb']:.0f} | "
-                     f"{r['mem_ratio']:.2f} | {r['first_call_ms']:.0f} |")
+        line = (f"| {r['shape_name']} {'x'.join(map(str, r['shape']))} | {r['variant']} | "
+                f"{r['ms']:.2f} | {r['time_ratio']:.2f} | {r['peak_mb']:.0f} | "
+                f"{r['mem_ratio']:.2f} | {r['first_call_ms']:.0f} |")
+        if gpu:
+            line += f" {r['kernel_ms']:.3f} | {r['kernel_ratio']:.2f} | {r['kernel_gbps']:.0f} |"
+        lines.append(line)
     return '\n'.join(lines)
 
 

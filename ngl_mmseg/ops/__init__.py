@@ -29,15 +29,20 @@ _compiled = {}
 _compile_failed = False
 
 
-def triton_available(device_type='cuda'):
-    """Whether the Triton kernels can run on tensors of ``device_type``."""
-    if device_type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
-        return False
+@functools.lru_cache(maxsize=None)
+def _triton_importable():
     try:
         from . import ngl_triton  # noqa: F401
     except Exception:  # ImportError, or a Triton without a usable backend
         return False
     return True
+
+
+def triton_available(device_type='cuda'):
+    """Whether the Triton kernels can run on tensors of ``device_type``."""
+    if device_type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
+        return False
+    return _triton_importable()
 
 
 def _compiled_fns():
