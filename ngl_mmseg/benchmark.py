@@ -124,32 +124,37 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_loss(fn, logits, label, device, repeats, warmup):
-    """(median seconds, peak extra bytes, first-call seconds) of forward+backward."""
-    x = logits.detach().clone().requires_grad_()
+def _timed_call(fn, x, label, device):
+    x.grad = None
     _sync(device)
     t0 = time.perf_counter()
     fn(x, label).backward()
     _sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        x.grad = None
-        fn(x, label).backward()
-    times = []
+    return time.perf_counter() - t0
+
+
+def time_losses(fns, logits, label, device, repeats, warmup):
+    """Per loss: (median seconds, peak extra bytes, first-call seconds) of
+    forward+backward. Timed calls are interleaved round by round across the
+    losses, so drift of the machine (clocks, neighbours) hits all alike."""
+    xs = {name: logits.detach().clone().requires_grad_() for name in fns}
+    first, times, peaks = {}, {name: [] for name in fns}, {}
+    for name, fn in fns.items():
+        first[name] = _timed_call(fn, xs[name], label, device)
+        for _ in range(max(0, warmup - 1)):
+            _timed_call(fn, xs[name], label, device)
     for _ in range(repeats):
-        x.grad = None
-        _sync(device)
-        t0 = time.perf_counter()
-        fn(x, label).backward()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    peaks = []
-    for _ in range(2):
-        x.grad = None
-        with PeakMemory(device) as mem:
-            fn(x, label).backward()
-        peaks.append(mem.peak)
-    return statistics.median(times), max(0, min(peaks)), first
+        for name, fn in fns.items():
+            times[name].append(_timed_call(fn, xs[name], label, device))
+    for name, fn in fns.items():
+        measured = []
+        for _ in range(2):
+            xs[name].grad = None
+            with PeakMemory(device) as mem:
+                fn(xs[name], label).backward()
+            measured.append(mem.peak)
+        peaks[name] = max(0, min(measured))
+    return {name: (statistics.median(times[name]), peaks[name], first[name]) for name in fns}
 
 
 def gpu_kernel_seconds(fn, logits, label, repeats=10):
@@ -193,11 +198,13 @@ def run(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=No
         shape = SHAPES[shape_name]
         logits, label = make_inputs(shape, device, dtype)
         rows = []
-        for name, (fn, note) in variants(device).items():
-            if only and name not in only and name != 'ce':
-                continue
-            log(f'  {shape_name} {tuple(shape)}: {name} ...')
-            seconds, peak, first = time_loss(fn, logits, label, device, repeats, warmup)
+        chosen = {name: v for name, v in variants(device).items()
+                  if not only or name in only or name == 'ce'}
+        log(f'  {shape_name} {tuple(shape)}: {", ".join(chosen)} ...')
+        measured = time_losses({name: fn for name, (fn, _) in chosen.items()}, logits, label,
+                               device, repeats, warmup)
+        for name, (fn, note) in chosen.items():
+            seconds, peak, first = measured[name]
             row = dict(shape_name=shape_name, shape=list(shape), variant=name, note=note,
                        ms=seconds * 1e3, peak_mb=peak / 2**20, first_call_ms=first * 1e3,
                        gbps=bandwidth_gbps(shape, seconds, dtype))
@@ -269,7 +276,8 @@ def plot(results, png_path):
 
 def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=print):
     """One training step (forward + backward of a real model) with its loss as
-    configured (NGL) and with mmseg's CE swapped in, same weights and batch."""
+    configured (NGL) and with mmseg's CE swapped in: same weights, same batch,
+    steps alternated between the two."""
     from mmengine.config import Config
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
@@ -277,7 +285,7 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     from .compat import _sync_bn_to_bn
     from .losses_presets import apply_loss_preset
     register_all_modules()
-    out = []
+    models, times = {}, {}
     for preset in ('ce', 'ngl'):
         cfg = Config.fromfile(config)
         apply_loss_preset(cfg, preset)
@@ -287,22 +295,31 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
         _sync_bn_to_bn(cfg.model)
         cfg.model.data_preprocessor.size = (size, size)
         torch.manual_seed(0)
-        model = MODELS.build(cfg.model).to(device).train()
-        num_classes = cfg.model.decode_head.num_classes
-        inputs, samples = _fake_batch(batch, size, num_classes, device)
-        times = []
-        for i in range(repeats + 1):
-            model.zero_grad(set_to_none=True)
-            _sync(device)
-            t0 = time.perf_counter()
-            losses = model.loss(inputs, samples)
-            sum(v for k, v in losses.items() if 'loss' in k).backward()
-            _sync(device)
-            if i:  # the first step warms up
-                times.append(time.perf_counter() - t0)
-        log(f'  iteration {preset}: {statistics.median(times) * 1e3:.0f} ms')
+        models[preset] = MODELS.build(cfg.model).to(device).train()
+        times[preset] = []
+    num_classes = cfg.model.decode_head.num_classes
+    inputs, samples = _fake_batch(batch, size, num_classes, device)
+
+    def step(model):
+        model.zero_grad(set_to_none=True)
+        _sync(device)
+        t0 = time.perf_counter()
+        losses = model.loss(inputs, samples)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    for model in models.values():
+        step(model)  # warm-up
+    for _ in range(repeats):
+        for preset, model in models.items():
+            times[preset].append(step(model))
+    out = []
+    for preset in models:
+        ms = statistics.median(times[preset]) * 1e3
+        log(f'  iteration {preset}: {ms:.0f} ms')
         out.append(dict(config=os.path.basename(config), preset=preset, size=size, batch=batch,
-                        ms=statistics.median(times) * 1e3))
+                        ms=ms))
     out[1]['ratio'] = out[1]['ms'] / out[0]['ms']
     return out
 

@@ -4,28 +4,10 @@ _base_ = ['./_base_/fcn_r18-d8_ngl_cpu-1k.py', 'mmseg::_base_/datasets/pascal_vo
 
 num_classes = 21
 data_root = 'data/synthetic/voc/VOCdevkit/VOC2012'
-crop_size = (64, 64)
-scale = (128, 96)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    decode_head=dict(num_classes=num_classes),
-    auxiliary_head=dict(num_classes=num_classes))
-
-# The synthetic classes differ by colour and texture: no photometric distortion.
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
+    decode_head=dict(num_classes=num_classes), auxiliary_head=dict(num_classes=num_classes))
+train_pipeline = {{_base_.synthetic_train_pipeline}}
+test_pipeline = {{_base_.synthetic_test_pipeline}}
 dataset_train = dict(
     type='PascalVOCDataset',
     data_root=data_root,

@@ -5,28 +5,10 @@ _base_ = ['./_base_/fcn_r18-d8_ngl_cpu-1k.py', 'mmseg::_base_/datasets/coco-stuf
 
 num_classes = 171
 data_root = 'data/synthetic/coco-stuff/coco_stuff164k'
-crop_size = (64, 64)
-scale = (128, 96)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    decode_head=dict(num_classes=num_classes),
-    auxiliary_head=dict(num_classes=num_classes))
-
-# The synthetic classes differ by colour and texture: no photometric distortion.
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
+    decode_head=dict(num_classes=num_classes), auxiliary_head=dict(num_classes=num_classes))
+train_pipeline = {{_base_.synthetic_train_pipeline}}
+test_pipeline = {{_base_.synthetic_test_pipeline}}
 train_dataloader = dict(
     batch_size=8, num_workers=2, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(

@@ -9,6 +9,7 @@ custom_imports = dict(imports=['ngl_mmseg'], allow_failed_imports=False)
 max_iters = 1000
 model = dict(
     pretrained=None,
+    data_preprocessor=dict(size=(64, 64)),
     # ResNet-18 at half width: a CPU budget, not a benchmark model.
     backbone=dict(depth=18, stem_channels=32, base_channels=32),
     decode_head=dict(
@@ -31,3 +32,22 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=2))
 randomness = dict(seed=0)
+
+# Pipelines for the synthetic datasets (images of 96x128), named apart from the
+# dataset bases' own `train_pipeline`/`test_pipeline`. The synthetic classes
+# differ by colour and texture: no photometric distortion.
+synthetic_crop_size = (64, 64)
+synthetic_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(128, 96), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=synthetic_crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
+]
+synthetic_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 96), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
