@@ -38,9 +38,16 @@ def _history_buffer_statistic(owner, name):
 
 def _checkpoint_globals():
     """What ``torch.serialization.get_unsafe_globals_in_checkpoint`` lists for
-    a checkpoint of mmseg's Runner (tested on real ones in tests/test_e2e.py)."""
+    a checkpoint of mmseg's Runner (tested on real ones in tests/test_e2e.py),
+    plus the classes of the numpy dtypes it builds (numpy >= 1.25 builds a
+    dtype as an instance of e.g. ``numpy.dtypes.Float64DType``, which that
+    listing does not show)."""
     from mmengine.logging.history_buffer import HistoryBuffer
     multiarray = (getattr(np, '_core', None) or np.core).multiarray  # numpy 2 / 1
+    dtypes = getattr(np, 'dtypes', None)
+    dtype_classes = [getattr(dtypes, name) for name in (
+        'Float64DType', 'Float32DType', 'Int64DType', 'Int32DType', 'BoolDType')
+        if hasattr(dtypes, name)]
     return [
         HistoryBuffer,
         (_history_buffer_statistic, 'builtins.getattr'),
@@ -48,7 +55,7 @@ def _checkpoint_globals():
         multiarray.scalar,
         np.ndarray,
         np.dtype,
-    ]
+    ] + dtype_classes
 
 
 def allow_checkpoint_globals():
