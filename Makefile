@@ -1,6 +1,8 @@
 # The README's commands. `make demo`: the main job; `make test`: the test suite.
 # Both set up the pinned stack in .venv first (reused when already there).
 PY := .venv/bin/python
+# Tools started from here (torchrun, python in the shell scripts) come from the venv.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py
 VOC_DATA := data/synthetic/voc
 

@@ -54,7 +54,7 @@ def train_variant(config_path, work_dir, gpus=1, port=None):
     else:
         cmd = [sys.executable, osp.join(TOOLS_DIR, 'train.py'), config_path, '--work-dir',
                work_dir]
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHON=sys.executable)  # dist_train.sh runs the same interpreter
     if port:
         env['PORT'] = str(port)
     start = time.time()

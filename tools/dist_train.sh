@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mmseg's tools/dist_train.sh with torchrun (torch.distributed.launch is deprecated).
+# mmseg's tools/dist_train.sh, launched by torchrun (`python -m torch.distributed.run`, so the
+# interpreter is $PYTHON or the `python` on PATH) instead of the deprecated torch.distributed.launch.
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
 # Env: NNODES, NODE_RANK, PORT, MASTER_ADDR as in mmseg. Without CUDA the GPUS
 # processes run on CPU with gloo (see ngl_mmseg/compat.py).
@@ -11,7 +12,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
-torchrun \
+${PYTHON:-python} -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \
