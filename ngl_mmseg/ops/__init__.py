@@ -69,8 +69,10 @@ def resolve_impl(impl, logits):
         return impl
     if logits.dtype == torch.float64:
         return 'torch'  # the kernels compute in float32
-    if logits.is_cuda and logits.shape[1] <= 1024 and triton_available('cuda'):
-        return 'triton'
+    if logits.is_cuda and triton_available('cuda'):
+        from .ngl_triton import MAX_CLASSES
+        if logits.shape[1] <= MAX_CLASSES:
+            return 'triton'
     if logits.numel() >= COMPILE_MIN_ELEMENTS and not _compile_failed:
         return 'compile'
     return 'torch'

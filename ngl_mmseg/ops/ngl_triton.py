@@ -13,7 +13,7 @@ import triton.language as tl
 
 from .poly import DEGREE, ngl_coefficients
 
-_MAX_CLASSES = 1024  # one tile holds every class of a pixel
+MAX_CLASSES = 1024  # one tile holds every class of a pixel
 
 
 @triton.jit
@@ -99,8 +99,8 @@ def _ngl_bwd_kernel(z_ptr, lab_ptr, gout_ptr, grad_ptr, coef_ptr, C, S,
 
 @lru_cache(maxsize=64)
 def _launch_config(num_classes):
-    if num_classes > _MAX_CLASSES:
-        raise ValueError(f'the Triton NGL kernel supports up to {_MAX_CLASSES} classes, '
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f'the Triton NGL kernel supports up to {MAX_CLASSES} classes, '
                          f'got {num_classes}')
     block_c = triton.next_power_of_2(num_classes)
     # Measured on an H200 (fwd + bwd, fp32): small tiles with few warps win;
