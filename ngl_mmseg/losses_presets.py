@@ -12,7 +12,8 @@ LOSS_PRESETS = {
     'ngl': [dict(type='NGLLoss', loss_weight=1.0)],
     'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0),
                dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
-    'ngl-sigmoid': [dict(type='NGLLoss', use_sigmoid=True, loss_weight=1.0)],
+    # The authors' own training: sigmoid scaling of the softmax (their TF NGL(scaling=True)).
+    'ngl-scaling': [dict(type='NGLLoss', scaling=True, loss_weight=1.0)],
     'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
 }
 

@@ -1,33 +1,32 @@
 """The NGL formula written plainly in float64: the independent reference of the tests."""
-import math
-
 import torch
 
 ALPHA = 2.4092
 
 
-def ref_pixel_loss(logits, label, alpha=ALPHA, use_sigmoid=False, ignore_index=255):
-    """Mean over classes of exp(alpha - p(1+y)) - cos(cos(sin p)); ignored pixels 0."""
+def ref_pixel_loss(logits, label, alpha=ALPHA, scaling=False, ignore_index=255):
+    """Mean over classes of exp(alpha - p(1+y)) - cos(cos(sin p)); ignored pixels 0.
+
+    p = softmax(logits) over dim 1; with ``scaling``, p = sigmoid(softmax(logits)).
+    """
     x = logits.double()
     num_classes = x.shape[1]
-    if use_sigmoid:
-        p = 1.0 / (1.0 + torch.exp(-x))
-    else:
-        e = torch.exp(x - x.max(dim=1, keepdim=True).values)
-        p = e / e.sum(dim=1, keepdim=True)
+    e = torch.exp(x - x.max(dim=1, keepdim=True).values)
+    p = e / e.sum(dim=1, keepdim=True)
+    if scaling:
+        p = 1.0 / (1.0 + torch.exp(-p))
     valid = label != ignore_index
     y = torch.zeros_like(p)
     for c in range(num_classes):
-        target = (label == 1) if num_classes == 1 else (label == c)
-        y[:, c] = (target & valid).double()
+        y[:, c] = ((label == c) & valid).double()
     per_class = torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p)))
     return per_class.mean(dim=1) * valid.double()
 
 
 def ref_loss(logits, label, weight=None, class_weight=None, reduction='mean',
              avg_factor=None, ignore_index=255, avg_non_ignore=True, alpha=ALPHA,
-             use_sigmoid=False, loss_weight=1.0):
-    loss = ref_pixel_loss(logits, label, alpha, use_sigmoid, ignore_index)
+             scaling=False, loss_weight=1.0):
+    loss = ref_pixel_loss(logits, label, alpha, scaling, ignore_index)
     valid = label != ignore_index
     if class_weight is not None:
         cw = torch.tensor(class_weight, dtype=torch.float64)
@@ -57,5 +56,3 @@ def literal_classification_mean(logits, label, alpha=ALPHA):
     y = torch.nn.functional.one_hot(label, logits.shape[1]).double()
     return torch.mean(torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p))))
 
-
-assert math.isclose(ALPHA, 2.4092)

@@ -2,7 +2,8 @@
 
 ``impl`` picks the implementation; ``'auto'`` takes the fastest available:
 
-- ``'triton'``: Triton kernels, for CUDA tensors (or CPU under TRITON_INTERPRET=1);
+- ``'triton'``: Triton kernels, for float32/16 CUDA tensors (or CPU tensors
+  under TRITON_INTERPRET=1);
 - ``'compile'``: the torch math fused by ``torch.compile`` (CPU or CUDA);
 - ``'torch'``: the same math in eager PyTorch, chunked over pixels;
 - ``'reference'``: the literal formula through autograd (slow; for checks).
@@ -12,12 +13,14 @@ Every fused implementation saves only the logits and labels for backward
 The environment variable ``NGL_MMSEG_IMPL`` overrides ``'auto'``.
 """
 import functools
+import math
 import os
 import warnings
 
 import torch
 
 from . import ngl_torch
+from .ngl_torch import compute_dtype
 from .reference import ALPHA, ngl_literal
 
 IMPLS = ('auto', 'triton', 'compile', 'torch', 'reference')
@@ -78,6 +81,20 @@ def resolve_impl(impl, logits):
     return 'torch'
 
 
+def _check_triton(logits):
+    """Clear errors where Triton's own would be obscure ("0 active drivers")."""
+    if logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"impl='triton' computes in float32 and takes float32, float16 or "
+                         f"bfloat16 logits, got {logits.dtype}; use impl='torch' for float64")
+    if not logits.is_cuda and os.environ.get('TRITON_INTERPRET') != '1':
+        raise ValueError(f"impl='triton' needs CUDA tensors, got logits on {logits.device} "
+                         "(on CPU, Triton kernels run only in its interpreter, "
+                         "TRITON_INTERPRET=1); use impl='auto' to pick a CPU path")
+    if not _triton_importable():
+        raise ValueError("impl='triton' needs Triton, which cannot be imported here; "
+                         "install it (pip install triton) or use impl='compile'")
+
+
 def _run(impl, direction, *args):
     """Run the forward (0) or backward (1) pass of ``impl``.
 
@@ -103,33 +120,38 @@ def _as_bcs(logits, label):
     if logits.dim() == 2:  # (M, C) classification: pixels are rows
         return logits.t().unsqueeze(0), label.unsqueeze(0)
     n, c = logits.shape[:2]
-    return logits.reshape(n, c, -1), label.reshape(n, -1)
+    s = math.prod(logits.shape[2:])  # not -1: that is ambiguous for an empty batch
+    return logits.reshape(n, c, s), label.reshape(n, s)
 
 
 class _NGLPixelLoss(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, logits, label, alpha, use_sigmoid, ignore_index, impl):
-        z, lab = _as_bcs(logits, label)
-        loss = _run(impl, 0, z, lab, alpha, use_sigmoid, ignore_index)
+    def forward(ctx, logits, label, alpha, scaling, ignore_index, impl):
         ctx.save_for_backward(logits, label)
-        ctx.args = (alpha, use_sigmoid, ignore_index, impl)
+        ctx.args = (alpha, scaling, ignore_index, impl)
+        if label.numel() == 0:  # an empty batch: nothing to launch
+            return logits.new_zeros(label.shape, dtype=compute_dtype(logits.dtype))
+        z, lab = _as_bcs(logits, label)
+        loss = _run(impl, 0, z, lab, alpha, scaling, ignore_index)
         return loss.view(label.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         logits, label = ctx.saved_tensors
-        alpha, use_sigmoid, ignore_index, impl = ctx.args
+        alpha, scaling, ignore_index, impl = ctx.args
+        if label.numel() == 0:
+            return torch.zeros_like(logits), None, None, None, None, None
         z, lab = _as_bcs(logits, label)
-        grad = _run(impl, 1, z, lab, grad_out.reshape(lab.shape), alpha, use_sigmoid,
+        grad = _run(impl, 1, z, lab, grad_out.reshape(lab.shape), alpha, scaling,
                     ignore_index)
         if logits.dim() == 2:
             grad = grad.squeeze(0).t()
         return grad.view(logits.shape), None, None, None, None, None
 
 
-def ngl_pixel_loss(logits, label, alpha=ALPHA, use_sigmoid=False, ignore_index=255,
+def ngl_pixel_loss(logits, label, alpha=ALPHA, scaling=False, ignore_index=255,
                    impl='auto'):
     """Per-pixel NGL: the mean over classes, ignored pixels 0.
 
@@ -137,9 +159,9 @@ def ngl_pixel_loss(logits, label, alpha=ALPHA, use_sigmoid=False, ignore_index=2
         logits (Tensor): (N, C, *spatial) or (M, C) scores, any float dtype.
         label (Tensor): int64 labels shaped like ``logits`` without dim 1,
             values in [0, C) or ``ignore_index`` (validated by the caller).
-            With one channel and ``use_sigmoid``, labels are 0/1 (binary).
         alpha (float): The constant of the formula. Default: 2.4092.
-        use_sigmoid (bool): Per-class sigmoid instead of softmax.
+        scaling (bool): Apply the formula to ``sigmoid(softmax(logits))``,
+            the authors' TensorFlow ``NGL(scaling=True)``. Default: False.
         ignore_index (int): Label of pixels that contribute nothing.
         impl (str): One of ``IMPLS``. Default: 'auto'.
 
@@ -147,12 +169,14 @@ def ngl_pixel_loss(logits, label, alpha=ALPHA, use_sigmoid=False, ignore_index=2
         Tensor: float32 (float64 for float64 logits) loss of ``label``'s shape.
     """
     impl = resolve_impl(impl, logits)
+    if impl == 'triton':
+        _check_triton(logits)
     if impl == 'reference':
-        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        return ngl_literal(logits.to(compute), label, alpha, use_sigmoid, ignore_index)
-    return _NGLPixelLoss.apply(logits, label, float(alpha), bool(use_sigmoid),
+        return ngl_literal(logits.to(compute_dtype(logits.dtype)), label, alpha, scaling,
+                           ignore_index)
+    return _NGLPixelLoss.apply(logits, label, float(alpha), bool(scaling),
                                int(ignore_index), impl)
 
 
-__all__ = ['ALPHA', 'IMPLS', 'ngl_literal', 'ngl_pixel_loss', 'resolve_impl',
+__all__ = ['ALPHA', 'IMPLS', 'compute_dtype', 'ngl_literal', 'ngl_pixel_loss', 'resolve_impl',
            'triton_available']

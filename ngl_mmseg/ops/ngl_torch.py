@@ -1,13 +1,22 @@
 """NGL per-pixel loss in plain PyTorch: analytic gradient, no one-hot, chunked.
 
 Both passes work on logits viewed as ``(B, C, S)`` (class dim 1). Per pixel,
-with ``p`` the softmax (or sigmoid) probabilities and ``t`` the label::
+with ``p = softmax(z)`` over the classes, ``q`` what the formula is applied to
+(``q = p``; with ``scaling``, ``q = sigmoid(p)``, the authors' TensorFlow
+``NGL(scaling=True)``) and ``t`` the label::
 
-    loss = (sum_c f(p_c) + [t has a target] * (exp(a - 2 p_t) - exp(a - p_t))) / C
-    f(p) = exp(a - p) - cos(cos(sin(p)))
+    loss = (sum_c f(q_c) + (exp(a - 2 q_t) - exp(a - q_t))) / C
+    f(q) = exp(a - q) - cos(cos(sin(q)))
 
-which equals the mean over classes of ``exp(a - p (1 + y)) - cos(cos(sin p))``
-without building ``y``. ``f`` and ``f'`` are evaluated as polynomials (see
+which equals the mean over classes of ``exp(a - q (1 + y)) - cos(cos(sin q))``
+without building ``y``. Backward, with ``g_c = C dL/dq_c`` (``f'(q_c)``, plus
+``2 e^(a - 2 q_t)``'s and ``e^(a - q_t)``'s derivatives on the target)::
+
+    h_c   = g_c                    (no scaling)
+    h_c   = g_c q_c (1 - q_c)      (scaling: the sigmoid's derivative)
+    dL/dz = p * (h - sum_c h_c p_c) / C      (the softmax vector-Jacobian product)
+
+Both q = p and q = sigmoid(p) lie in [0, 1], where the polynomials are fitted. ``f`` and ``f'`` are evaluated as polynomials (see
 ``poly.py``); only the target class needs real ``exp`` calls. The same two
 functions serve the eager path (on chunks of pixels, so temporaries stay
 bounded) and the compiled path (on the whole tensor, fused by inductor).
@@ -30,53 +39,53 @@ def _horner(p, coefs):
     return acc
 
 
-def _targets(label, num_classes, ignore_index):
-    """(valid, has_target, target_channel) for labels of shape (B, 1, S).
+def compute_dtype(dtype):
+    """The dtype the math runs in: float64 for float64 logits, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
-    With a single sigmoid channel (binary segmentation, as mmseg handles
-    ``out_channels=1``) label 1 is the positive class of channel 0 and label 0
-    has no target channel.
-    """
+
+def _probs(z):
+    # Ignored pixels may hold anything (even NaN): they are zeroed, never read.
+    return torch.softmax(z.to(compute_dtype(z.dtype)), dim=1)
+
+
+def _targets(label, ignore_index):
+    """(valid, target channel) for labels of shape (B, 1, S)."""
     valid = label != ignore_index
-    if num_classes == 1:
-        return valid, valid & (label == 1), torch.zeros_like(label)
-    return valid, valid, torch.where(valid, label, 0)
+    return valid, torch.where(valid, label, 0)
 
 
-def _probs(z, use_sigmoid):
-    return torch.sigmoid(z) if use_sigmoid else torch.softmax(z, dim=1)
-
-
-def forward_math(z, label, alpha, use_sigmoid, ignore_index, coef_f):
+def forward_math(z, label, alpha, scaling, ignore_index, coef_f):
     """Per-pixel loss (B, S) of logits ``z`` (B, C, S) and labels (B, S)."""
     num_classes = z.shape[1]
-    compute = torch.float64 if z.dtype == torch.float64 else torch.float32
-    p = _probs(z.to(compute), use_sigmoid)
-    total = _horner(p, coef_f).sum(dim=1)
-    valid, has, idx = _targets(label.unsqueeze(1), num_classes, ignore_index)
-    pt = p.gather(1, idx).squeeze(1)
-    corr = torch.exp(alpha - 2 * pt) - torch.exp(alpha - pt)
-    loss = (total + torch.where(has.squeeze(1), corr, 0.0)) / num_classes
+    q = _probs(z)
+    if scaling:
+        q = torch.sigmoid(q)
+    total = _horner(q, coef_f).sum(dim=1)
+    valid, idx = _targets(label.unsqueeze(1), ignore_index)
+    qt = q.gather(1, idx).squeeze(1)
+    corr = torch.exp(alpha - 2 * qt) - torch.exp(alpha - qt)
+    loss = (total + corr) / num_classes
     return torch.where(valid.squeeze(1), loss, 0.0)
 
 
-def backward_math(z, label, grad_out, alpha, use_sigmoid, ignore_index, coef_df):
+def backward_math(z, label, grad_out, alpha, scaling, ignore_index, coef_df):
     """Gradient w.r.t. ``z`` (B, C, S) given the per-pixel ``grad_out`` (B, S)."""
     num_classes = z.shape[1]
-    compute = torch.float64 if z.dtype == torch.float64 else torch.float32
-    p = _probs(z.to(compute), use_sigmoid)
-    g = _horner(p, coef_df)  # C * dL/dp_c without the target term
-    valid, has, idx = _targets(label.unsqueeze(1), num_classes, ignore_index)
-    pt = p.gather(1, idx)
-    g_target = torch.exp(alpha - pt) - 2 * torch.exp(alpha - 2 * pt)
+    p = _probs(z)
+    q = torch.sigmoid(p) if scaling else p
+    g = _horner(q, coef_df)  # C * dL/dq_c without the target term
+    valid, idx = _targets(label.unsqueeze(1), ignore_index)
+    qt = q.gather(1, idx)
+    g_target = torch.exp(alpha - qt) - 2 * torch.exp(alpha - 2 * qt)
     channel = torch.arange(num_classes, device=z.device).view(1, -1, 1)
-    g = torch.where((channel == idx) & has, g + g_target, g)
-    scale = torch.where(valid, grad_out.unsqueeze(1).to(compute), 0.0) / num_classes
-    if use_sigmoid:
-        dz = g * p * (1 - p)
-    else:
-        dz = p * (g - (g * p).sum(dim=1, keepdim=True))
-    return (dz * scale).to(z.dtype)
+    g = torch.where(channel == idx, g + g_target, g)
+    if scaling:
+        g = g * q * (1 - q)  # C * dL/dp_c
+    scale = torch.where(valid, grad_out.unsqueeze(1).to(p.dtype), 0.0) / num_classes
+    dz = p * (g - (g * p).sum(dim=1, keepdim=True))
+    # where, not a product: a NaN logit in an ignored pixel must give 0, not NaN.
+    return torch.where(valid, dz * scale, 0.0).to(z.dtype)
 
 
 def _chunks(num_pixels, per_pixel_elements, chunk):
@@ -89,29 +98,28 @@ def _default_chunk(z):
     return CUDA_CHUNK_ELEMENTS if z.is_cuda else CHUNK_ELEMENTS
 
 
-def forward_chunked(z, label, alpha, use_sigmoid, ignore_index, math=forward_math,
+def forward_chunked(z, label, alpha, scaling, ignore_index, math=forward_math,
                     chunk='default'):
     """``math`` over chunks of at most ``chunk`` logits (None: all at once)."""
     chunk = _default_chunk(z) if chunk == 'default' else chunk
     coef_f = ngl_coefficients(alpha)[0]
     if chunk is None or z.numel() <= chunk:
-        return math(z, label, alpha, use_sigmoid, ignore_index, coef_f)
-    out = torch.empty(label.shape, dtype=torch.float64 if z.dtype == torch.float64
-                      else torch.float32, device=z.device)
+        return math(z, label, alpha, scaling, ignore_index, coef_f)
+    out = torch.empty(label.shape, dtype=compute_dtype(z.dtype), device=z.device)
     for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
-        out[:, s] = math(z[:, :, s], label[:, s], alpha, use_sigmoid, ignore_index, coef_f)
+        out[:, s] = math(z[:, :, s], label[:, s], alpha, scaling, ignore_index, coef_f)
     return out
 
 
-def backward_chunked(z, label, grad_out, alpha, use_sigmoid, ignore_index, math=backward_math,
+def backward_chunked(z, label, grad_out, alpha, scaling, ignore_index, math=backward_math,
                      chunk='default'):
     """``math`` over chunks of at most ``chunk`` logits (None: all at once)."""
     chunk = _default_chunk(z) if chunk == 'default' else chunk
     coef_df = ngl_coefficients(alpha)[1]
     if chunk is None or z.numel() <= chunk:
-        return math(z, label, grad_out, alpha, use_sigmoid, ignore_index, coef_df)
+        return math(z, label, grad_out, alpha, scaling, ignore_index, coef_df)
     grad = torch.empty(z.shape, dtype=z.dtype, device=z.device)
     for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
-        grad[:, :, s] = math(z[:, :, s], label[:, s], grad_out[:, s], alpha, use_sigmoid,
+        grad[:, :, s] = math(z[:, :, s], label[:, s], grad_out[:, s], alpha, scaling,
                              ignore_index, coef_df)
     return grad

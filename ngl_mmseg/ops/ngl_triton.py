@@ -3,7 +3,22 @@
 Each program loads a whole ``[classes, pixels]`` tile once, so the forward pass
 reads the logits once and the backward pass reads them once and writes the
 gradient once: the loss is bound by memory traffic, as cross entropy is.
-Same math as ``ngl_torch`` (polynomial f and f', target term with exp).
+Same math as ``ngl_torch`` (its docstring derives it): polynomial f and f',
+exact exp for the target term, the sigmoid of ``scaling`` applied to the
+softmax probabilities, then the softmax vector-Jacobian product.
+
+Kernel parameters (both kernels):
+    z_ptr, lab_ptr        logits viewed as (B, C, S), labels as (B, S)
+    out_ptr / grad_ptr    per-pixel loss (B, S) float32 / gradient like z
+    gout_ptr              upstream per-pixel gradient (B, S), contiguous float32
+    coef_ptr              DEG + 1 polynomial coefficients (f or f'), float32
+    C, S                  classes and pixels per image
+    s_zb, s_zc, s_zs      strides of z in elements (image, class, pixel);
+                          s_lb, s_ls of the labels; s_gb, s_gc, s_gs of grad
+    alpha, ignore_index   the formula's constant; the label that contributes 0
+    SCALING               q = sigmoid(softmax(z)) instead of softmax(z)
+    BLOCK_C, BLOCK_S      tile: every class (power of 2 >= C) x BLOCK_S pixels
+Grid: (B, cdiv(S, BLOCK_S)); a program owns BLOCK_S pixels of one image.
 """
 from functools import lru_cache
 
@@ -25,74 +40,74 @@ def _horner(p, coef_ptr, DEG: tl.constexpr):
 
 
 @triton.jit
-def _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs,
-                SIGMOID: tl.constexpr):
+def _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs):
+    """Softmax over the classes (dim 0) of a (BLOCK_C, BLOCK_S) tile, in fp32;
+    padded classes and pixels hold 0."""
     mask_c = offs_c < C
     mask = mask_c[:, None] & (offs_s < S)[None, :]
     z = tl.load(z_ptr + b * s_zb + offs_c[:, None] * s_zc + offs_s[None, :] * s_zs,
                 mask=mask, other=0.0).to(tl.float32)
-    if SIGMOID:
-        p = 1.0 / (1.0 + tl.exp(-z))
-    else:
-        z = tl.where(mask_c[:, None], z, float('-inf'))
-        e = tl.exp(z - tl.max(z, axis=0)[None, :])
-        p = e / tl.sum(e, axis=0)[None, :]
+    z = tl.where(mask_c[:, None], z, float('-inf'))
+    e = tl.exp(z - tl.max(z, axis=0)[None, :])
+    p = e / tl.sum(e, axis=0)[None, :]
     return tl.where(mask, p, 0.0), mask
 
 
 @triton.jit
-def _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index, ONE_CHANNEL: tl.constexpr):
+def _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index):
+    """(valid, target channel) of each pixel; ignored pixels point at class 0."""
     lab = tl.load(lab_ptr + b * s_lb + offs_s * s_ls, mask=offs_s < S,
                   other=ignore_index).to(tl.int32)
     valid = lab != ignore_index
-    if ONE_CHANNEL:
-        has = valid & (lab == 1)
-        idx = tl.zeros_like(lab)
-    else:
-        has = valid
-        idx = tl.where(valid, lab, 0)
-    return valid, has, idx
+    return valid, tl.where(valid, lab, 0)
 
 
 @triton.jit
 def _ngl_fwd_kernel(z_ptr, lab_ptr, out_ptr, coef_ptr, C, S,
                     s_zb, s_zc, s_zs, s_lb, s_ls, alpha, ignore_index,
-                    SIGMOID: tl.constexpr, ONE_CHANNEL: tl.constexpr, DEG: tl.constexpr,
+                    SCALING: tl.constexpr, DEG: tl.constexpr,
                     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     b = tl.program_id(0)
     offs_s = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
     offs_c = tl.arange(0, BLOCK_C)
-    p, mask = _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs, SIGMOID)
-    total = tl.sum(tl.where(mask, _horner(p, coef_ptr, DEG), 0.0), axis=0)
-    valid, has, idx = _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index, ONE_CHANNEL)
-    pt = tl.sum(tl.where(offs_c[:, None] == idx[None, :], p, 0.0), axis=0)
-    corr = tl.exp(alpha - 2.0 * pt) - tl.exp(alpha - pt)
-    loss = (total + tl.where(has, corr, 0.0)) / C
+    q, mask = _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs)
+    if SCALING:
+        q = 1.0 / (1.0 + tl.exp(-q))
+    # sum_c f(q_c), then the target's exp(a - 2 q_t) replaces its exp(a - q_t).
+    total = tl.sum(tl.where(mask, _horner(q, coef_ptr, DEG), 0.0), axis=0)
+    valid, idx = _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index)
+    qt = tl.sum(tl.where(offs_c[:, None] == idx[None, :], q, 0.0), axis=0)
+    loss = (total + tl.exp(alpha - 2.0 * qt) - tl.exp(alpha - qt)) / C
     tl.store(out_ptr + b * S + offs_s, tl.where(valid, loss, 0.0), mask=offs_s < S)
 
 
 @triton.jit
 def _ngl_bwd_kernel(z_ptr, lab_ptr, gout_ptr, grad_ptr, coef_ptr, C, S,
                     s_zb, s_zc, s_zs, s_lb, s_ls, s_gb, s_gc, s_gs, alpha, ignore_index,
-                    SIGMOID: tl.constexpr, ONE_CHANNEL: tl.constexpr, DEG: tl.constexpr,
+                    SCALING: tl.constexpr, DEG: tl.constexpr,
                     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     b = tl.program_id(0)
     offs_s = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
     offs_c = tl.arange(0, BLOCK_C)
-    p, mask = _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs, SIGMOID)
-    g = _horner(p, coef_ptr, DEG)
-    valid, has, idx = _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index, ONE_CHANNEL)
+    p, mask = _load_probs(z_ptr, b, offs_c, offs_s, C, S, s_zb, s_zc, s_zs)
+    if SCALING:
+        q = 1.0 / (1.0 + tl.exp(-p))
+    else:
+        q = p
+    g = _horner(q, coef_ptr, DEG)  # f'(q_c) = C dL/dq_c off the target
+    valid, idx = _target(lab_ptr, b, offs_s, S, s_lb, s_ls, ignore_index)
     is_t = offs_c[:, None] == idx[None, :]
-    pt = tl.sum(tl.where(is_t, p, 0.0), axis=0)
-    g_target = tl.exp(alpha - pt) - 2.0 * tl.exp(alpha - 2.0 * pt)
-    g = tl.where(is_t & has[None, :], g + g_target[None, :], g)
+    qt = tl.sum(tl.where(is_t, q, 0.0), axis=0)
+    # d/dq_t of exp(a - 2 q_t) - exp(a - q_t), the target's correction term.
+    g_target = tl.exp(alpha - qt) - 2.0 * tl.exp(alpha - 2.0 * qt)
+    g = tl.where(is_t, g + g_target[None, :], g)
+    if SCALING:
+        g = g * q * (1.0 - q)  # chain rule through q = sigmoid(p): C dL/dp_c
     gout = tl.load(gout_ptr + b * S + offs_s, mask=offs_s < S, other=0.0).to(tl.float32)
     scale = tl.where(valid, gout, 0.0) / C
-    if SIGMOID:
-        dz = g * p * (1.0 - p)
-    else:
-        dz = p * (g - tl.sum(tl.where(mask, g * p, 0.0), axis=0)[None, :])
-    dz = dz * scale[None, :]
+    # Softmax vector-Jacobian product: dL/dz_c = p_c (dL/dp_c - sum_k dL/dp_k p_k).
+    dz = p * (g - tl.sum(tl.where(mask, g * p, 0.0), axis=0)[None, :])
+    dz = tl.where(valid[None, :], dz * scale[None, :], 0.0)
     tl.store(grad_ptr + b * s_gb + offs_c[:, None] * s_gc + offs_s[None, :] * s_gs,
              dz.to(grad_ptr.dtype.element_ty), mask=mask)
 
@@ -117,7 +132,7 @@ def _coef_tensors(alpha, device):
             torch.tensor(df, dtype=torch.float32, device=device))
 
 
-def forward(z, label, alpha, use_sigmoid, ignore_index):
+def forward(z, label, alpha, scaling, ignore_index):
     """Per-pixel loss (B, S) float32 for logits (B, C, S), labels (B, S)."""
     B, C, S = z.shape
     out = torch.empty((B, S), dtype=torch.float32, device=z.device)
@@ -125,13 +140,12 @@ def forward(z, label, alpha, use_sigmoid, ignore_index):
     coef_f, _ = _coef_tensors(alpha, z.device)
     grid = (B, triton.cdiv(S, block_s))
     _ngl_fwd_kernel[grid](z, label, out, coef_f, C, S, *z.stride(), *label.stride(),
-                          float(alpha), int(ignore_index), SIGMOID=bool(use_sigmoid),
-                          ONE_CHANNEL=C == 1, DEG=DEGREE, BLOCK_C=block_c, BLOCK_S=block_s,
-                          num_warps=num_warps)
+                          float(alpha), int(ignore_index), SCALING=bool(scaling), DEG=DEGREE,
+                          BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps)
     return out
 
 
-def backward(z, label, grad_out, alpha, use_sigmoid, ignore_index):
+def backward(z, label, grad_out, alpha, scaling, ignore_index):
     """Gradient w.r.t. logits (B, C, S), in their dtype."""
     B, C, S = z.shape
     grad = torch.empty_like(z)
@@ -141,6 +155,6 @@ def backward(z, label, grad_out, alpha, use_sigmoid, ignore_index):
     grid = (B, triton.cdiv(S, block_s))
     _ngl_bwd_kernel[grid](z, label, grad_out, grad, coef_df, C, S, *z.stride(),
                           *label.stride(), *grad.stride(), float(alpha), int(ignore_index),
-                          SIGMOID=bool(use_sigmoid), ONE_CHANNEL=C == 1, DEG=DEGREE,
+                          SCALING=bool(scaling), DEG=DEGREE,
                           BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps)
     return grad
