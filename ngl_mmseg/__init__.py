@@ -15,6 +15,7 @@ else:
     _MMSEG_ERROR = None
     from . import compat, datasets  # noqa: F401  (registers CheckSegLabels)
     from .losses import NGLLoss, ngl_loss
+    from .hooks import NGLMonitorHook  # noqa: F401  (registers it)
     compat.allow_checkpoint_globals()
 
 

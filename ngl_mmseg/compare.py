@@ -46,8 +46,12 @@ def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
     return name, path, losses
 
 
-def train_variant(config_path, work_dir, gpus=1, port=None):
-    """Train through tools/train.py (or tools/dist_train.sh); returns seconds."""
+def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False):
+    """Train through tools/train.py (or tools/dist_train.sh); returns seconds.
+
+    ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
+    terminal; if training fails, its last lines are shown in the error.
+    """
     if gpus > 1:
         cmd = ['bash', osp.join(TOOLS_DIR, 'dist_train.sh'), config_path, str(gpus),
                '--work-dir', work_dir]
@@ -58,7 +62,17 @@ def train_variant(config_path, work_dir, gpus=1, port=None):
     if port:
         env['PORT'] = str(port)
     start = time.time()
-    subprocess.run(cmd, check=True, env=env)
+    if not quiet:
+        subprocess.run(cmd, check=True, env=env)
+        return time.time() - start
+    log_path = osp.join(work_dir, 'train.log')
+    with open(log_path, 'w') as log:
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        with open(log_path) as log:
+            tail = ''.join(log.readlines()[-30:])
+        raise RuntimeError(f'training {config_path} failed (exit {proc.returncode}); the end '
+                           f'of {log_path}:\n{tail}')
     return time.time() - start
 
 

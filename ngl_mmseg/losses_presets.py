@@ -9,11 +9,18 @@ import copy
 
 LOSS_PRESETS = {
     'ce': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
-    'ngl': [dict(type='NGLLoss', loss_weight=1.0)],
-    'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0),
-               dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
+    # The recipe the trainability study picked (README, "Training with NGL").
+    'ngl': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
+    # The paper's formula and nothing else: the strict A/B against CE.
+    'ngl-plain': [dict(type='NGLLoss', loss_weight=1.0)],
+    'ngl-auto': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
+    'ngl-warmup': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1)],
     # The authors' own training: sigmoid scaling of the softmax (their TF NGL(scaling=True)).
     'ngl-scaling': [dict(type='NGLLoss', scaling=True, loss_weight=1.0)],
+    'ngl-scaling-auto': [dict(type='NGLLoss', scaling=True, loss_weight=1.0, auto_weight=True)],
+    # A CE term kept in the objective: its own variant, not NGL.
+    'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True),
+               dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
     'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
 }
 
@@ -63,9 +70,12 @@ def apply_loss_preset(cfg, spec):
             loss['loss_weight'] = loss.get('loss_weight', 1.0) * scale
             new.append(loss)
         head['loss_decode'] = new[0] if len(new) == 1 else new
+    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'NGLMonitorHook']
     if any(d['type'] == 'NGLLoss' for d in losses):
         imports = cfg.get('custom_imports', {}).get('imports', [])
         if 'ngl_mmseg' not in imports:
             cfg.custom_imports = dict(imports=list(imports) + ['ngl_mmseg'],
                                       allow_failed_imports=False)
+        hooks.append(dict(type='NGLMonitorHook'))
+    cfg.custom_hooks = hooks
     return cfg

@@ -7,8 +7,8 @@ colour and a stripe pattern), so a short training run learns it and beats
 chance by far. The files are written the way the real datasets ship them, and
 for COCO-Stuff the train-id labels are made by mmseg's own converter.
 """
-import glob
 import importlib.util
+import json
 import os
 import os.path as osp
 
@@ -33,6 +33,22 @@ def _class_looks(num_classes, seed=12345):
     periods = rng.choice([4.0, 6.0, 9.0, 14.0], size=num_classes)
     angles = rng.uniform(0, np.pi, size=num_classes)
     return np.stack(colours), periods, angles
+
+
+def long_tail_frequencies(num_classes, exponent=0.5):
+    """Zipf frequencies ``1 / rank**exponent``, normalised: a long tail like the
+    real datasets' (COCO-Stuff's commonest class is ~100x its rarest in pixels;
+    0.5 gives 13x over 171 classes, so a CPU-sized dataset still shows each
+    class a few times)."""
+    freq = 1.0 / np.arange(1, num_classes + 1) ** exponent
+    return freq / freq.sum()
+
+
+def _pick_classes(rng, candidates, count, freq=None):
+    """``count`` distinct classes of ``candidates``, uniformly or by ``freq``."""
+    candidates = np.asarray(candidates)
+    p = None if freq is None else freq[candidates] / freq[candidates].sum()
+    return rng.choice(candidates, size=count, replace=False, p=p)
 
 
 def _voc_palette():
@@ -94,7 +110,8 @@ def _voc_borders(label, width=3):
     return out
 
 
-def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0):
+def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0,
+             long_tail=False, overwrite=False):
     """Write ``out_dir/VOCdevkit/VOC2012`` as mmseg's VOC12 (aug) configs read it.
 
     - ``JPEGImages/<id>.jpg``;
@@ -104,14 +121,22 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     - ``ImageSets/Segmentation/{train,val,aug}.txt``: aug lists the train
       ids plus ``num_aug`` extra ones, never a val id.
 
+    Every one of the 20 object classes occurs (uniformly, or with
+    ``long_tail`` with Zipf frequencies); validation cycles through all 21.
+    A target that already holds files is refused unless ``overwrite``, and
+    even then only files this function wrote before are replaced.
+
     Returns:
         str: The data root, ``out_dir/VOCdevkit/VOC2012``.
     """
+    _check_counts(num_train=num_train, num_val=num_val, num_aug=num_aug)
     root = osp.join(out_dir, 'VOCdevkit', 'VOC2012')
+    guard = _WriteGuard(root, overwrite)
     for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
                 'ImageSets/Segmentation'):
         os.makedirs(osp.join(root, sub), exist_ok=True)
     rng = np.random.RandomState(seed)
+    freq = long_tail_frequencies(VOC_CLASSES) if long_tail else None
     looks = _class_looks(VOC_CLASSES)
     palette = _voc_palette().flatten().tolist()
     h, w = size
@@ -122,26 +147,86 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
         for _ in range(count):
             name = f'2007_{index:06d}'
             index += 1
-            objects = rng.choice(np.arange(1, VOC_CLASSES), size=rng.randint(2, 5), replace=False)
+            objects = _pick_classes(rng, np.arange(1, VOC_CLASSES), rng.randint(2, 5), freq)
             # Val scenes cycle through every class, so each one is scored.
             if split == 'val':
                 objects[0] = 1 + (len(ids['val']) % (VOC_CLASSES - 1))
             label = _scene(h, w, 0, objects, rng)
             Image.fromarray(_render(label, looks, rng)).save(
-                osp.join(root, 'JPEGImages', name + '.jpg'), quality=95)
+                guard.path('JPEGImages', name + '.jpg'), quality=95)
             seg = Image.fromarray(_voc_borders(label), mode='P')
             seg.putpalette(palette)
-            seg.save(osp.join(root, 'SegmentationClass', name + '.png'))
+            seg.save(guard.path('SegmentationClass', name + '.png'))
             if split != 'val':
                 Image.fromarray(label, mode='L').save(
-                    osp.join(root, 'SegmentationClassAug', name + '.png'))
+                    guard.path('SegmentationClassAug', name + '.png'))
             ids[split].append(name)
-    split_dir = osp.join(root, 'ImageSets', 'Segmentation')
     for split, names in (('train', ids['train']), ('val', ids['val']),
                          ('aug', ids['train'] + ids['aug_only'])):
-        with open(osp.join(split_dir, split + '.txt'), 'w') as f:
+        with open(guard.path('ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
+    guard.save()
     return root
+
+
+def _check_counts(**counts):
+    for name, value in counts.items():
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
+    if counts.get('num_train', 1) == 0 and counts.get('num_aug', 0) == 0:
+        raise ValueError('num_train must be at least 1: a dataset needs training images')
+    if counts.get('num_val', 1) == 0:
+        raise ValueError('num_val must be at least 1: validation needs images')
+
+
+MANIFEST = '.ngl_mmseg_synthetic.json'
+
+
+class _WriteGuard:
+    """Refuses to write into a folder that holds data this tool did not write.
+
+    A dataset root that exists and holds files is refused, unless
+    ``overwrite``, and then only if every file there is listed in the
+    manifest of an earlier synthetic run (so a real dataset is never touched).
+    The manifest records every file written.
+    """
+
+    def __init__(self, root, overwrite):
+        self.root = root
+        self.files = set()
+        manifest = osp.join(root, MANIFEST)
+        existing = [osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root)
+                    for f in fs] if osp.isdir(root) else []
+        if not existing:
+            return
+        if not overwrite:
+            raise FileExistsError(
+                f'{root} already holds {len(existing)} files; refusing to write a synthetic '
+                'dataset over them (use a new folder, or --overwrite to replace an earlier '
+                'synthetic dataset written by this tool)')
+        owned = set()
+        if osp.isfile(manifest):
+            with open(manifest) as f:
+                owned = set(json.load(f).get('files', []))
+        foreign = sorted(set(existing) - owned - {MANIFEST})
+        if foreign:
+            shown = ', '.join(foreign[:5]) + (' ...' if len(foreign) > 5 else '')
+            raise FileExistsError(
+                f'{root} holds {len(foreign)} files this tool did not write ({shown}); '
+                '--overwrite only replaces an earlier synthetic dataset: use a new folder')
+        for rel in owned:  # the old synthetic dataset goes, so no stale ids stay behind
+            if osp.isfile(osp.join(root, rel)):
+                os.remove(osp.join(root, rel))
+
+    def path(self, *parts):
+        rel = osp.join(*parts)
+        self.files.add(rel)
+        os.makedirs(osp.dirname(osp.join(self.root, rel)), exist_ok=True)
+        return osp.join(self.root, rel)
+
+    def save(self):
+        with open(osp.join(self.root, MANIFEST), 'w') as f:
+            json.dump(dict(files=sorted(self.files)), f)
 
 
 def _coco_stuff_converter():
@@ -168,7 +253,7 @@ def coco_stuff_raw_ids():
 
 
 def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size=(96, 128),
-                    seed=0):
+                    seed=0, long_tail=False, overwrite=False):
     """Write ``out_dir/coco_stuff164k`` as mmseg's COCO-Stuff164k configs read it.
 
     Raw annotations (COCO-Stuff ids, 255 unlabeled) are drawn first, then
@@ -176,7 +261,11 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     ``annotations/{train2017,val2017}/*_labelTrainIds.png`` as it does for the
     real download. Scenes use ``num_used_classes`` of the 171 classes, spread
     over things and stuff, so a few minutes of CPU training can learn them;
-    the model still predicts all 171.
+    the model still predicts all 171. ``num_used_classes=171`` with
+    ``long_tail`` is the hard case: every class, Zipf frequencies. Validation
+    cycles through the classes used, so each is scored. A target that already
+    holds files is refused unless ``overwrite``, and even then only files
+    this function wrote before are replaced.
 
     Returns:
         str: The data root, ``out_dir/coco_stuff164k``.
@@ -184,35 +273,45 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     if not 2 <= num_used_classes <= COCO_STUFF_CLASSES:
         raise ValueError(f'num_used_classes must be in [2, {COCO_STUFF_CLASSES}], '
                          f'got {num_used_classes}')
+    _check_counts(num_train=num_train, num_val=num_val)
     root = osp.join(out_dir, 'coco_stuff164k')
+    guard = _WriteGuard(root, overwrite)
     raw_ids = coco_stuff_raw_ids()
     assert len(raw_ids) == COCO_STUFF_CLASSES, len(raw_ids)
     rng = np.random.RandomState(seed)
     looks = _class_looks(COCO_STUFF_CLASSES)
     used = np.linspace(0, COCO_STUFF_CLASSES - 1, num_used_classes).round().astype(int)
+    # Ranks are shuffled so that frequent classes are spread over things and stuff.
+    freq = None
+    if long_tail:
+        freq = np.zeros(COCO_STUFF_CLASSES)
+        freq[rng.permutation(used)] = long_tail_frequencies(len(used))
     h, w = size
     index = 0
+    written = []
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         os.makedirs(osp.join(root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
         for k in range(count):
             name = f'{index:012d}'
             index += 1
-            picks = rng.choice(used, size=rng.randint(3, 6), replace=False)
+            picks = _pick_classes(rng, used, rng.randint(3, 6), freq)
+            if split == 'val2017' and used[k % len(used)] in picks[1:]:
+                picks = picks[picks != used[k % len(used)]]
             if split == 'val2017':
                 picks[0] = used[k % len(used)]
             label = _scene(h, w, picks[0], picks[1:], rng)
             Image.fromarray(_render(label, looks, rng)).save(
-                osp.join(root, 'images', split, name + '.jpg'), quality=95)
+                guard.path('images', split, name + '.jpg'), quality=95)
             raw = np.asarray(raw_ids, dtype=np.uint8)[label]
             raw[rng.uniform(size=raw.shape) < 0.002] = IGNORE  # COCO-Stuff's "unlabeled"
-            Image.fromarray(raw, mode='L').save(osp.join(root, 'annotations', split,
-                                                         name + '.png'))
+            raw_png = guard.path('annotations', split, name + '.png')
+            Image.fromarray(raw, mode='L').save(raw_png)
+            guard.path('annotations', split, name + '_labelTrainIds.png')  # the converter's
+            written.append((raw_png, split))
     converter = _coco_stuff_converter()
-    out_mask_dir = osp.join(root, 'annotations')
-    for split in ('train2017', 'val2017'):
-        for raw_png in sorted(glob.glob(osp.join(out_mask_dir, split, '*.png'))):
-            if '_labelTrainIds' not in raw_png:
-                converter.convert_to_trainID(raw_png, out_mask_dir,
-                                             is_train=split == 'train2017')
+    for raw_png, split in written:
+        converter.convert_to_trainID(raw_png, osp.join(root, 'annotations'),
+                                     is_train=split == 'train2017')
+    guard.save()
     return root

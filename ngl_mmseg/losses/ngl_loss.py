@@ -13,13 +13,61 @@ import pickle
 import numpy as np
 import torch
 import torch.nn as nn
-
+import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from mmseg.models.losses.utils import weight_reduce_loss
 from mmseg.registry import MODELS
 
 from ..ops import ALPHA, IMPLS, ngl_pixel_loss
 
 REDUCTIONS = ('none', 'mean', 'sum')
+
+
+def _formula_terms(q, alpha):
+    """f(q) = exp(a - q) - cos(cos(sin q)) (a non-target class) and f_t(q) =
+    exp(a - 2q) - cos(cos(sin q)) (the target), elementwise, float64 numpy."""
+    h = np.cos(np.cos(np.sin(q)))
+    return np.exp(alpha - q) - h, np.exp(alpha - 2 * q) - h
+
+
+def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
+    """The loss weight that gives NGL cross entropy's gradient at the start.
+
+    With near-uniform logits (a fresh head) ``p = 1/C`` and the softmax
+    Jacobian gives ``dL/dz_t = (C - 1) (h_t - h_c) / C^3`` for NGL, where
+    ``h = dL/dp`` of the target and of another class: ``h_t - h_c =
+    q' (e^(a - q) - 2 e^(a - 2q))`` at ``q = p`` (``q' = 1``) or, with
+    ``scaling``, ``q = sigmoid(p)`` (``q' = q (1 - q)``); the cos terms cancel.
+    CE's is ``-(C - 1) / C``, so the weight is ``C^2 / |h_t - h_c|``: about
+    ``C^2 / e^a`` (40 at 21 classes, 2630 at 171). Under SGD this weight is
+    the difference between NGL training and not (see the README).
+    """
+    p = 1.0 / num_classes
+    q = 1.0 / (1.0 + np.exp(-p)) if scaling else p
+    dq = q * (1 - q) if scaling else 1.0
+    diff = dq * (np.exp(alpha - q) - 2 * np.exp(alpha - 2 * q))
+    return float(num_classes ** 2 / abs(diff))
+
+
+def ngl_reference_values(num_classes, alpha=ALPHA, scaling=False):
+    """Per-pixel NGL at chance and at its minimum, for reading training progress.
+
+    Returns:
+        tuple[float, float]: ``(at_chance, minimum)``: the loss of a uniform
+        softmax (what a fresh head predicts) and the smallest value the loss
+        can take (the target at ``p* ~ 0.35``, every other class equal: the
+        minimiser is soft, see the README).
+    """
+    c = num_classes
+
+    def pixel(pt):
+        pt = np.asarray(pt, dtype=np.float64)
+        po = (1 - pt) / (c - 1)
+        qt, qo = (1 / (1 + np.exp(-pt)), 1 / (1 + np.exp(-po))) if scaling else (pt, po)
+        return (_formula_terms(qt, alpha)[1] + (c - 1) * _formula_terms(qo, alpha)[0]) / c
+
+    grid = np.linspace(0, 1, 100001)  # the loss is smooth in p_t: a grid is exact to 1e-9
+    return float(pixel(1.0 / c)), float(pixel(grid).min())
 
 
 SIGMOID_ERROR = (
@@ -172,6 +220,14 @@ def ngl_loss(pred,
     label = label.long()
     loss = ngl_pixel_loss(pred, label, alpha=alpha, scaling=scaling,
                           ignore_index=ignore_index, impl=impl)
+    return reduce_pixel_loss(loss, label, weight, class_weight, reduction, avg_factor,
+                             ignore_index, avg_non_ignore)
+
+
+def reduce_pixel_loss(loss, label, weight=None, class_weight=None, reduction='mean',
+                      avg_factor=None, ignore_index=255, avg_non_ignore=True):
+    """Weight a per-pixel loss by class and pixel weights, then reduce it, as
+    mmseg's losses do (``weight_reduce_loss``); ignored pixels weigh 0."""
     valid = label != ignore_index
     if class_weight is not None:
         # A zero weight for ignore_index keeps ignored pixels out of the
@@ -209,6 +265,15 @@ class NGLLoss(nn.Module):
         class_weight (list[float] | str, optional): Weight of each class, or
             a path to a .npy/.pkl file of them. Default: None.
         loss_weight (float): Weight of the loss. Default: 1.0.
+        auto_weight (bool): Multiply ``loss_weight`` by
+            ``ce_matched_weight(C)`` (about ``C^2 / e^alpha``: 46 at 21
+            classes, 2675 at 171), so that a fresh head gets cross entropy's
+            gradient. NGL's own gradient is that much smaller, which under SGD
+            is a learning-rate cut of that size. Default: False.
+        ce_warmup (float): Fraction of ``max_iters`` (at most 0.1) over which
+            the loss goes linearly from cross entropy (weighted by
+            ``loss_weight``) to NGL; read from the Runner's iteration, so it
+            survives resuming; 0 outside a Runner. Default: 0.
         loss_name (str): Name of the loss item; must start with ``loss_`` to
             be backpropagated. Default: 'loss_ngl'.
         avg_non_ignore (bool): Average over non-ignored pixels only (True) or
@@ -227,8 +292,14 @@ class NGLLoss(nn.Module):
                  loss_weight=1.0,
                  loss_name='loss_ngl',
                  avg_non_ignore=True,
-                 impl='auto'):
+                 impl='auto',
+                 auto_weight=False,
+                 ce_warmup=0.0):
         super().__init__()
+        if not 0.0 <= ce_warmup <= 0.1:
+            raise ValueError('ce_warmup is the fraction of training that blends cross entropy '
+                             f'into NGL and must be in [0, 0.1], got {ce_warmup!r}: NGL must '
+                             'stay the loss that trains the model')
         if reduction not in REDUCTIONS:
             raise ValueError(f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
         if impl not in IMPLS:
@@ -239,15 +310,27 @@ class NGLLoss(nn.Module):
         self.alpha = float(alpha)
         self.reduction = reduction
         self.loss_weight = loss_weight
+        self.auto_weight = bool(auto_weight)
+        self.ce_warmup = float(ce_warmup)
         self.class_weight = load_class_weight(class_weight)
+        # What the last training call saw, for NGLMonitorHook: the unweighted
+        # mean per-pixel loss (None unless reduced by 'mean') and the classes.
+        self.last_value = None
+        self.last_num_classes = None
         self.avg_non_ignore = avg_non_ignore
         self.impl = impl
         self._loss_name = loss_name
 
     def extra_repr(self):
-        return (f'scaling={self.scaling}, alpha={self.alpha}, '
-                f'reduction={self.reduction!r}, avg_non_ignore={self.avg_non_ignore}, '
-                f'impl={self.impl!r}')
+        return (f'scaling={self.scaling}, alpha={self.alpha}, loss_weight={self.loss_weight}, '
+                f'auto_weight={self.auto_weight}, ce_warmup={self.ce_warmup}, reduction={self.reduction!r}, '
+                f'avg_non_ignore={self.avg_non_ignore}, impl={self.impl!r}')
+
+    def effective_weight(self, num_classes):
+        """``loss_weight``, times the CE-matched factor with ``auto_weight``."""
+        if not self.auto_weight:
+            return self.loss_weight
+        return self.loss_weight * ce_matched_weight(num_classes, self.alpha, self.scaling)
 
     def forward(self,
                 cls_score,
@@ -275,7 +358,7 @@ class NGLLoss(nn.Module):
         class_weight = None
         if self.class_weight is not None:
             class_weight = cls_score.new_tensor(self.class_weight, dtype=torch.float32)
-        return self.loss_weight * ngl_loss(
+        ngl = ngl_loss(
             cls_score,
             label,
             weight,
@@ -287,6 +370,30 @@ class NGLLoss(nn.Module):
             alpha=self.alpha,
             scaling=self.scaling,
             impl=self.impl)
+        if self.training:
+            self.last_num_classes = int(cls_score.shape[1])
+            self.last_value = ngl.detach() if reduction == 'mean' and ngl.dim() == 0 else None
+        loss = self.effective_weight(cls_score.shape[1]) * ngl
+        ce_share = self.ce_share() if self.training else 0.0
+        if ce_share > 0:
+            ce = F.cross_entropy(cls_score.float(), label.long(), reduction='none',
+                                 ignore_index=ignore_index)
+            ce = reduce_pixel_loss(ce, label.long(), weight, class_weight, reduction,
+                                   avg_factor, ignore_index, self.avg_non_ignore)
+            loss = ce_share * self.loss_weight * ce + (1 - ce_share) * loss
+        return loss
+
+    def ce_share(self):
+        """The share of cross entropy in the warm-up at the runner's current
+        iteration: 1 at the start, falling linearly to 0 at ``ce_warmup`` of
+        ``max_iters``; 0 after it and outside an mmengine Runner."""
+        if not self.ce_warmup:
+            return 0.0
+        hub = MessageHub.get_current_instance()
+        it, max_iters = hub.get_info('iter'), hub.get_info('max_iters')
+        if it is None or not max_iters:
+            return 0.0
+        return max(0.0, 1.0 - it / (self.ce_warmup * max_iters))
 
     @property
     def loss_name(self):

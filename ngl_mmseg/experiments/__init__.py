@@ -1,0 +1,1 @@
+"""Experiment machinery (the trainability study); the plugin never imports it."""

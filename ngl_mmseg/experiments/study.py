@@ -1,0 +1,234 @@
+"""The trainability study: one config, a grid of loss variants x optimizers x seeds.
+
+The engine of ``tools/study_ngl.py``. Every run trains through ngl-mmseg's
+``tools/train.py`` (``dist_train.sh`` with ``gpus > 1``), exactly as a user
+would, with mmseg's validation every ``val_interval`` iterations; the study
+reads the mIoU-vs-iteration curve each run logged and writes
+
+- ``study.md``: per variant and optimizer, the final mIoU of every seed,
+  their mean and spread, the mIoU at each validation, and the wall time;
+- ``study.json``: the same, with every curve;
+- ``study.png``: mIoU against iteration, the mean over seeds per variant with
+  the seeds' range shaded, one panel per optimizer.
+
+With ``pretrain_iters``, the config is first trained with CE on other
+synthetic scenes (``pretrain_data_root``) and each run starts from that
+backbone with a fresh decode head: the situation of real configs, which start
+from ImageNet weights.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import statistics
+import time
+
+from ..compare import read_scalars, train_variant
+from ..losses_presets import apply_loss_preset, parse_loss_spec
+
+# Optimizers the study can put under any config. 'config' keeps the config's own.
+OPTIMIZERS = {
+    # mmseg's schedule for its VOC / COCO-Stuff CNN configs.
+    'sgd': dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005),
+    # What the quickstarts use; the authors trained with Adam.
+    'adamw': dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4),
+}
+
+
+def _print(msg):
+    print(f'[study] {msg}', flush=True)
+
+
+def _replace_values(node, old, new):
+    """Every string equal to ``old`` in a nested config becomes ``new``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if value == old:
+                node[key] = new
+            else:
+                _replace_values(value, old, new)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if value == old:
+                node[i] = new
+            else:
+                _replace_values(value, old, new)
+
+
+def load_config(config, cfg_options=None, data_root=None, iters=None):
+    """The config with ``cfg_options``, its ``data_root`` replaced in every
+    dataloader, and ``iters`` iterations (validation every quarter, the
+    schedulers ending there)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if data_root:
+        old_root = cfg.get('data_root')
+        if not old_root:
+            raise ValueError(f'{config} has no top-level data_root to replace')
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            _replace_values(cfg[key], old_root, data_root)
+        cfg.data_root = data_root
+    if iters:
+        cfg.train_cfg.max_iters = iters
+        cfg.train_cfg.val_interval = max(1, iters // 4)
+        for sched in cfg.param_scheduler:
+            sched['end'] = iters
+    return cfg
+
+
+def run_config(config, spec, optimizer, seed, work_dir, cfg_options=None, backbone=None,
+               data_root=None, iters=None):
+    """Write the config of one run; returns its path."""
+    cfg = load_config(config, cfg_options, data_root, iters)
+    apply_loss_preset(cfg, parse_loss_spec(spec)[1])
+    if optimizer != 'config':
+        cfg.optim_wrapper.optimizer = copy.deepcopy(OPTIMIZERS[optimizer])
+    cfg.randomness = dict(seed=seed)
+    if backbone:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=backbone,
+                                           prefix='backbone.')
+    # Only the curve is needed: one checkpoint at the end, validation as configured.
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=cfg.train_cfg.max_iters, max_keep_ckpts=1)
+    cfg.work_dir = work_dir
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'config.py')
+    cfg.dump(path)
+    return path
+
+
+def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus=1):
+    """Train ``config`` with CE for ``iters`` on ``data_root``; returns the checkpoint."""
+    cfg = load_config(config, cfg_options, data_root, iters)
+    apply_loss_preset(cfg, parse_loss_spec('ce')[1])
+    cfg.train_cfg.val_interval = iters
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters,
+                                        max_keep_ckpts=1)
+    cfg.work_dir = work_dir
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'config.py')
+    cfg.dump(path)
+    _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
+    train_variant(path, work_dir, gpus, quiet=True)
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    if not osp.isfile(ckpt):
+        raise FileNotFoundError(f'pretraining wrote no {ckpt}')
+    return ckpt
+
+
+def summarise(runs):
+    """Group runs by (variant, optimizer): final mIoU per seed, mean, spread."""
+    groups = {}
+    for run in runs:
+        groups.setdefault((run['variant'], run['optimizer']), []).append(run)
+    rows = []
+    for (variant, optimizer), members in groups.items():
+        finals = [m['curve'][-1][1] for m in members if m['curve']]
+        rows.append(dict(
+            variant=variant, optimizer=optimizer, seeds=[m['seed'] for m in members],
+            final_miou=finals,
+            mean=statistics.fmean(finals) if finals else float('nan'),
+            std=statistics.pstdev(finals) if len(finals) > 1 else 0.0,
+            steps=[step for step, _ in members[0]['curve']],
+            mean_curve=[statistics.fmean(vals) for vals in zip(*[[v for _, v in m['curve']]
+                                                                 for m in members])],
+            seconds=statistics.fmean(m['seconds'] for m in members)))
+    return rows
+
+
+def format_table(rows, reference=('ce', None)):
+    """Markdown: one row per (variant, optimizer); the gap to CE's mean under
+    the same optimizer."""
+    ce = {r['optimizer']: r['mean'] for r in rows if r['variant'] == reference[0]}
+    lines = ['| variant | optimizer | final mIoU (mean of seeds) | vs CE | per seed | '
+             'mIoU along training | s / run |',
+             '|---|---|---:|---:|---|---|---:|']
+    for r in rows:
+        gap = r['mean'] - ce[r['optimizer']] if r['optimizer'] in ce else float('nan')
+        along = ', '.join(f'{s}: {v:.1f}' for s, v in zip(r['steps'], r['mean_curve']))
+        seeds = ', '.join(f'{v:.1f}' for v in r['final_miou'])
+        lines.append(f"| {r['variant']} | {r['optimizer']} | {r['mean']:.2f} "
+                     f"(± {r['std']:.2f}) | {gap:+.2f} | {seeds} | {along} | "
+                     f"{r['seconds']:.0f} |")
+    return '\n'.join(lines)
+
+
+def plot(rows, runs, path, title=''):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    optimizers = list(dict.fromkeys(r['optimizer'] for r in rows))
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(5.2 * len(optimizers), 4.0),
+                             squeeze=False)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    for ax, optimizer in zip(axes[0], optimizers):
+        for r in rows:
+            if r['optimizer'] != optimizer:
+                continue
+            colour = colours[variants.index(r['variant']) % len(colours)]
+            curves = [m['curve'] for m in runs
+                      if m['variant'] == r['variant'] and m['optimizer'] == optimizer]
+            steps = r['steps']
+            ax.plot(steps, r['mean_curve'], marker='o', color=colour,
+                    label=f"{r['variant']} ({r['mean']:.1f})")
+            if len(curves) > 1:
+                lo = [min(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
+                hi = [max(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
+                ax.fill_between(steps, lo, hi, color=colour, alpha=0.15)
+        ax.set(title=f'{title} {optimizer}'.strip(), xlabel='iteration',
+               ylabel='val mIoU (%)')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
+          seeds=(0, ), work_dir='work_dirs/study', gpus=1, cfg_options=None,
+          pretrain_iters=0, pretrain_data_root=None, title='', data_root=None, iters=None):
+    """Train every (variant, optimizer, seed); write study.md/.json/.png. Returns the rows."""
+    for optimizer in optimizers:
+        if optimizer != 'config' and optimizer not in OPTIMIZERS:
+            raise ValueError(f'unknown optimizer {optimizer!r}: use config or one of '
+                             f'{sorted(OPTIMIZERS)}')
+    for spec in variants:
+        parse_loss_spec(spec)  # fail before training anything
+    os.makedirs(work_dir, exist_ok=True)
+    backbone = None
+    if pretrain_iters:
+        if not pretrain_data_root:
+            raise ValueError('pretrain_iters needs pretrain_data_root (other scenes)')
+        backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'), pretrain_iters,
+                                     pretrain_data_root, cfg_options, gpus)
+    grid = [(v, o, s) for o in optimizers for v in variants for s in seeds]
+    runs = []
+    started = time.time()
+    for k, (spec, optimizer, seed) in enumerate(grid):
+        name = parse_loss_spec(spec)[0]
+        run_dir = osp.join(work_dir, f'{name}_{optimizer}_seed{seed}')
+        path = run_config(config, spec, optimizer, seed, run_dir, cfg_options, backbone,
+                          data_root, iters)
+        seconds = train_variant(path, run_dir, gpus, port=29500 + 13 * k, quiet=True)
+        _, val = read_scalars(run_dir)
+        curve = [(row['step'], float(row['mIoU'])) for row in val]
+        runs.append(dict(variant=name, optimizer=optimizer, seed=seed, curve=curve,
+                         seconds=seconds, work_dir=run_dir))
+        final = f'{curve[-1][1]:.2f}' if curve else 'n/a'
+        elapsed = time.time() - started
+        eta = elapsed / (k + 1) * (len(grid) - k - 1)
+        _print(f'({k + 1}/{len(grid)}) {name} {optimizer} seed {seed}: mIoU {final} '
+               f'({seconds:.0f} s; eta {eta / 60:.0f} min)')
+    rows = summarise(runs)
+    table = format_table(rows)
+    with open(osp.join(work_dir, 'study.md'), 'w') as f:
+        f.write(f'# {title or osp.basename(config)}\n\n{table}\n')
+    with open(osp.join(work_dir, 'study.json'), 'w') as f:
+        json.dump(dict(config=config, title=title, rows=rows, runs=runs), f, indent=1)
+    plot(rows, runs, osp.join(work_dir, 'study.png'), title)
+    print('\n' + table + '\n', flush=True)
+    _print(f'wrote study.md, study.json and study.png in {work_dir}')
+    return rows

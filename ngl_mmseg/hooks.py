@@ -1,0 +1,104 @@
+# Copyright (c) ngl-mmseg contributors. Licensed under the Apache License 2.0.
+"""NGLMonitorHook: NGL's progress in the log, and a warning when a run will not learn.
+
+NGL's value moves very little in absolute terms: per pixel it lies between its
+value at chance (a uniform softmax, what a fresh head predicts) and its
+minimum, and that range is ~0.07 at 21 classes and ~0.01 at 171. The hook
+logs ``decode.ngl_progress`` = (at_chance - loss) / (at_chance - minimum):
+0 at chance, 1 at NGL's optimum, readable at any class count.
+
+If after ``check_iter`` iterations the progress is still below
+``min_progress``, the run is on NGL's plateau (its gradient is tiny at the
+start and proportional to the target's probability, see the README, "Training
+with NGL"): the hook logs one warning that names the cause and the recipe,
+instead of letting a day of GPUs produce a model that predicts at chance.
+"""
+import math
+
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+from .losses.ngl_loss import NGLLoss, ce_matched_weight, ngl_reference_values
+
+
+def _ngl_losses(model):
+    """The NGLLoss modules of the decode head (else of the whole model)."""
+    model = getattr(model, 'module', model)  # DDP / other wrappers
+    head = getattr(model, 'decode_head', None)
+    found = [m for m in (head or model).modules() if isinstance(m, NGLLoss)]
+    return found or [m for m in model.modules() if isinstance(m, NGLLoss)]
+
+
+@HOOKS.register_module()
+class NGLMonitorHook(Hook):
+    """Log NGL's progress from chance to its minimum; warn early on a plateau.
+
+    Args:
+        check_iter (int, optional): Iteration of the check. Default: None
+            (5% of ``max_iters``, at least 50 and at most 2000).
+        min_progress (float): Progress below which the run is called stuck,
+            averaged over the ``window`` iterations before ``check_iter``.
+            Default: 0.05.
+        window (int): Iterations averaged. Default: 20.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, check_iter=None, min_progress=0.05, window=20):
+        self.check_iter = check_iter
+        self.min_progress = min_progress
+        self.window = window
+        self._recent = []
+        self.warned = False
+
+    def _check_at(self, runner):
+        if self.check_iter is not None:
+            return self.check_iter
+        return int(min(2000, max(50, 0.05 * runner.max_iters)))
+
+    def before_train(self, runner):
+        if not _ngl_losses(runner.model):
+            runner.logger.warning('NGLMonitorHook: the model has no NGLLoss; nothing to monitor')
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        losses = [m for m in _ngl_losses(runner.model) if m.last_value is not None]
+        if not losses:
+            return
+        loss = losses[0]
+        at_chance, minimum = ngl_reference_values(loss.last_num_classes, loss.alpha,
+                                                  loss.scaling)
+        value = float(loss.last_value)
+        progress = (at_chance - value) / max(at_chance - minimum, 1e-12)
+        runner.message_hub.update_scalar('train/decode.ngl_progress', progress)
+        self._recent = (self._recent + [progress])[-self.window:]
+        if self.warned or runner.iter + 1 != self._check_at(runner):
+            return
+        mean = sum(self._recent) / len(self._recent)
+        if math.isfinite(mean) and mean >= self.min_progress:
+            return
+        self.warned = True
+        runner.logger.warning(self.stuck_message(runner, loss, mean, outputs))
+
+    @staticmethod
+    def stuck_message(runner, loss, progress, outputs=None):
+        num_classes = loss.last_num_classes
+        optimizer = type(runner.optim_wrapper.optimizer).__name__
+        acc = (outputs or {}).get('decode.acc_seg')
+        acc = f', decode.acc_seg {float(acc):.1f}%' if acc is not None else ''
+        factor = ce_matched_weight(num_classes, loss.alpha, loss.scaling)
+        lines = [
+            f'NGL is not learning: after {runner.iter + 1} iterations its loss has covered '
+            f'{100 * progress:.1f}% of the way from chance to its minimum{acc} '
+            f'({num_classes} classes, {optimizer}, loss_weight {loss.loss_weight}, '
+            f'auto_weight={loss.auto_weight}).',
+            f'Cause: at the start NGL\'s gradient is ~{factor:.0f}x smaller than cross '
+            f'entropy\'s (about C^2/e^alpha) and proportional to the target\'s probability, so '
+            'pixels whose class is still unlikely hardly learn.',
+        ]
+        if not loss.auto_weight:
+            lines.append('Recipe: NGLLoss(auto_weight=True) gives NGL cross entropy\'s '
+                         'gradient at the start; the configs in configs/ngl/ use it.')
+        else:
+            lines.append('The CE-matched weight is on: raise the learning rate or train '
+                         'longer; see README.md, "Training with NGL".')
+        return ' '.join(lines)

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Does NGL train? One config under a grid of loss variants x optimizers x seeds.
+
+    python tools/study_ngl.py CONFIG [--variants ce ngl-plain ngl ...]
+        [--optimizers sgd adamw] [--seeds 0 1 2] [--work-dir D] [--gpus N]
+        [--data-root DIR] [--iters N] [--pretrain-iters N --pretrain-data-root DIR]
+        [--cfg-options k=v ...]
+
+Variants are loss presets (see ngl_mmseg/losses_presets.py) or NAME=<dict>.
+Writes study.md (table), study.json (every curve) and study.png (mIoU against
+iteration) in --work-dir. mmengine's logs of each run go to RUN_DIR/train.log.
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from ngl_mmseg.experiments.study import OPTIMIZERS, study
+from ngl_mmseg.losses_presets import LOSS_PRESETS
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('config')
+    parser.add_argument('--variants', nargs='+', default=['ce', 'ngl-plain', 'ngl'],
+                        help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
+    parser.add_argument('--optimizers', nargs='+', default=['sgd'],
+                        help=f"config (the config's own) or {sorted(OPTIMIZERS)}")
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--work-dir', help='default: work_dirs/study/<config name>')
+    parser.add_argument('--gpus', type=int, default=1,
+                        help='processes per run (> 1 runs tools/dist_train.sh)')
+    parser.add_argument('--pretrain-iters', type=int, default=0,
+                        help='first train the backbone with CE this long on other scenes')
+    parser.add_argument('--pretrain-data-root', help='the other scenes (same layout)')
+    parser.add_argument('--data-root', help="replaces the config's data_root in its loaders")
+    parser.add_argument('--iters', type=int,
+                        help='iterations per run (validation every quarter)')
+    parser.add_argument('--title', default='')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of every run, as in tools/train.py')
+    args = parser.parse_args()
+    work_dir = args.work_dir or osp.join('work_dirs', 'study',
+                                         osp.splitext(osp.basename(args.config))[0])
+    study(args.config, args.variants, args.optimizers, args.seeds, work_dir, args.gpus,
+          args.cfg_options, args.pretrain_iters, args.pretrain_data_root, args.title,
+          args.data_root, args.iters)
+
+
+if __name__ == '__main__':
+    main()
