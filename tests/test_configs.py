@@ -18,7 +18,8 @@ from mmseg.utils import register_all_modules
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMSEG_CONFIGS = osp.join(osp.dirname(__import__('mmseg').__file__), '.mim', 'configs')
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
-NGL_CONFIGS = [c for c in CONFIGS if '_ngl_' in osp.basename(c)]
+NGL_CONFIGS = [c for c in CONFIGS if '_ngl_' in osp.basename(c)]  # the recipe
+PLAIN_CONFIGS = [c for c in CONFIGS if '_ngl-plain_' in osp.basename(c)]  # strict twins
 
 
 def rel(path):
@@ -33,6 +34,8 @@ def test_every_dataset_and_model_of_the_issue_has_a_config():
                    'deeplabv3plus_r50-d8_ngl_4xb4-80k_coco-stuff164k', 'segformer_mit-b0_ngl_8xb2-40k_voc12aug',
                    'segformer_mit-b2_ngl_8xb2-80k_coco-stuff164k'):
         assert any(n.startswith(needed) for n in names), needed
+        plain = needed.replace('_ngl_', '_ngl-plain_')
+        assert any(osp.basename(c).startswith(plain) for c in PLAIN_CONFIGS), plain
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=rel)
@@ -57,14 +60,14 @@ def test_config_builds_and_trains_one_iteration(config):
     total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    if '_ngl_' in osp.basename(config):
+    if '_ngl' in osp.basename(config):
         assert 'decode.loss_ngl' in losses
         if cfg.model.get('auxiliary_head'):
             assert 'aux.loss_ngl' in losses
 
 
 def ce_twin(config):
-    name = osp.basename(config).replace('_ngl_', '_')
+    name = osp.basename(config).replace('_ngl-plain_', '_')
     local = osp.join(osp.dirname(config), name)
     if osp.isfile(local):
         return local
@@ -89,16 +92,19 @@ def strip_losses(model_cfg):
     return model_cfg
 
 
-@pytest.mark.parametrize('config', [c for c in NGL_CONFIGS if '/ngl/' in c], ids=rel)
-def test_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
+@pytest.mark.parametrize('config', PLAIN_CONFIGS, ids=rel)
+def test_plain_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
     twin = ce_twin(config)
     assert twin, f'no CE twin for {rel(config)}'
     ngl, ce = Config.fromfile(config), Config.fromfile(twin)
     assert strip_losses(ngl.model) == strip_losses(ce.model)
     ngl_all, ce_all = unscoped(ngl.to_dict()), unscoped(ce.to_dict())
     for key in set(ngl_all) | set(ce_all):
-        if key not in ('model', 'custom_imports'):
+        if key not in ('model', 'custom_imports', 'custom_hooks'):
             assert ngl_all.get(key) == ce_all.get(key), key
+    # The only extra hook only logs (NGL's progress, the plateau warning).
+    extra = [h for h in ngl_all.get('custom_hooks', []) if h not in ce_all.get('custom_hooks', [])]
+    assert extra == [dict(type='NGLMonitorHook')]
     assert ce.model.decode_head.loss_decode.type == 'CrossEntropyLoss'
     assert dict(ngl.model.decode_head.loss_decode) == dict(type='NGLLoss', loss_weight=1.0)
     if ngl.model.get('auxiliary_head'):
