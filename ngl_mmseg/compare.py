@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -46,11 +47,12 @@ def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
     return name, path, losses
 
 
-def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False):
+def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True):
     """Train through tools/train.py (or tools/dist_train.sh); returns seconds.
 
     ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
-    terminal; if training fails, its last lines are shown in the error.
+    terminal (with ``progress``, one progress line stands in for it); if
+    training fails, its last lines are shown in the error.
     """
     if gpus > 1:
         cmd = ['bash', osp.join(TOOLS_DIR, 'dist_train.sh'), config_path, str(gpus),
@@ -67,13 +69,48 @@ def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False):
         return time.time() - start
     log_path = osp.join(work_dir, 'train.log')
     with open(log_path, 'w') as log:
-        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if progress:
+            _follow_progress(proc, log_path, osp.basename(osp.normpath(work_dir)))
+        proc.wait()
     if proc.returncode != 0:
         with open(log_path) as log:
             tail = ''.join(log.readlines()[-30:])
         raise RuntimeError(f'training {config_path} failed (exit {proc.returncode}); the end '
                            f'of {log_path}:\n{tail}')
     return time.time() - start
+
+
+_ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+).*?loss: ([\d.e+-]+)')
+_PROGRESS = re.compile(r'ngl_progress: ([\d.e+-]+)')
+
+
+def _follow_progress(proc, log_path, name, every=2.0):
+    """One progress line per run while ``proc`` trains: redrawn in place on a
+    terminal, else printed at each quarter of the iterations."""
+    tty = sys.stdout.isatty()
+    shown_quarter = 0
+    last = ''
+    while proc.poll() is None:
+        time.sleep(every)
+        with open(log_path, errors='replace') as f:
+            matches = _ITER.findall(f.read()[-20000:])
+        if not matches:
+            continue
+        it, total, eta, loss = matches[-1]
+        with open(log_path, errors='replace') as f:
+            progress = _PROGRESS.findall(f.read()[-20000:])
+        extra = f', NGL progress {float(progress[-1]):.2f}' if progress else ''
+        line = (f'[compare_losses] {name}: iter {it}/{total}, loss {float(loss):.4g}{extra}, '
+                f'eta {eta}')
+        if tty and line != last:
+            print('\r' + line.ljust(100), end='', flush=True)
+        elif not tty and int(it) * 4 // int(total) > shown_quarter:
+            shown_quarter = int(it) * 4 // int(total)
+            print(line, flush=True)
+        last = line
+    if tty and last:
+        print(flush=True)
 
 
 def read_scalars(work_dir):
@@ -104,8 +141,11 @@ def evaluate(config_path, checkpoint, num_samples=4, device='cpu'):
     from mmseg.apis import init_model
     from mmseg.evaluation import IoUMetric
     from mmseg.registry import DATASETS
+    from mmengine.logging import MMLogger
     from mmseg.utils import register_all_modules
     register_all_modules()
+    # mmseg's per-class table and the checkpoint messages go to a quiet logger.
+    MMLogger.get_instance('ngl_compare_evaluate', log_level='WARNING')
     cfg = Config.fromfile(config_path)
     model = revert_sync_batchnorm(init_model(cfg, checkpoint, device=device))
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
@@ -209,16 +249,20 @@ def plot_predictions(results, path):
 
 
 def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
-            cfg_options=None, seed=0, num_samples=4):
+            cfg_options=None, seed=0, num_samples=4, verbose=False):
     """Train and evaluate every variant; write report.md, report.json,
-    curves.png and predictions.png in ``work_dir``. Returns the results."""
+    curves.png and predictions.png in ``work_dir``. Returns the results.
+
+    mmengine's logs go to ``<work_dir>/<variant>/train.log`` (``verbose``:
+    to the terminal as well)."""
     os.makedirs(work_dir, exist_ok=True)
     results = []
     for k, spec in enumerate(specs):
         name, cfg_path, losses = prepare_variant(config, spec, work_dir, cfg_options, seed)
         variant_dir = osp.dirname(cfg_path)
         _print(f'({k + 1}/{len(specs)}) training {name}: {losses} -> {variant_dir}')
-        seconds = train_variant(cfg_path, variant_dir, gpus, port=29500 + 17 * k)
+        seconds = train_variant(cfg_path, variant_dir, gpus, port=29500 + 17 * k,
+                                quiet=not verbose)
         _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint')
         metrics = evaluate(cfg_path, last_checkpoint(variant_dir), num_samples)
         train, val = read_scalars(variant_dir)

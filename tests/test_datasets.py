@@ -1,4 +1,5 @@
 """The synthetic datasets' on-disk layouts, and the errors for broken dataset setups."""
+import glob
 import os.path as osp
 
 import numpy as np
@@ -120,3 +121,90 @@ def test_prepare_config_leaves_cuda_runs_alone_and_adds_one_label_check(tmp_path
         assert [s['type'] for s in ds.pipeline].count('CheckSegLabels') == 1
     assert cfg.get('model_wrapper_cfg') is None
     assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+
+
+def test_all_classes_long_tailed_datasets_hold_every_class(tmp_path):
+    root = make_coco_stuff(str(tmp_path / 'coco'), num_train=60, num_val=171,
+                           num_used_classes=171, long_tail=True)
+    counts = {}
+    for split in ('train2017', 'val2017'):
+        hist = np.zeros(256)
+        for path in glob.glob(osp.join(root, 'annotations', split, '*_labelTrainIds.png')):
+            hist += np.bincount(np.array(Image.open(path)).ravel(), minlength=256)
+        counts[split] = hist[:171]
+    assert (counts['val2017'] > 0).all()  # validation scores every class
+    train = np.sort(counts['train2017'][counts['train2017'] > 0])
+    assert train[-1] > 10 * train[len(train) // 2]  # a long tail: the head dominates
+    voc = make_voc(str(tmp_path / 'voc'), num_train=60, num_val=21, long_tail=True)
+    hist = np.zeros(256)
+    for name in read_ids(osp.join(voc, 'ImageSets', 'Segmentation', 'val.txt')):
+        hist += np.bincount(np.array(Image.open(osp.join(voc, 'SegmentationClass',
+                                                         name + '.png'))).ravel(), minlength=256)
+    assert (hist[:21] > 0).all()
+
+
+def test_synthetic_writer_never_overwrites_data_it_did_not_write(tmp_path):
+    root = make_voc(str(tmp_path), num_train=3, num_val=2)
+    with pytest.raises(FileExistsError, match='already holds'):
+        make_voc(str(tmp_path), num_train=3, num_val=2)
+    # --overwrite replaces an earlier synthetic dataset...
+    make_voc(str(tmp_path), num_train=2, num_val=2, overwrite=True)
+    assert len(read_ids(osp.join(root, 'ImageSets', 'Segmentation', 'train.txt'))) == 2
+    # ...but never a folder holding files it did not write (a real dataset)
+    real = osp.join(root, 'JPEGImages', '2008_000123.jpg')
+    with open(real, 'wb') as f:
+        f.write(b'real image')
+    with pytest.raises(FileExistsError, match='did not write'):
+        make_voc(str(tmp_path), num_train=2, num_val=2, overwrite=True)
+    with open(real, 'rb') as f:
+        assert f.read() == b'real image'
+    real_root = tmp_path / 'real' / 'coco_stuff164k' / 'images' / 'train2017'
+    real_root.mkdir(parents=True)
+    (real_root / '000000000001.jpg').write_bytes(b'real')
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError):
+            make_coco_stuff(str(tmp_path / 'real'), num_train=2, num_val=2, overwrite=overwrite)
+    assert (real_root / '000000000001.jpg').read_bytes() == b'real'
+
+
+@pytest.mark.parametrize('kwargs', [dict(num_train=-1), dict(num_val=-3), dict(num_val=0),
+                                    dict(num_train=0)])
+def test_synthetic_writer_refuses_bad_counts(tmp_path, kwargs):
+    with pytest.raises(ValueError, match='num_'):
+        make_voc(str(tmp_path), **kwargs)
+    with pytest.raises(ValueError, match='num_'):
+        make_coco_stuff(str(tmp_path / 'c'), **kwargs)
+    assert not any(tmp_path.iterdir()) or not any((tmp_path / 'VOCdevkit').rglob('*.jpg'))
+
+
+@pytest.mark.parametrize('damage', ['values', 'truncated', 'garbage'])
+def test_val_labels_are_checked_before_training_naming_the_file(tmp_path, damage):
+    from ngl_mmseg.launch import check_labels_before_training
+    root = make_voc(str(tmp_path), num_train=2, num_val=3)
+    name = read_ids(osp.join(root, 'ImageSets', 'Segmentation', 'val.txt'))[1]
+    path = osp.join(root, 'SegmentationClass', name + '.png')
+    data = open(path, 'rb').read()
+    if damage == 'values':
+        seg = Image.open(path)
+        arr = np.array(seg)
+        arr[0, 0] = 42
+        bad = Image.fromarray(arr, mode='P')
+        bad.putpalette(seg.getpalette())  # without one, PIL renumbers the values
+        bad.save(path)
+        message = rf'label map {path} holds values \[42\]'
+    else:
+        with open(path, 'wb') as f:
+            f.write(data[:len(data) // 2] if damage == 'truncated' else b'not a png at all')
+        message = rf'label map {path} cannot be read'
+    cfg = prepare_config(voc_cfg(root), splits=('train', 'val'))
+    with pytest.raises(ValueError, match=message):
+        check_labels_before_training(cfg, ('train', 'val'))
+
+
+def test_label_check_samples_large_datasets_and_says_how_many(tmp_path, capsys):
+    from ngl_mmseg.datasets.checks import check_label_files
+    root = make_voc(str(tmp_path), num_train=2, num_val=9)
+    cfg = prepare_config(voc_cfg(root), splits=('val', ))
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    assert check_label_files(dataset, 21, max_files=3) == (3, 9)
+    assert check_label_files(dataset, 21) == (9, 9)

@@ -10,6 +10,9 @@ Writes report.md, report.json, curves.png and predictions.png in --work-dir.
 """
 import argparse
 import os.path as osp
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction
 
@@ -28,13 +31,15 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--num-samples', type=int, default=4,
                         help='validation images in predictions.png')
+    parser.add_argument('--verbose', action='store_true',
+                        help="show mmengine's training logs (always in <work-dir>/<variant>/train.log)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every variant, as in tools/train.py')
     args = parser.parse_args()
     work_dir = args.work_dir or osp.join('work_dirs', 'compare',
                                          osp.splitext(osp.basename(args.config))[0])
     compare(args.config, args.losses, work_dir, args.gpus, args.cfg_options, args.seed,
-            args.num_samples)
+            args.num_samples, args.verbose)
 
 
 if __name__ == '__main__':

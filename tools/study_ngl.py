@@ -12,6 +12,9 @@ iteration) in --work-dir. mmengine's logs of each run go to RUN_DIR/train.log.
 """
 import argparse
 import os.path as osp
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction
 

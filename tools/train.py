@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import prepare_config
+from ngl_mmseg.launch import check_labels_before_training, prepare_config
 
 
 def parse_args():
@@ -104,6 +104,8 @@ def main():
         runner = RUNNERS.build(cfg)
 
     # start training
+    # Every split's labels, before the first iteration (sampled when large).
+    check_labels_before_training(cfg, ('train', 'val'), runner.logger)
     runner.train()
 
 

@@ -8,6 +8,7 @@ import os.path as osp
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from PIL import Image
 
 from mmseg.registry import TRANSFORMS
 
@@ -53,6 +54,41 @@ def check_dataset_paths(dataset_cfg):
         path = _join(root, folder)
         if folder and not osp.isdir(path):
             raise FileNotFoundError(f'{kind}: {key} folder does not exist: {osp.abspath(path)}')
+
+
+def read_label_map(path):
+    """A label PNG as an array; an unreadable or truncated file raises
+    ValueError naming its path (PIL's own errors do not)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f'label map {path} cannot be read ({type(exc).__name__}: {exc}); '
+                         're-create or remove it') from None
+
+
+def check_label_files(dataset, num_classes, ignore_index=255, max_files=500):
+    """Read up to ``max_files`` label maps of a built dataset (evenly spaced;
+    all of a small one) before training; raise ValueError naming the first
+    unreadable file or one with values outside the classes.
+
+    Returns:
+        tuple[int, int]: (label maps checked, label maps in the dataset).
+    """
+    paths = [dataset.get_data_info(i).get('seg_map_path') for i in range(len(dataset))]
+    paths = [p for p in paths if p]
+    if not paths:
+        return 0, 0
+    step = max(1, len(paths) // max_files)
+    sample = paths[::step][:max_files]
+    for path in sample:
+        values = np.unique(read_label_map(path))
+        bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
+        if bad.size:
+            raise ValueError(f'label map {path} holds values {bad.tolist()[:10]} outside '
+                             f'[0, {num_classes}) that are not ignore_index={ignore_index}')
+    return len(sample), len(paths)
 
 
 @TRANSFORMS.register_module()

@@ -111,7 +111,7 @@ def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus
     path = osp.join(work_dir, 'config.py')
     cfg.dump(path)
     _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
-    train_variant(path, work_dir, gpus, quiet=True)
+    train_variant(path, work_dir, gpus, quiet=True, progress=False)
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     if not osp.isfile(ckpt):
         raise FileNotFoundError(f'pretraining wrote no {ckpt}')
@@ -212,7 +212,8 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
         run_dir = osp.join(work_dir, f'{name}_{optimizer}_seed{seed}')
         path = run_config(config, spec, optimizer, seed, run_dir, cfg_options, backbone,
                           data_root, iters)
-        seconds = train_variant(path, run_dir, gpus, port=29500 + 13 * k, quiet=True)
+        seconds = train_variant(path, run_dir, gpus, port=29500 + 13 * k, quiet=True,
+                                progress=False)
         _, val = read_scalars(run_dir)
         curve = [(row['step'], float(row['mIoU'])) for row in val]
         runs.append(dict(variant=name, optimizer=optimizer, seed=seed, curve=curve,

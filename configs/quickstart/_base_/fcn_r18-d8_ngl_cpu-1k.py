@@ -12,14 +12,18 @@ model = dict(
     data_preprocessor=dict(size=(64, 64)),
     # ResNet-18 at half width: a CPU budget, not a benchmark model.
     backbone=dict(depth=18, stem_channels=32, base_channels=32),
+    # NGL's recipe (README, "Training with NGL"): CE-matched weight, CE warm-up.
     decode_head=dict(
         in_channels=256,
         channels=64,
-        loss_decode=dict(_delete_=True, type='NGLLoss', loss_weight=1.0)),
+        loss_decode=dict(
+            _delete_=True, type='NGLLoss', auto_weight=True, ce_warmup=0.1, loss_weight=1.0)),
     auxiliary_head=dict(
         in_channels=128,
         channels=32,
-        loss_decode=dict(_delete_=True, type='NGLLoss', loss_weight=0.4)))
+        loss_decode=dict(
+            _delete_=True, type='NGLLoss', auto_weight=True, ce_warmup=0.1, loss_weight=0.4)))
+custom_hooks = [dict(type='NGLMonitorHook')]
 
 # AdamW normalises the gradient scale, which differs a lot between NGL (mean
 # over classes, softmax Jacobian) and CE: one optimiser setting serves both.
