@@ -28,7 +28,8 @@ figures: install
 	$(PY) tools/plot_ngl_terms.py --out docs/ngl_terms.png
 
 # The trainability study of README.md, "Training with NGL" (CPU, synthetic data with every
-# class present and long-tailed frequencies). About 45 min on 2 cores; each line is one table.
+# class present and long-tailed frequencies): about 45 min on 2 cores. Each line writes one
+# table (study.md), its curves (study.png) and every number (study.json) under work_dirs/study/.
 STUDY := $(PY) tools/study_ngl.py
 VOC_ALL := data/synthetic/voc-all/VOCdevkit/VOC2012
 COCO_ALL := data/synthetic/coco-all/coco_stuff164k
@@ -36,7 +37,7 @@ COCO_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164
 study: install
 	@test -d $(VOC_ALL) || $(PY) tools/make_synthetic_dataset.py voc data/synthetic/voc-all --all-classes --num-train 200 --num-val 42
 	@test -d $(COCO_ALL) || $(PY) tools/make_synthetic_dataset.py coco-stuff data/synthetic/coco-all --all-classes --num-train 600
-	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl --optimizers sgd --seeds 0 1 2 --work-dir work_dirs/study/voc-main --title "21 classes (synthetic VOC, CPU)"
-	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 500 --variants ce ngl --optimizers sgd adamw --seeds 0 1 2 --work-dir work_dirs/study/coco-main --title "171 classes (synthetic COCO-Stuff, CPU)"
+	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl --optimizers sgd --seeds 0 1 2 --work-dir work_dirs/study/voc-main --title "21 classes, all present, long-tailed (synthetic VOC, CPU)"
+	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl --optimizers adamw --seeds 0 1 2 --work-dir work_dirs/study/coco-main --title "171 classes (synthetic COCO-Stuff, CPU)"
+	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl-plain ngl --optimizers sgd --work-dir work_dirs/study/coco-sgd --title "171 classes, SGD (seed 0)"
 	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl-auto ngl ngl-scaling ngl-scaling-auto ngl+ce --optimizers sgd adamw --work-dir work_dirs/study/voc-ablation --title "21 classes, every variant (seed 0)"
-	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 500 --variants ngl-plain ngl-auto ngl-scaling-auto --optimizers sgd adamw --work-dir work_dirs/study/coco-ablation --title "171 classes, more variants (seed 0)"

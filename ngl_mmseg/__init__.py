@@ -17,6 +17,7 @@ else:
     from .losses import NGLLoss, ngl_loss
     from .hooks import NGLMonitorHook  # noqa: F401  (registers it)
     compat.allow_checkpoint_globals()
+    compat.name_unreadable_label_maps()
 
 
 def __getattr__(name):

@@ -15,6 +15,9 @@
    that works without a GPU. :func:`setup_cpu_distributed` makes a config run
    distributed on CPUs with gloo (the same code path users run with nccl);
    it is applied only when CUDA is unavailable.
+3. mmseg's ``LoadAnnotations`` reports a truncated or garbage label PNG as
+   "image file is truncated" / "cannot identify image file" without saying
+   which file: :func:`name_unreadable_label_maps` re-raises with the path.
 """
 
 import pickle
@@ -109,3 +112,24 @@ def setup_cpu_distributed(cfg):
     wrapper.setdefault('broadcast_buffers', True)
     wrapper['device_ids'] = None  # DDP on CPU modules takes no device ids
     cfg.model_wrapper_cfg = wrapper
+
+
+def name_unreadable_label_maps():
+    """Make mmseg's ``LoadAnnotations`` name the label file it cannot decode."""
+    from mmseg.datasets.transforms import LoadAnnotations
+    original = LoadAnnotations._load_seg_map
+    if getattr(original, '_names_path', False):
+        return
+
+    def _load_seg_map(self, results):
+        try:
+            return original(self, results)
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            # AttributeError/TypeError: cv2 returns None for undecodable bytes.
+            path = results.get('seg_map_path')
+            if path is None or str(path) in str(exc):
+                raise
+            raise ValueError(f'label map {path} cannot be read ({type(exc).__name__}: '
+                             f'{exc})') from exc
+    _load_seg_map._names_path = True
+    LoadAnnotations._load_seg_map = _load_seg_map

@@ -69,3 +69,52 @@ def prepare_config(cfg, splits):
             _insert_label_check(loader['dataset'], head['num_classes'],
                                 head.get('ignore_index', 255))
     return cfg
+
+
+def _loads(path):
+    import torch
+    try:
+        torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, wrong format, ...
+        return f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'
+    return None
+
+
+def pick_resume_checkpoint(work_dir, logger=None):
+    """The checkpoint ``--resume`` should continue from, or None for mmengine's default.
+
+    mmengine resumes from the file named in ``work_dir/last_checkpoint``; when
+    a crash while saving left that file truncated, it fails with "checkpoint
+    file is corrupted" and the run's progress looks lost. Here the newest
+    checkpoint that loads is taken instead, with a warning naming the broken
+    ones. Returns None when the recorded checkpoint loads (nothing to change).
+    """
+    import glob
+    import os.path as osp
+    import re
+
+    from mmengine.logging import print_log
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return None
+    with open(record) as f:
+        last = f.read().strip()
+    if last and osp.isfile(last) and _loads(last) is None:
+        return None
+
+    def number(path):
+        match = re.search(r'(?:iter|epoch)_(\d+)\.pth$', path)
+        return int(match.group(1)) if match else -1
+    candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=number, reverse=True)
+    broken = [f'{last} ({_loads(last) if osp.isfile(last) else "missing"})']
+    for path in candidates:
+        if osp.abspath(path) == osp.abspath(last):
+            continue
+        error = _loads(path)
+        if error is None:
+            print_log(f'ngl_mmseg: the last checkpoint does not load: {"; ".join(broken)}; '
+                      f'resuming from {path}, the newest one that does',
+                      logger=logger or 'current', level=30)
+            return path
+        broken.append(f'{path} ({error})')
+    raise RuntimeError(f'--resume: no checkpoint in {work_dir} loads: {"; ".join(broken)}')

@@ -208,3 +208,17 @@ def test_label_check_samples_large_datasets_and_says_how_many(tmp_path, capsys):
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     assert check_label_files(dataset, 21, max_files=3) == (3, 9)
     assert check_label_files(dataset, 21) == (9, 9)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage'])
+def test_loading_a_broken_label_png_in_training_names_the_file(tmp_path, damage):
+    root = make_voc(str(tmp_path), num_train=2, num_val=2)
+    name = read_ids(osp.join(root, 'ImageSets', 'Segmentation', 'val.txt'))[0]
+    path = osp.join(root, 'SegmentationClass', name + '.png')
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2] if damage == 'truncated' else b'garbage, not a png')
+    cfg = prepare_config(voc_cfg(root), splits=('val', ))
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    with pytest.raises(ValueError, match=f'label map {path} cannot be read'):
+        dataset[0]

@@ -162,8 +162,10 @@ def test_compare_losses_tiny_run(workspace):
     # The variants' configs differ only in the losses; each head keeps its weight.
     from mmengine.config import Config
     ce_cfg, ngl_cfg = (Config.fromfile(r['config']) for r in report[:2])
-    assert ngl_cfg.model.decode_head.loss_decode == dict(type='NGLLoss', loss_weight=1.0)
-    assert ngl_cfg.model.auxiliary_head.loss_decode == dict(type='NGLLoss', loss_weight=0.4)
+    recipe = dict(type='NGLLoss', auto_weight=True, ce_warmup=0.1)  # the 'ngl' preset
+    assert ngl_cfg.model.decode_head.loss_decode == dict(recipe, loss_weight=1.0)
+    assert ngl_cfg.model.auxiliary_head.loss_decode == dict(recipe, loss_weight=0.4)
+    assert ngl_cfg.custom_hooks == [dict(type='NGLMonitorHook')]
     assert ce_cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
     for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'randomness'):
         assert ce_cfg[key] == ngl_cfg[key], key
@@ -172,3 +174,58 @@ def test_compare_losses_tiny_run(workspace):
     md = open(work_dir / 'report.md').read()
     assert '| ce | CrossEntropyLoss(1) |' in md and '| ngl | NGLLoss(1) |' in md
     assert '| variant | losses | mIoU | mAcc | aAcc | train time |' in proc.stdout
+    # A person sees progress and the table, not mmengine's logs (those go to files).
+    assert len(proc.stdout.splitlines()) <= 60, proc.stdout
+    assert 'Iter(train)' not in proc.stdout
+    assert 'Iter(train)' in open(work_dir / 'ngl' / 'train.log').read()
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(voc_run, workspace):
+    work_dir = workspace / 'work_dirs' / 'voc_resume_broken'
+    shutil.copytree(voc_run, work_dir)
+    data = (work_dir / 'iter_1000.pth').read_bytes()
+    (work_dir / 'iter_1000.pth').write_bytes(data[:len(data) // 3])  # a crash while saving
+    proc = train(VOC_CFG, work_dir, workspace, 'train_cfg.max_iters=510',
+                 'default_hooks.logger.interval=10', 'default_hooks.checkpoint.interval=10',
+                 extra=['--resume'])
+    log = proc.stdout + proc.stderr
+    assert 'the last checkpoint does not load' in log and 'iter_1000.pth' in log
+    assert 'resumed epoch: 0, iter: 500' in log
+    assert osp.isfile(work_dir / 'iter_510.pth')
+
+
+def test_test_tool_refuses_a_checkpoint_with_missing_weights(voc_run, workspace, tmp_path):
+    import torch
+    ckpt = torch.load(voc_run / 'iter_1000.pth', map_location='cpu', weights_only=True)
+    del ckpt['state_dict']['decode_head.conv_seg.weight']
+    broken = tmp_path / 'missing.pth'
+    torch.save(ckpt, broken)
+    cmd = [sys.executable, osp.join(TOOLS, 'test.py'), VOC_CFG, broken, '--work-dir',
+           tmp_path / 'out']
+    proc = run(cmd, workspace, expect_ok=False)
+    assert proc.returncode != 0
+    assert 'decode_head.conv_seg.weight' in proc.stderr and '--non-strict' in proc.stderr
+    run(cmd + ['--non-strict'], workspace)  # asked for: scored anyway
+
+
+@pytest.mark.parametrize('variant,warns', [('plain', True), ('recipe', False)])
+def test_guardrail_warns_on_plain_ngl_under_sgd_and_not_on_the_recipe(workspace, variant,
+                                                                       warns):
+    """171 classes, mmseg's SGD (lr 0.01): the paper's NGL does not move in 50
+    iterations and the log says so; the recipe moves and the log stays quiet."""
+    recipe = variant == 'recipe'
+    loss = f"dict(_delete_=True, type='NGLLoss', auto_weight={recipe}, ce_warmup={0.1 * recipe})"
+    config = workspace / f'guard_{variant}.py'
+    config.write_text(
+        f"_base_ = [{COCO_CFG!r}]\n"
+        "optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.01, momentum=0.9,"
+        " weight_decay=0.0005))\n"
+        f"model = dict(decode_head=dict(loss_decode={loss}),\n"
+        f"             auxiliary_head=dict(loss_decode=dict({loss[5:-1]}, loss_weight=0.4)))\n")
+    work_dir = workspace / 'work_dirs' / f'guard_{variant}'
+    proc = train(config, work_dir, workspace, 'train_cfg.max_iters=60',
+                 'train_cfg.val_interval=60', 'default_hooks.checkpoint.interval=60',
+                 'default_hooks.logger.interval=10')
+    log = proc.stdout + proc.stderr
+    assert 'decode.ngl_progress' in log
+    assert ('NGL is not learning' in log) == warns, log[-3000:]

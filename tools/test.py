@@ -19,6 +19,11 @@ def parse_args():
     parser.add_argument('config', help='train config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
+        '--non-strict',
+        action='store_true',
+        help='score the checkpoint even if weights are missing or do not fit the model '
+        '(by default that is an error naming them)')
+    parser.add_argument(
         '--work-dir',
         help=('if specified, the evaluation metric results will be dumped'
               'into the directory as json'))
@@ -102,7 +107,9 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
-    cfg.load_from = args.checkpoint
+    # Loaded below, strictly: mmengine's default only warns about missing or
+    # mismatched weights and then scores a half-initialised model.
+    cfg.load_from = None
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -121,6 +128,13 @@ def main():
 
     # build the runner from config
     runner = Runner.from_cfg(cfg)
+    try:
+        runner.load_checkpoint(args.checkpoint, strict=not args.non_strict)
+    except RuntimeError as exc:
+        if args.non_strict or 'state_dict' not in str(exc):
+            raise
+        raise SystemExit(f'test.py: {args.checkpoint} does not fit the model of {args.config}:\n'
+                         f'{exc}\nPass --non-strict to score it anyway.') from None
 
     # start testing
     runner.test()

@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import check_labels_before_training, prepare_config
+from ngl_mmseg.launch import (check_labels_before_training, pick_resume_checkpoint,
+                              prepare_config)
 
 
 def parse_args():
@@ -93,6 +94,11 @@ def main():
 
     # resume training
     cfg.resume = args.resume
+    if args.resume and not cfg.get('load_from'):
+        # mmengine takes work_dir/last_checkpoint even when that file is broken.
+        fallback = pick_resume_checkpoint(cfg.work_dir)
+        if fallback:
+            cfg.load_from = fallback
 
     # build the runner from config
     if 'runner_type' not in cfg:
