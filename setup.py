@@ -1,4 +1,12 @@
+import re
+
 from setuptools import find_packages, setup
+
+
+def version():
+    """The one home of the version: ngl_mmseg/__init__.py."""
+    with open('ngl_mmseg/__init__.py', encoding='utf-8') as f:
+        return re.search(r"^__version__ = '([^']+)'", f.read(), re.M).group(1)
 
 
 def readme():
@@ -8,7 +16,7 @@ def readme():
 
 setup(
     name='ngl-mmseg',
-    version='0.1.0',
+    version=version(),
     description='Next Generation Loss (NGL) for MMSegmentation',
     long_description=readme(),
     long_description_content_type='text/markdown',
