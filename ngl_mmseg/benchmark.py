@@ -282,7 +282,7 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from .compat import _sync_bn_to_bn
+    from .compat import sync_bn_to_bn
     from .losses_presets import apply_loss_preset
     register_all_modules()
     models, times = {}, {}
@@ -292,13 +292,13 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
         cfg.model.pretrained = None
         if cfg.model.get('backbone', {}).get('init_cfg'):
             cfg.model.backbone.init_cfg = None
-        _sync_bn_to_bn(cfg.model)
+        sync_bn_to_bn(cfg.model)
         cfg.model.data_preprocessor.size = (size, size)
         torch.manual_seed(0)
         models[preset] = MODELS.build(cfg.model).to(device).train()
         times[preset] = []
     num_classes = cfg.model.decode_head.num_classes
-    inputs, samples = _fake_batch(batch, size, num_classes, device)
+    inputs, samples = fake_batch(batch, size, num_classes, device)
 
     def step(model):
         model.zero_grad(set_to_none=True)
@@ -324,7 +324,7 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     return out
 
 
-def _fake_batch(batch, size, num_classes, device):
+def fake_batch(batch, size, num_classes, device):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     g = torch.Generator().manual_seed(0)

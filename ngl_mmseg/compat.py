@@ -76,15 +76,16 @@ def _init_dist_pytorch_cpu(backend, init_backend='torch', **kwargs):
     torch_dist.init_process_group(backend=backend, **kwargs)
 
 
-def _sync_bn_to_bn(node):
+def sync_bn_to_bn(node):
+    """SyncBN/MMSyncBN -> BN everywhere in a (model) config, in place."""
     if isinstance(node, dict):
         if node.get('type') in ('SyncBN', 'MMSyncBN'):
             node['type'] = 'BN'
         for value in node.values():
-            _sync_bn_to_bn(value)
+            sync_bn_to_bn(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            _sync_bn_to_bn(value)
+            sync_bn_to_bn(value)
 
 
 def setup_cpu_distributed(cfg):
@@ -101,7 +102,7 @@ def setup_cpu_distributed(cfg):
     dist_utils._init_dist_pytorch = _init_dist_pytorch_cpu
     env_cfg = cfg.setdefault('env_cfg', {})
     env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    _sync_bn_to_bn(cfg.model)
+    sync_bn_to_bn(cfg.model)
     cfg.sync_bn = None
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',

@@ -9,14 +9,15 @@ import pytest
 import torch
 from mmengine.config import Config
 
+import mmseg
 import ngl_mmseg  # noqa: F401
-from ngl_mmseg.benchmark import _fake_batch
-from ngl_mmseg.compat import _sync_bn_to_bn
+from ngl_mmseg.benchmark import fake_batch
+from ngl_mmseg.compat import sync_bn_to_bn
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MMSEG_CONFIGS = osp.join(osp.dirname(__import__('mmseg').__file__), '.mim', 'configs')
+MMSEG_CONFIGS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 NGL_CONFIGS = [c for c in CONFIGS if '_ngl_' in osp.basename(c)]  # the recipe
 PLAIN_CONFIGS = [c for c in CONFIGS if '_ngl-plain_' in osp.basename(c)]  # strict twins
@@ -46,13 +47,13 @@ def test_config_builds_and_trains_one_iteration(config):
     model_cfg.pretrained = None
     if model_cfg.backbone.get('init_cfg'):
         model_cfg.backbone.init_cfg = None  # no downloads here
-    _sync_bn_to_bn(model_cfg)
+    sync_bn_to_bn(model_cfg)
     size = 64
     model_cfg.data_preprocessor.size = (size, size)
     torch.manual_seed(0)
     model = MODELS.build(model_cfg).train()
     num_classes = cfg.model.decode_head.num_classes
-    inputs, samples = _fake_batch(2, size, num_classes, 'cpu')
+    inputs, samples = fake_batch(2, size, num_classes, 'cpu')
     data = model.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
     losses = model.loss(data['inputs'], data['data_samples'])
     total = sum(v for k, v in losses.items() if 'loss' in k)
@@ -109,3 +110,21 @@ def test_plain_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
     assert dict(ngl.model.decode_head.loss_decode) == dict(type='NGLLoss', loss_weight=1.0)
     if ngl.model.get('auxiliary_head'):
         assert dict(ngl.model.auxiliary_head.loss_decode) == dict(type='NGLLoss', loss_weight=0.4)
+
+
+@pytest.mark.parametrize('config', [c for c in NGL_CONFIGS if '/ngl/' in c], ids=rel)
+def test_recipe_config_is_its_plain_twin_plus_the_recipe(config):
+    """*_ngl_* = *_ngl-plain_* with NGLLoss(auto_weight=True, ce_warmup=0.1): the recipe
+    lives in the loss, nothing else changes (optimizer, schedule, data)."""
+    plain = Config.fromfile(config.replace('_ngl_', '_ngl-plain_'))
+    recipe = Config.fromfile(config)
+    heads = [('decode_head', 1.0)] + ([('auxiliary_head', 0.4)]
+                                      if recipe.model.get('auxiliary_head') else [])
+    for head, weight in heads:
+        assert dict(recipe.model[head].loss_decode) == dict(
+            type='NGLLoss', auto_weight=True, ce_warmup=0.1, loss_weight=weight)
+    assert recipe.custom_hooks == [dict(type='NGLMonitorHook')]
+    assert strip_losses(recipe.model) == strip_losses(plain.model)
+    a, b = unscoped(recipe.to_dict()), unscoped(plain.to_dict())
+    assert {k: v for k, v in a.items() if k != 'model'} == \
+        {k: v for k, v in b.items() if k != 'model'}

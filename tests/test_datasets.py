@@ -1,6 +1,8 @@
 """The synthetic datasets' on-disk layouts, and the errors for broken dataset setups."""
 import glob
+import os
 import os.path as osp
+import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ from mmengine.config import Config
 from PIL import Image
 
 import ngl_mmseg  # noqa: F401
-from ngl_mmseg.datasets import check_dataset_paths, make_coco_stuff, make_voc
+from ngl_mmseg.datasets import check_dataset_paths
+from ngl_mmseg.datasets.synthetic import make_coco_stuff, make_voc
 from ngl_mmseg.datasets.synthetic import coco_stuff_raw_ids
 from ngl_mmseg.launch import prepare_config
 from mmseg.registry import DATASETS
@@ -48,7 +51,7 @@ def test_coco_stuff_layout_made_by_mmseg_converter(tmp_path):
     raw_ids = coco_stuff_raw_ids()
     assert len(raw_ids) == 171 and raw_ids[0] == 0 and raw_ids[-1] == 181
     for split, count in (('train2017', 4), ('val2017', 3)):
-        imgs = sorted(p for p in __import__('os').listdir(osp.join(root, 'images', split)))
+        imgs = sorted(os.listdir(osp.join(root, 'images', split)))
         assert len(imgs) == count and all(p.endswith('.jpg') for p in imgs)
         for img in imgs:
             stem = img[:-4]
@@ -82,14 +85,14 @@ def test_missing_and_empty_split_files_name_the_path(tmp_path):
     open(val_txt, 'w').close()
     with pytest.raises(ValueError, match=f'split file is empty: {val_txt}'):
         check_dataset_paths(voc_cfg(root).val_dataloader.dataset)
-    __import__('os').remove(val_txt)
+    os.remove(val_txt)
     with pytest.raises(FileNotFoundError, match=f'split file does not exist: {val_txt}'):
         check_dataset_paths(voc_cfg(root).val_dataloader.dataset)
 
 
 def test_missing_image_folder_names_the_path(tmp_path):
     root = make_voc(str(tmp_path), num_train=2, num_val=2)
-    __import__('shutil').rmtree(osp.join(root, 'SegmentationClassAug'))
+    shutil.rmtree(osp.join(root, 'SegmentationClassAug'))
     with pytest.raises(FileNotFoundError, match='seg_map_path folder does not exist: .*Aug'):
         prepare_config(voc_cfg(root), splits=('train', ))
 
@@ -111,10 +114,12 @@ def test_label_png_with_values_outside_the_classes_names_the_file(tmp_path):
     assert dataset[1]['data_samples'] is not None  # the good files still load
 
 
-def test_prepare_config_leaves_cuda_runs_alone_and_adds_one_label_check(tmp_path):
+def test_prepare_config_leaves_cuda_runs_alone_and_adds_one_label_check(tmp_path,
+                                                                         monkeypatch):
     root = make_voc(str(tmp_path), num_train=2, num_val=2)
     cfg = voc_cfg(root)
-    cfg.launcher = 'none'
+    cfg.launcher = 'pytorch'  # distributed, on a machine that has CUDA: nothing to change
+    monkeypatch.setattr('torch.cuda.is_available', lambda: True)
     prepare_config(cfg, splits=('train', 'val'))
     prepare_config(cfg, splits=('train', 'val'))
     for ds in cfg.train_dataloader.dataset.datasets:

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from ngl_mmseg.compare import read_scalars
-from ngl_mmseg.datasets import make_coco_stuff, make_voc
+from ngl_mmseg.datasets.synthetic import make_coco_stuff, make_voc
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')

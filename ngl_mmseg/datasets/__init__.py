@@ -1,4 +1,5 @@
-from .checks import CheckSegLabels, check_dataset_paths
-from .synthetic import make_coco_stuff, make_voc
+"""Dataset checks for training runs (the synthetic datasets live in
+``ngl_mmseg.datasets.synthetic`` and are imported only by the tools that make them)."""
+from .checks import CheckSegLabels, check_dataset_paths, check_label_files
 
-__all__ = ['CheckSegLabels', 'check_dataset_paths', 'make_coco_stuff', 'make_voc']
+__all__ = ['CheckSegLabels', 'check_dataset_paths', 'check_label_files']
