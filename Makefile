@@ -40,4 +40,6 @@ study: install
 	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl --optimizers sgd --seeds 0 1 2 --work-dir work_dirs/study/voc-main --title "21 classes, all present, long-tailed (synthetic VOC, CPU)"
 	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl --optimizers adamw --seeds 0 1 2 --work-dir work_dirs/study/coco-main --title "171 classes (synthetic COCO-Stuff, CPU)"
 	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl-plain ngl --optimizers sgd --work-dir work_dirs/study/coco-sgd --title "171 classes, SGD (seed 0)"
-	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl-auto ngl ngl-scaling ngl-scaling-auto ngl+ce --optimizers sgd adamw --work-dir work_dirs/study/voc-ablation --title "21 classes, every variant (seed 0)"
+	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ngl-plain ngl+ce --optimizers adamw --work-dir work_dirs/study/coco-adamw-more --title "171 classes, AdamW, more variants (seed 0)"
+	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl-auto ngl ngl-scaling-auto ngl+ce --optimizers sgd --work-dir work_dirs/study/voc-ablation-sgd --title "21 classes, SGD, every variant (seed 0)"
+	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl ngl-scaling --optimizers adamw --work-dir work_dirs/study/voc-ablation-adamw --title "21 classes, AdamW (seed 0)"

@@ -229,3 +229,26 @@ def test_guardrail_warns_on_plain_ngl_under_sgd_and_not_on_the_recipe(workspace,
     log = proc.stdout + proc.stderr
     assert 'decode.ngl_progress' in log
     assert ('NGL is not learning' in log) == warns, log[-3000:]
+
+
+def test_study_tool_tiny_grid_with_a_pretrained_backbone(workspace):
+    """tools/study_ngl.py end to end: CE pretraining on other scenes, then two
+    variants from that backbone; the table, the curves and the JSON."""
+    other = workspace / 'data' / 'synthetic' / 'coco-other'
+    make_coco_stuff(str(other), num_train=8, num_val=4, seed=7)
+    work_dir = workspace / 'work_dirs' / 'study'
+    proc = run([sys.executable, osp.join(TOOLS, 'study_ngl.py'), COCO_CFG, '--variants', 'ce',
+                'ngl', '--optimizers', 'sgd', '--seeds', '0', '--iters', '8',
+                '--pretrain-iters', '4', '--pretrain-data-root', other / 'coco_stuff164k',
+                '--work-dir', work_dir, '--title', 'tiny'], workspace)
+    with open(work_dir / 'study.json') as f:
+        study = json.load(f)
+    assert [(r['variant'], r['optimizer']) for r in study['rows']] == [('ce', 'sgd'),
+                                                                        ('ngl', 'sgd')]
+    for run_ in study['runs']:
+        assert [step for step, _ in run_['curve']] == [2, 4, 6, 8]
+        assert 'Pretrained' in open(osp.join(run_['work_dir'], 'config.py')).read()
+        assert 'backbone.' in open(osp.join(run_['work_dir'], 'train.log')).read()
+    assert os.path.getsize(work_dir / 'study.png') > 1000
+    assert '| ngl | sgd |' in open(work_dir / 'study.md').read()
+    assert len(proc.stdout.splitlines()) <= 20, proc.stdout

@@ -18,7 +18,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction
 
-from ngl_mmseg.experiments.study import OPTIMIZERS, study
+from ngl_mmseg.experiments.study import OPTIMIZERS, replot, study
 from ngl_mmseg.losses_presets import LOSS_PRESETS
 
 
@@ -40,11 +40,16 @@ def main():
     parser.add_argument('--iters', type=int,
                         help='iterations per run (validation every quarter)')
     parser.add_argument('--title', default='')
+    parser.add_argument('--replot', action='store_true',
+                        help='only rewrite study.md/.png of --work-dir from its study.json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every run, as in tools/train.py')
     args = parser.parse_args()
     work_dir = args.work_dir or osp.join('work_dirs', 'study',
                                          osp.splitext(osp.basename(args.config))[0])
+    if args.replot:
+        replot(work_dir)
+        return
     study(args.config, args.variants, args.optimizers, args.seeds, work_dir, args.gpus,
           args.cfg_options, args.pretrain_iters, args.pretrain_data_root, args.title,
           args.data_root, args.iters)

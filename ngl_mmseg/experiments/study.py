@@ -178,13 +178,36 @@ def plot(rows, runs, path, title=''):
                 lo = [min(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
                 hi = [max(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.15)
-        ax.set(title=f'{title} {optimizer}'.strip(), xlabel='iteration',
-               ylabel='val mIoU (%)')
+        ax.set(title=f'optimizer: {optimizer}', xlabel='iteration', ylabel='val mIoU (%)')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_report(work_dir, config, title, runs):
+    """study.md, study.json and study.png of ``runs`` in ``work_dir``; returns the rows."""
+    rows = summarise(runs)
+    table = format_table(rows)
+    with open(osp.join(work_dir, 'study.md'), 'w') as f:
+        f.write(f'# {title or osp.basename(config)}\n\n{table}\n')
+    with open(osp.join(work_dir, 'study.json'), 'w') as f:
+        json.dump(dict(config=config, title=title, rows=rows, runs=runs), f, indent=1)
+    plot(rows, runs, osp.join(work_dir, 'study.png'), title)
+    print('\n' + table + '\n', flush=True)
+    _print(f'wrote study.md, study.json and study.png in {work_dir}')
+    return rows
+
+
+def replot(work_dir):
+    """Rewrite the table and figure of a finished study from its study.json."""
+    with open(osp.join(work_dir, 'study.json')) as f:
+        data = json.load(f)
+    runs = [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
+    return write_report(work_dir, data['config'], data['title'], runs)
 
 
 def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
@@ -223,13 +246,4 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
         eta = elapsed / (k + 1) * (len(grid) - k - 1)
         _print(f'({k + 1}/{len(grid)}) {name} {optimizer} seed {seed}: mIoU {final} '
                f'({seconds:.0f} s; eta {eta / 60:.0f} min)')
-    rows = summarise(runs)
-    table = format_table(rows)
-    with open(osp.join(work_dir, 'study.md'), 'w') as f:
-        f.write(f'# {title or osp.basename(config)}\n\n{table}\n')
-    with open(osp.join(work_dir, 'study.json'), 'w') as f:
-        json.dump(dict(config=config, title=title, rows=rows, runs=runs), f, indent=1)
-    plot(rows, runs, osp.join(work_dir, 'study.png'), title)
-    print('\n' + table + '\n', flush=True)
-    _print(f'wrote study.md, study.json and study.png in {work_dir}')
-    return rows
+    return write_report(work_dir, config, title, runs)
