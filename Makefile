@@ -28,18 +28,26 @@ figures: install
 	$(PY) tools/plot_ngl_terms.py --out docs/ngl_terms.png
 
 # The trainability study of README.md, "Training with NGL" (CPU, synthetic data with every
-# class present and long-tailed frequencies): about 45 min on 2 cores. Each line writes one
-# table (study.md), its curves (study.png) and every number (study.json) under work_dirs/study/.
+# class present and long-tailed frequencies): about 50 min on 2 cores. Each study line writes a
+# table (study.md), its curves (study.png) and every number (study.json) under work_dirs/study/;
+# the two --merge lines gather them into the README's tables (copied to docs/study/).
 STUDY := $(PY) tools/study_ngl.py
 VOC_ALL := data/synthetic/voc-all/VOCdevkit/VOC2012
 COCO_ALL := data/synthetic/coco-all/coco_stuff164k
 COCO_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164k-synthetic-64x64.py
+VOC_STUDY := $(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500
+COCO_STUDY := $(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000
+W := work_dirs/study
 study: install
 	@test -d $(VOC_ALL) || $(PY) tools/make_synthetic_dataset.py voc data/synthetic/voc-all --all-classes --num-train 200 --num-val 42
 	@test -d $(COCO_ALL) || $(PY) tools/make_synthetic_dataset.py coco-stuff data/synthetic/coco-all --all-classes --num-train 600
-	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl --optimizers sgd --seeds 0 1 2 --work-dir work_dirs/study/voc-main --title "21 classes, all present, long-tailed (synthetic VOC, CPU)"
-	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl --optimizers adamw --seeds 0 1 2 --work-dir work_dirs/study/coco-main --title "171 classes (synthetic COCO-Stuff, CPU)"
-	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ce ngl-plain ngl --optimizers sgd --work-dir work_dirs/study/coco-sgd --title "171 classes, SGD (seed 0)"
-	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 1000 --variants ngl-plain ngl+ce --optimizers adamw --work-dir work_dirs/study/coco-adamw-more --title "171 classes, AdamW, more variants (seed 0)"
-	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl-auto ngl ngl-scaling-auto ngl+ce --optimizers sgd --work-dir work_dirs/study/voc-ablation-sgd --title "21 classes, SGD, every variant (seed 0)"
-	$(STUDY) $(VOC_DEMO_CONFIG) --data-root $(VOC_ALL) --iters 500 --variants ce ngl-plain ngl ngl-scaling --optimizers adamw --work-dir work_dirs/study/voc-ablation-adamw --title "21 classes, AdamW (seed 0)"
+	$(VOC_STUDY) --variants ce ngl-auto --optimizers sgd --seeds 0 1 2 --work-dir $(W)/voc-main
+	$(VOC_STUDY) --variants ngl --optimizers sgd --seeds 0 1 2 --work-dir $(W)/voc-recipe
+	$(VOC_STUDY) --variants ce ngl-plain ngl-auto ngl ngl-scaling-auto ngl+ce --optimizers adamw --work-dir $(W)/voc-ablation-adamw
+	$(VOC_STUDY) --variants ngl-plain ngl-scaling-auto ngl+ce --optimizers sgd --work-dir $(W)/voc-ablation-sgd
+	$(COCO_STUDY) --variants ce ngl-auto --optimizers adamw --seeds 0 1 2 --work-dir $(W)/coco-main
+	$(COCO_STUDY) --variants ngl --optimizers adamw --seeds 0 1 2 --work-dir $(W)/coco-recipe
+	$(COCO_STUDY) --variants ce ngl-plain ngl-auto --optimizers sgd --work-dir $(W)/coco-sgd
+	$(STUDY) --merge $(W)/voc-main $(W)/voc-recipe $(W)/voc-ablation-sgd $(W)/voc-ablation-adamw --work-dir $(W)/voc --title "21 classes, every class present, long-tailed (synthetic VOC, CPU, 500 iterations)"
+	$(STUDY) --merge $(W)/coco-main $(W)/coco-recipe $(W)/coco-sgd --work-dir $(W)/coco --title "171 classes, every class present, long-tailed (synthetic COCO-Stuff, CPU, 1000 iterations)"
+	mkdir -p docs/study && for d in voc coco; do cp $(W)/$$d/study.md docs/study/$$d.md; cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done

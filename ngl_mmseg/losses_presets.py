@@ -9,17 +9,17 @@ import copy
 
 LOSS_PRESETS = {
     'ce': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
-    # The recipe the trainability study picked (README, "Training with NGL").
-    'ngl': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
+    # The recipe the trainability study picked (README, "Training with NGL"): the
+    # CE-matched weight and a CE warm-up over the first 10% of iterations.
+    'ngl': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1)],
     # The paper's formula and nothing else: the strict A/B against CE.
     'ngl-plain': [dict(type='NGLLoss', loss_weight=1.0)],
     'ngl-auto': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
-    'ngl-warmup': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1)],
     # The authors' own training: sigmoid scaling of the softmax (their TF NGL(scaling=True)).
     'ngl-scaling': [dict(type='NGLLoss', scaling=True, loss_weight=1.0)],
     'ngl-scaling-auto': [dict(type='NGLLoss', scaling=True, loss_weight=1.0, auto_weight=True)],
     # A CE term kept in the objective: its own variant, not NGL.
-    'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True),
+    'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1),
                dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
     'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
 }

@@ -162,7 +162,9 @@ def test_compare_losses_tiny_run(workspace):
     # The variants' configs differ only in the losses; each head keeps its weight.
     from mmengine.config import Config
     ce_cfg, ngl_cfg = (Config.fromfile(r['config']) for r in report[:2])
-    recipe = dict(type='NGLLoss', auto_weight=True, ce_warmup=0.1)  # the 'ngl' preset
+    from ngl_mmseg.losses_presets import LOSS_PRESETS
+    recipe = LOSS_PRESETS['ngl'][0]
+    assert recipe['type'] == 'NGLLoss' and recipe['auto_weight']
     assert ngl_cfg.model.decode_head.loss_decode == dict(recipe, loss_weight=1.0)
     assert ngl_cfg.model.auxiliary_head.loss_decode == dict(recipe, loss_weight=0.4)
     assert ngl_cfg.custom_hooks == [dict(type='NGLMonitorHook')]

@@ -18,13 +18,13 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction
 
-from ngl_mmseg.experiments.study import OPTIMIZERS, replot, study
+from ngl_mmseg.experiments.study import OPTIMIZERS, merge, replot, study
 from ngl_mmseg.losses_presets import LOSS_PRESETS
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    parser.add_argument('config')
+    parser.add_argument('config', nargs='?', help='the config to train (not with --merge)')
     parser.add_argument('--variants', nargs='+', default=['ce', 'ngl-plain', 'ngl'],
                         help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
     parser.add_argument('--optimizers', nargs='+', default=['sgd'],
@@ -42,13 +42,23 @@ def main():
     parser.add_argument('--title', default='')
     parser.add_argument('--replot', action='store_true',
                         help='only rewrite study.md/.png of --work-dir from its study.json')
+    parser.add_argument('--merge', nargs='+', metavar='STUDY_DIR',
+                        help='only write one table and figure in --work-dir from the runs of '
+                        'these finished studies (CONFIG is ignored)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every run, as in tools/train.py')
     args = parser.parse_args()
+    if not args.config and not args.merge:
+        parser.error('CONFIG is required (except with --merge)')
+    if args.merge and not args.work_dir:
+        parser.error('--merge needs --work-dir for the merged table')
     work_dir = args.work_dir or osp.join('work_dirs', 'study',
-                                         osp.splitext(osp.basename(args.config))[0])
+                                         osp.splitext(osp.basename(args.config or ''))[0])
     if args.replot:
         replot(work_dir)
+        return
+    if args.merge:
+        merge(work_dir, args.merge, args.title)
         return
     study(args.config, args.variants, args.optimizers, args.seeds, work_dir, args.gpus,
           args.cfg_options, args.pretrain_iters, args.pretrain_data_root, args.title,

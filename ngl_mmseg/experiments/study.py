@@ -210,6 +210,18 @@ def replot(work_dir):
     return write_report(work_dir, data['config'], data['title'], runs)
 
 
+def merge(work_dir, sources, title=''):
+    """One table and figure from the runs of several finished studies."""
+    runs, config = [], None
+    for source in sources:
+        with open(osp.join(source, 'study.json')) as f:
+            data = json.load(f)
+        config = config or data['config']
+        runs += [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
+    os.makedirs(work_dir, exist_ok=True)
+    return write_report(work_dir, config, title, runs)
+
+
 def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
           seeds=(0, ), work_dir='work_dirs/study', gpus=1, cfg_options=None,
           pretrain_iters=0, pretrain_data_root=None, title='', data_root=None, iters=None):

@@ -323,7 +323,8 @@ class NGLLoss(nn.Module):
 
     def extra_repr(self):
         return (f'scaling={self.scaling}, alpha={self.alpha}, loss_weight={self.loss_weight}, '
-                f'auto_weight={self.auto_weight}, ce_warmup={self.ce_warmup}, reduction={self.reduction!r}, '
+                f'auto_weight={self.auto_weight}, ce_warmup={self.ce_warmup}, '
+                f'reduction={self.reduction!r}, '
                 f'avg_non_ignore={self.avg_non_ignore}, impl={self.impl!r}')
 
     def effective_weight(self, num_classes):

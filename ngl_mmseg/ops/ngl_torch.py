@@ -16,7 +16,8 @@ without building ``y``. Backward, with ``g_c = C dL/dq_c`` (``f'(q_c)``, plus
     h_c   = g_c q_c (1 - q_c)      (scaling: the sigmoid's derivative)
     dL/dz = p * (h - sum_c h_c p_c) / C      (the softmax vector-Jacobian product)
 
-Both q = p and q = sigmoid(p) lie in [0, 1], where the polynomials are fitted. ``f`` and ``f'`` are evaluated as polynomials (see
+Both q = p and q = sigmoid(p) lie in [0, 1], where the polynomials are fitted.
+``f`` and ``f'`` are evaluated as polynomials (see
 ``poly.py``); only the target class needs real ``exp`` calls. The same two
 functions serve the eager path (on chunks of pixels, so temporaries stay
 bounded) and the compiled path (on the whole tensor, fused by inductor).
