@@ -187,6 +187,8 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(voc_run, workspac
     shutil.copytree(voc_run, work_dir)
     data = (work_dir / 'iter_1000.pth').read_bytes()
     (work_dir / 'iter_1000.pth').write_bytes(data[:len(data) // 3])  # a crash while saving
+    # mmengine records the absolute path; the copy's record must name the copy's file.
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_1000.pth'))
     proc = train(VOC_CFG, work_dir, workspace, 'train_cfg.max_iters=510',
                  'default_hooks.logger.interval=10', 'default_hooks.checkpoint.interval=10',
                  extra=['--resume'])
