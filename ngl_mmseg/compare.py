@@ -94,12 +94,12 @@ def _follow_progress(proc, log_path, name, every=2.0):
     while proc.poll() is None:
         time.sleep(every)
         with open(log_path, errors='replace') as f:
-            matches = _ITER.findall(f.read()[-20000:])
+            tail = f.read()[-20000:]
+        matches = _ITER.findall(tail)
         if not matches:
             continue
         it, total, eta, loss = matches[-1]
-        with open(log_path, errors='replace') as f:
-            progress = _PROGRESS.findall(f.read()[-20000:])
+        progress = _PROGRESS.findall(tail)
         extra = f', NGL progress {float(progress[-1]):.2f}' if progress else ''
         line = (f'[compare_losses] {name}: iter {it}/{total}, loss {float(loss):.4g}{extra}, '
                 f'eta {eta}')

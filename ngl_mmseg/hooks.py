@@ -49,7 +49,13 @@ class NGLMonitorHook(Hook):
         self.min_progress = min_progress
         self.window = window
         self._recent = []
+        self._losses = None  # the model's NGLLoss modules, found once
         self.warned = False
+
+    def _ngl_losses(self, runner):
+        if self._losses is None:
+            self._losses = _ngl_losses(runner.model)
+        return self._losses
 
     def _check_at(self, runner):
         if self.check_iter is not None:
@@ -57,11 +63,11 @@ class NGLMonitorHook(Hook):
         return int(min(2000, max(50, 0.05 * runner.max_iters)))
 
     def before_train(self, runner):
-        if not _ngl_losses(runner.model):
+        if not self._ngl_losses(runner):
             runner.logger.warning('NGLMonitorHook: the model has no NGLLoss; nothing to monitor')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        losses = [m for m in _ngl_losses(runner.model) if m.last_value is not None]
+        losses = [m for m in self._ngl_losses(runner) if m.last_value is not None]
         if not losses:
             return
         loss = losses[0]

@@ -99,14 +99,15 @@ def pick_resume_checkpoint(work_dir, logger=None):
         return None
     with open(record) as f:
         last = f.read().strip()
-    if last and osp.isfile(last) and _loads(last) is None:
+    last_error = _loads(last) if last and osp.isfile(last) else 'missing'
+    if last_error is None:
         return None
 
     def number(path):
         match = re.search(r'(?:iter|epoch)_(\d+)\.pth$', path)
         return int(match.group(1)) if match else -1
     candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=number, reverse=True)
-    broken = [f'{last} ({_loads(last) if osp.isfile(last) else "missing"})']
+    broken = [f'{last} ({last_error})']
     for path in candidates:
         if osp.abspath(path) == osp.abspath(last):
             continue

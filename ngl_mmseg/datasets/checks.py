@@ -56,6 +56,16 @@ def check_dataset_paths(dataset_cfg):
             raise FileNotFoundError(f'{kind}: {key} folder does not exist: {osp.abspath(path)}')
 
 
+def check_label_values(seg, path, num_classes, ignore_index=255):
+    """Raise ValueError naming ``path`` if label map ``seg`` holds values
+    outside ``[0, num_classes)`` other than ``ignore_index``."""
+    values = np.unique(seg)
+    bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
+    if bad.size:
+        raise ValueError(f'label map {path} holds values {bad.tolist()[:10]} outside '
+                         f'[0, {num_classes}) that are not ignore_index={ignore_index}')
+
+
 def read_label_map(path):
     """A label PNG as an array; an unreadable or truncated file raises
     ValueError naming its path (PIL's own errors do not)."""
@@ -83,11 +93,7 @@ def check_label_files(dataset, num_classes, ignore_index=255, max_files=500):
     step = max(1, len(paths) // max_files)
     sample = paths[::step][:max_files]
     for path in sample:
-        values = np.unique(read_label_map(path))
-        bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
-        if bad.size:
-            raise ValueError(f'label map {path} holds values {bad.tolist()[:10]} outside '
-                             f'[0, {num_classes}) that are not ignore_index={ignore_index}')
+        check_label_values(read_label_map(path), path, num_classes, ignore_index)
     return len(sample), len(paths)
 
 
@@ -108,14 +114,8 @@ class CheckSegLabels(BaseTransform):
         self.ignore_index = ignore_index
 
     def transform(self, results):
-        seg = results['gt_seg_map']
-        values = np.unique(seg)
-        bad = values[(values != self.ignore_index) & ((values < 0) | (values >= self.num_classes))]
-        if bad.size:
-            raise ValueError(
-                f"label map {results.get('seg_map_path')} holds values {bad.tolist()[:10]} "
-                f'outside [0, {self.num_classes}) that are not ignore_index='
-                f'{self.ignore_index}')
+        check_label_values(results['gt_seg_map'], results.get('seg_map_path'),
+                           self.num_classes, self.ignore_index)
         return results
 
     def __repr__(self):

@@ -296,10 +296,11 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
             name = f'{index:012d}'
             index += 1
             picks = _pick_classes(rng, used, rng.randint(3, 6), freq)
-            if split == 'val2017' and used[k % len(used)] in picks[1:]:
-                picks = picks[picks != used[k % len(used)]]
-            if split == 'val2017':
-                picks[0] = used[k % len(used)]
+            if split == 'val2017':  # the background cycles through the classes used
+                scored = used[k % len(used)]
+                if scored in picks[1:]:
+                    picks = picks[picks != scored]
+                picks[0] = scored
             label = _scene(h, w, picks[0], picks[1:], rng)
             Image.fromarray(_render(label, looks, rng)).save(
                 guard.path('images', split, name + '.jpg'), quality=95)

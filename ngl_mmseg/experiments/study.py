@@ -41,16 +41,10 @@ def _print(msg):
 
 def _replace_values(node, old, new):
     """Every string equal to ``old`` in a nested config becomes ``new``."""
-    if isinstance(node, dict):
-        for key, value in node.items():
+    if isinstance(node, (dict, list)):
+        for key, value in list(node.items() if isinstance(node, dict) else enumerate(node)):
             if value == old:
                 node[key] = new
-            else:
-                _replace_values(value, old, new)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if value == old:
-                node[i] = new
             else:
                 _replace_values(value, old, new)
 
@@ -89,7 +83,12 @@ def run_config(config, spec, optimizer, seed, work_dir, cfg_options=None, backbo
     if backbone:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=backbone,
                                            prefix='backbone.')
-    # Only the curve is needed: one checkpoint at the end, validation as configured.
+    return _dump_run(cfg, work_dir)
+
+
+def _dump_run(cfg, work_dir):
+    """Write ``work_dir/config.py`` for a run that keeps only its last
+    checkpoint (the study needs the curve, and pretraining the end)."""
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=cfg.train_cfg.max_iters, max_keep_ckpts=1)
     cfg.work_dir = work_dir
@@ -104,12 +103,7 @@ def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus
     cfg = load_config(config, cfg_options, data_root, iters)
     apply_loss_preset(cfg, parse_loss_spec('ce')[1])
     cfg.train_cfg.val_interval = iters
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters,
-                                        max_keep_ckpts=1)
-    cfg.work_dir = work_dir
-    os.makedirs(work_dir, exist_ok=True)
-    path = osp.join(work_dir, 'config.py')
-    cfg.dump(path)
+    path = _dump_run(cfg, work_dir)
     _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
     train_variant(path, work_dir, gpus, quiet=True, progress=False)
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
@@ -202,24 +196,26 @@ def write_report(work_dir, config, title, runs):
     return rows
 
 
-def replot(work_dir):
-    """Rewrite the table and figure of a finished study from its study.json."""
+def _load_study(work_dir):
+    """A finished study's study.json, its curves as (step, mIoU) tuples again."""
     with open(osp.join(work_dir, 'study.json')) as f:
         data = json.load(f)
-    runs = [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
-    return write_report(work_dir, data['config'], data['title'], runs)
+    data['runs'] = [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
+    return data
+
+
+def replot(work_dir):
+    """Rewrite the table and figure of a finished study from its study.json."""
+    data = _load_study(work_dir)
+    return write_report(work_dir, data['config'], data['title'], data['runs'])
 
 
 def merge(work_dir, sources, title=''):
     """One table and figure from the runs of several finished studies."""
-    runs, config = [], None
-    for source in sources:
-        with open(osp.join(source, 'study.json')) as f:
-            data = json.load(f)
-        config = config or data['config']
-        runs += [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
+    studies = [_load_study(source) for source in sources]
     os.makedirs(work_dir, exist_ok=True)
-    return write_report(work_dir, config, title, runs)
+    return write_report(work_dir, studies[0]['config'], title,
+                        [run for data in studies for run in data['runs']])
 
 
 def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),

@@ -9,6 +9,7 @@ per pixel the mean over the C classes of::
 """
 import io
 import pickle
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ def _formula_terms(q, alpha):
     return np.exp(alpha - q) - h, np.exp(alpha - 2 * q) - h
 
 
+@lru_cache(maxsize=None)
 def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
     """The loss weight that gives NGL cross entropy's gradient at the start.
 
@@ -49,6 +51,7 @@ def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
     return float(num_classes ** 2 / abs(diff))
 
 
+@lru_cache(maxsize=None)  # NGLMonitorHook asks every iteration; a 1e5-point grid each time
 def ngl_reference_values(num_classes, alpha=ALPHA, scaling=False):
     """Per-pixel NGL at chance and at its minimum, for reading training progress.
 
