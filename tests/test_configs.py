@@ -11,7 +11,7 @@ from mmengine.config import Config
 
 import mmseg
 import ngl_mmseg  # noqa: F401
-from ngl_mmseg.benchmark import fake_batch
+from ngl_mmseg.experiments.benchmark import fake_batch
 from ngl_mmseg.compat import sync_bn_to_bn
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules

@@ -11,8 +11,8 @@ from PIL import Image
 
 import ngl_mmseg  # noqa: F401
 from ngl_mmseg.datasets import check_dataset_paths
-from ngl_mmseg.datasets.synthetic import make_coco_stuff, make_voc
-from ngl_mmseg.datasets.synthetic import coco_stuff_raw_ids
+from ngl_mmseg.experiments.synthetic import make_coco_stuff, make_voc
+from ngl_mmseg.experiments.synthetic import coco_stuff_raw_ids
 from ngl_mmseg.launch import prepare_config
 from mmseg.registry import DATASETS
 

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from ngl_mmseg.compare import read_scalars
-from ngl_mmseg.datasets.synthetic import make_coco_stuff, make_voc
+from ngl_mmseg.experiments.compare import read_scalars
+from ngl_mmseg.experiments.synthetic import make_coco_stuff, make_voc
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
@@ -162,7 +162,7 @@ def test_compare_losses_tiny_run(workspace):
     # The variants' configs differ only in the losses; each head keeps its weight.
     from mmengine.config import Config
     ce_cfg, ngl_cfg = (Config.fromfile(r['config']) for r in report[:2])
-    from ngl_mmseg.losses_presets import LOSS_PRESETS
+    from ngl_mmseg.experiments.presets import LOSS_PRESETS
     recipe = LOSS_PRESETS['ngl'][0]
     assert recipe['type'] == 'NGLLoss' and recipe['auto_weight']
     assert ngl_cfg.model.decode_head.loss_decode == dict(recipe, loss_weight=1.0)
@@ -180,6 +180,36 @@ def test_compare_losses_tiny_run(workspace):
     assert len(proc.stdout.splitlines()) <= 60, proc.stdout
     assert 'Iter(train)' not in proc.stdout
     assert 'Iter(train)' in open(work_dir / 'ngl' / 'train.log').read()
+
+
+def test_compare_with_two_processes_trains_and_evaluates_in_both(workspace):
+    """--gpus 2: training and evaluation both run under torchrun (here 2 CPU
+    processes, gloo); the distributed evaluation scores every validation image
+    once, so it equals a one-process evaluation of the same checkpoint."""
+    work_dir = workspace / 'work_dirs' / 'compare-2proc'
+    run([sys.executable, osp.join(TOOLS, 'compare_losses.py'), VOC_CFG, '--losses', 'ngl',
+         '--gpus', '2', '--work-dir', work_dir, '--num-samples', '1', '--cfg-options',
+         'train_cfg.max_iters=10', 'train_cfg.val_interval=10',
+         'default_hooks.checkpoint.interval=10'], workspace)
+    with open(work_dir / 'ngl' / 'eval_metrics.json') as f:
+        two = json.load(f)
+    assert two['world_size'] == 2
+    from ngl_mmseg.experiments.compare import evaluate, last_checkpoint
+    one_dir = workspace / 'work_dirs' / 'compare-1proc'
+    one_dir.mkdir()
+    cwd = os.getcwd()
+    os.chdir(workspace)  # the config's data_root is relative
+    try:
+        one = evaluate(str(work_dir / 'ngl' / 'ngl_config.py'),
+                       last_checkpoint(str(work_dir / 'ngl')), str(one_dir))
+    finally:
+        os.chdir(cwd)
+    assert one['world_size'] == 1
+    for key in ('mIoU', 'mAcc', 'aAcc'):
+        assert abs(one[key] - two[key]) < 1e-6, (key, one[key], two[key])
+    assert one['per_class_iou'] == two['per_class_iou']
+    with open(work_dir / 'report.json') as f:
+        assert json.load(f)[0]['mIoU'] == two['mIoU']
 
 
 def test_resume_falls_back_to_the_newest_checkpoint_that_loads(voc_run, workspace):

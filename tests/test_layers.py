@@ -40,6 +40,6 @@ def test_ops_work_without_mmseg_mmengine_mmcv():
 def test_the_plugin_imports_no_experiment_machinery():
     modules = imported_after('import ngl_mmseg')
     assert 'ngl_mmseg.losses.ngl_loss' in modules and 'ngl_mmseg.hooks' in modules
-    experiments = {'ngl_mmseg.experiments', 'ngl_mmseg.experiments.study', 'ngl_mmseg.compare',
-                   'ngl_mmseg.benchmark', 'ngl_mmseg.datasets.synthetic', 'matplotlib'}
+    experiments = {'ngl_mmseg.experiments', 'ngl_mmseg.experiments.study', 'ngl_mmseg.experiments.compare',
+                   'ngl_mmseg.experiments.benchmark', 'ngl_mmseg.experiments.synthetic', 'matplotlib'}
     assert not modules & experiments, modules & experiments

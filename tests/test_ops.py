@@ -1,14 +1,17 @@
 """Every implementation of the fused NGL (torch, compile, Triton) against the float64 formula."""
+import math
 import os
-import subprocess
 import re
+import subprocess
 import sys
+import types
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from ngl_mmseg.ops import ngl_pixel_loss, resolve_impl
+from ngl_mmseg.ops import IMPLS, backends, ngl_pixel_loss, resolve_impl
 from ngl_mmseg.ops.poly import ngl_coefficients
 from impls import FUSED_IMPLS, TRITON_INTERPRET
 from reference import ALPHA, ref_loss
@@ -132,32 +135,79 @@ def test_triton_refuses_float64_and_cpu_tensors_without_the_interpreter(monkeypa
 
 
 def test_auto_picks_compile_for_large_cpu_tensors_and_torch_for_small():
-    assert resolve_impl('auto', torch.empty(2, 21, 8, 8)) == 'torch'
-    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)) == 'compile'
-    assert resolve_impl('auto', torch.empty(2, 21, 256, 256, dtype=torch.float64)) == 'torch'
-    assert resolve_impl('torch', torch.empty(2, 21, 256, 256)) == 'torch'
+    assert resolve_impl('auto', torch.empty(2, 21, 8, 8)).name == 'torch'
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'compile'
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256, dtype=torch.float64)).name == 'torch'
+    assert resolve_impl('torch', torch.empty(2, 21, 256, 256)).name == 'torch'
     with pytest.raises(ValueError, match='impl must be one of'):
         resolve_impl('fast', torch.empty(2, 3))
 
 
 def test_env_var_overrides_auto(monkeypatch):
     monkeypatch.setenv('NGL_MMSEG_IMPL', 'reference')
-    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)) == 'reference'
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'reference'
     monkeypatch.setenv('NGL_MMSEG_IMPL', 'bogus')
     with pytest.raises(ValueError, match='NGL_MMSEG_IMPL'):
         resolve_impl('auto', torch.empty(2, 3))
 
 
-def test_compile_failure_falls_back_to_eager(monkeypatch):
-    import ngl_mmseg.ops as ops
+def test_every_implementation_is_one_record_with_the_documented_contract():
+    assert IMPLS == ('auto', 'triton', 'compile', 'torch', 'reference')
+    for name, impl in backends.IMPLEMENTATIONS.items():
+        assert impl.name == name and impl.description
+        assert impl.fused == (name != 'reference')
+        assert callable(impl.unusable)
 
-    def broken():
+
+class FakeCudaLogits:
+    """What resolve_impl reads of CUDA logits, on a machine without CUDA."""
+    is_cuda = True
+    dtype = torch.float32
+
+    def __init__(self, *shape):
+        self.shape = shape
+
+    def numel(self):
+        return math.prod(self.shape)
+
+
+def test_auto_takes_triton_on_cuda_only_from_the_minimum_version_on(monkeypatch):
+    """Below MIN_TRITON 'auto' falls back to the compiled path with one warning
+    (the installed version is faked; the kernels are not run here)."""
+    monkeypatch.setattr(backends, '_triton_module', lambda: types.SimpleNamespace(MAX_CLASSES=1024))
+    backends._warn_old_triton.cache_clear()
+    logits = FakeCudaLogits(2, 21, 512, 512)
+    monkeypatch.setattr(backends, 'triton_version', lambda: backends.MIN_TRITON)
+    assert resolve_impl('auto', logits).name == 'triton'
+    monkeypatch.setattr(backends, 'triton_version', lambda: (3, 9))
+    assert resolve_impl('auto', logits).name == 'triton'
+    assert resolve_impl('auto', FakeCudaLogits(2, 2000, 64, 64)).name == 'compile'  # > MAX_CLASSES
+    monkeypatch.setattr(backends, 'triton_version', lambda: (2, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert resolve_impl('auto', logits).name == 'compile'
+        assert resolve_impl('auto', logits).name == 'compile'
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert 'Triton 2.1 is older than 3.6' in messages[0] and 'torch.compile' in messages[0]
+
+
+def test_triton_version_reads_the_installed_distribution():
+    pytest.importorskip('triton', reason='Triton is not installed')
+    import triton
+    assert backends.triton_version() == tuple(int(v) for v in triton.__version__.split('.')[:2])
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    def broken(*args):
         raise RuntimeError('no C++ compiler')
-    monkeypatch.setattr(ops, '_compiled_fns', broken)
-    monkeypatch.setattr(ops, '_compile_failed', False)
+    monkeypatch.setattr(backends.COMPILED, '_forward', broken, raising=False)
+    monkeypatch.setattr(backends.COMPILED, '_backward', broken, raising=False)
+    monkeypatch.setattr(backends.COMPILED, 'failed', False)
     with pytest.warns(UserWarning, match='falling back to the eager implementation'):
         check_impl('compile', (2, 5, 6, 7), True)
-    assert ops._compile_failed
+    assert backends.COMPILED.failed
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'torch'
 
 
 def test_fused_paths_save_no_logits_sized_tensor_but_the_input():

@@ -14,7 +14,7 @@ import os.path as osp
 
 import torch
 
-from ngl_mmseg import benchmark
+from ngl_mmseg.experiments import benchmark
 
 
 def parse_args():

@@ -16,8 +16,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.config import DictAction
 
-from ngl_mmseg.compare import compare
-from ngl_mmseg.losses_presets import LOSS_PRESETS
+from ngl_mmseg.experiments.compare import compare
+from ngl_mmseg.experiments.presets import LOSS_PRESETS
 
 
 def main():

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from ngl_mmseg import benchmark
+from ngl_mmseg.experiments import benchmark
 from ngl_mmseg.ops import ngl_literal, ngl_pixel_loss
 
 CASES = [((2, 21, 33, 47), False), ((2, 171, 16, 20), False), ((2, 4, 9, 9), True),

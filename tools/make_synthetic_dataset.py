@@ -18,7 +18,7 @@ cycles through every class. A folder that already holds files is refused;
 import argparse
 import sys
 
-from ngl_mmseg.datasets.synthetic import COCO_STUFF_CLASSES, make_coco_stuff, make_voc
+from ngl_mmseg.experiments.synthetic import COCO_STUFF_CLASSES, make_coco_stuff, make_voc
 
 
 def main():

@@ -12,7 +12,7 @@ import numpy as np
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-ALPHA = 2.4092
+from ngl_mmseg.ops import ALPHA
 
 
 def ngl_term(p, y, alpha=ALPHA):

@@ -19,7 +19,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmengine.config import DictAction
 
 from ngl_mmseg.experiments.study import OPTIMIZERS, merge, replot, study
-from ngl_mmseg.losses_presets import LOSS_PRESETS
+from ngl_mmseg.experiments.presets import LOSS_PRESETS
 
 
 def main():

@@ -1,1 +1,7 @@
-"""Experiment machinery (the trainability study); the plugin never imports it."""
+"""Experiment machinery: loss presets, the CE-vs-NGL comparison, the benchmark,
+the trainability study and the synthetic datasets they train on.
+
+The plugin (``ngl_mmseg`` as a training user imports it) never imports this
+subpackage; each module here is runnable (``python -m ngl_mmseg.experiments.X``)
+and the scripts under ``tools/`` are thin wrappers over them.
+"""

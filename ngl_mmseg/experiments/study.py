@@ -1,8 +1,8 @@
 """The trainability study: one config, a grid of loss variants x optimizers x seeds.
 
 The engine of ``tools/study_ngl.py``. Every run trains through ngl-mmseg's
-``tools/train.py`` (``dist_train.sh`` with ``gpus > 1``), exactly as a user
-would, with mmseg's validation every ``val_interval`` iterations; the study
+train tool (``python -m ngl_mmseg.cli.train``, under torchrun with
+``gpus > 1``), exactly as a user would, with mmseg's validation every ``val_interval`` iterations; the study
 reads the mIoU-vs-iteration curve each run logged and writes
 
 - ``study.md``: per variant and optimizer, the final mIoU of every seed,
@@ -23,8 +23,8 @@ import os.path as osp
 import statistics
 import time
 
-from ..compare import read_scalars, train_variant
-from ..losses_presets import apply_loss_preset, parse_loss_spec
+from .compare import read_scalars, train_variant
+from .presets import apply_loss_preset, parse_loss_spec
 
 # Optimizers the study can put under any config. 'config' keeps the config's own.
 OPTIMIZERS = {

@@ -24,6 +24,7 @@ bounded) and the compiled path (on the whole tensor, fused by inductor).
 """
 import torch
 
+from .formula import compute_dtype
 from .poly import ngl_coefficients
 
 # Elements of logits processed at once by the eager path. On CPU the
@@ -38,11 +39,6 @@ def _horner(p, coefs):
     for c in coefs[2:]:
         acc = acc.mul_(p).add_(c)  # in place: eager allocates nothing per step
     return acc
-
-
-def compute_dtype(dtype):
-    """The dtype the math runs in: float64 for float64 logits, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _probs(z):
@@ -99,28 +95,30 @@ def _default_chunk(z):
     return CUDA_CHUNK_ELEMENTS if z.is_cuda else CHUNK_ELEMENTS
 
 
+def _run_chunked(math, z, per_pixel, args, out_shape, out_dtype, chunk):
+    """``math(z, *per_pixel, *args)`` on chunks of at most ``chunk`` logits
+    (None: all at once). Pixels are the last dim of ``z`` (B, C, S), of each
+    ``per_pixel`` tensor (B, S) and of the output."""
+    chunk = _default_chunk(z) if chunk == 'default' else chunk
+    if chunk is None or z.numel() <= chunk:
+        return math(z, *per_pixel, *args)
+    out = torch.empty(out_shape, dtype=out_dtype, device=z.device)
+    for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
+        out[..., s] = math(z[..., s], *(t[..., s] for t in per_pixel), *args)
+    return out
+
+
 def forward_chunked(z, label, alpha, scaling, ignore_index, math=forward_math,
                     chunk='default'):
-    """``math`` over chunks of at most ``chunk`` logits (None: all at once)."""
-    chunk = _default_chunk(z) if chunk == 'default' else chunk
+    """Per-pixel loss (B, S) in the compute dtype; ``math`` over chunks of pixels."""
     coef_f = ngl_coefficients(alpha)[0]
-    if chunk is None or z.numel() <= chunk:
-        return math(z, label, alpha, scaling, ignore_index, coef_f)
-    out = torch.empty(label.shape, dtype=compute_dtype(z.dtype), device=z.device)
-    for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
-        out[:, s] = math(z[:, :, s], label[:, s], alpha, scaling, ignore_index, coef_f)
-    return out
+    return _run_chunked(math, z, (label,), (alpha, scaling, ignore_index, coef_f),
+                        label.shape, compute_dtype(z.dtype), chunk)
 
 
 def backward_chunked(z, label, grad_out, alpha, scaling, ignore_index, math=backward_math,
                      chunk='default'):
-    """``math`` over chunks of at most ``chunk`` logits (None: all at once)."""
-    chunk = _default_chunk(z) if chunk == 'default' else chunk
+    """Gradient w.r.t. ``z`` (B, C, S) in its dtype; ``math`` over chunks of pixels."""
     coef_df = ngl_coefficients(alpha)[1]
-    if chunk is None or z.numel() <= chunk:
-        return math(z, label, grad_out, alpha, scaling, ignore_index, coef_df)
-    grad = torch.empty(z.shape, dtype=z.dtype, device=z.device)
-    for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
-        grad[:, :, s] = math(z[:, :, s], label[:, s], grad_out[:, s], alpha, scaling,
-                             ignore_index, coef_df)
-    return grad
+    return _run_chunked(math, z, (label, grad_out), (alpha, scaling, ignore_index, coef_df),
+                        z.shape, z.dtype, chunk)

@@ -132,29 +132,28 @@ def _coef_tensors(alpha, device):
             torch.tensor(df, dtype=torch.float32, device=device))
 
 
+def _launch(kernel, z, label, buffers, buffer_strides, coef, alpha, scaling, ignore_index):
+    """One program per (image, BLOCK_S pixels); argument order as in the kernels."""
+    B, C, S = z.shape
+    block_c, block_s, num_warps = _launch_config(C)
+    kernel[(B, triton.cdiv(S, block_s))](
+        z, label, *buffers, coef, C, S, *z.stride(), *label.stride(), *buffer_strides,
+        float(alpha), int(ignore_index), SCALING=bool(scaling), DEG=DEGREE,
+        BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps)
+
+
 def forward(z, label, alpha, scaling, ignore_index):
     """Per-pixel loss (B, S) float32 for logits (B, C, S), labels (B, S)."""
-    B, C, S = z.shape
-    out = torch.empty((B, S), dtype=torch.float32, device=z.device)
-    block_c, block_s, num_warps = _launch_config(C)
+    out = torch.empty((z.shape[0], z.shape[2]), dtype=torch.float32, device=z.device)
     coef_f, _ = _coef_tensors(alpha, z.device)
-    grid = (B, triton.cdiv(S, block_s))
-    _ngl_fwd_kernel[grid](z, label, out, coef_f, C, S, *z.stride(), *label.stride(),
-                          float(alpha), int(ignore_index), SCALING=bool(scaling), DEG=DEGREE,
-                          BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps)
+    _launch(_ngl_fwd_kernel, z, label, (out,), (), coef_f, alpha, scaling, ignore_index)
     return out
 
 
 def backward(z, label, grad_out, alpha, scaling, ignore_index):
     """Gradient w.r.t. logits (B, C, S), in their dtype."""
-    B, C, S = z.shape
     grad = torch.empty_like(z)
-    grad_out = grad_out.float().contiguous()
-    block_c, block_s, num_warps = _launch_config(C)
     _, coef_df = _coef_tensors(alpha, z.device)
-    grid = (B, triton.cdiv(S, block_s))
-    _ngl_bwd_kernel[grid](z, label, grad_out, grad, coef_df, C, S, *z.stride(),
-                          *label.stride(), *grad.stride(), float(alpha), int(ignore_index),
-                          SCALING=bool(scaling), DEG=DEGREE,
-                          BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps)
+    _launch(_ngl_bwd_kernel, z, label, (grad_out.float().contiguous(), grad), grad.stride(),
+            coef_df, alpha, scaling, ignore_index)
     return grad

@@ -1,12 +1,12 @@
 """The NGL formula written literally, as the authors' reference computes it.
 
 Autograd through softmax, a one-hot target and exp/sin/cos: slow and memory
-hungry, kept as the baseline for the benchmark and as a readable definition.
+hungry: ``impl='reference'``, the benchmark's baseline and a readable definition.
 """
 import torch
 import torch.nn.functional as F
 
-ALPHA = 2.4092
+from .formula import ALPHA
 
 
 def ngl_literal(logits, label, alpha=ALPHA, scaling=False, ignore_index=255):

@@ -1,11 +1,13 @@
 """Train one config with several losses under identical settings and compare them.
 
-The engine of ``tools/compare_losses.py`` and of the demo. Each variant trains
-through ngl-mmseg's ``tools/train.py`` (``tools/dist_train.sh`` for several
-processes), so its logs and progress are mmseg's own; then its last
-checkpoint is evaluated with mmseg's ``IoUMetric`` on the validation set, and
-the variants are reported side by side (Markdown, JSON) with plots of the
-training curves and of predictions next to the ground truth.
+The engine of ``tools/compare_losses.py`` (``python -m ngl_mmseg.experiments.compare``)
+and of the demo. Each variant trains through ngl-mmseg's train tool
+(``python -m ngl_mmseg.cli.train``; under ``torch.distributed.run`` in ``gpus``
+processes), so its logs and progress are mmseg's own; then its last checkpoint
+is evaluated with mmseg's ``IoUMetric`` on the validation set by mmengine's test
+loop, launched the same way (``ngl_mmseg.experiments.evaluate``), and the
+variants are reported side by side (Markdown, JSON) with plots of the training
+curves and of predictions next to the ground truth.
 """
 import glob
 import json
@@ -19,10 +21,8 @@ import time
 import numpy as np
 import torch
 
-from .losses_presets import apply_loss_preset, parse_loss_spec
+from .presets import apply_loss_preset, parse_loss_spec
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS_DIR = osp.join(REPO_ROOT, 'tools')
 
 
 def _print(msg):
@@ -47,37 +47,46 @@ def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
     return name, path, losses
 
 
+def launch_command(module, args, gpus=1, port=None):
+    """``python -m module args`` in one process, or in ``gpus`` processes under
+    torchrun (``torch.distributed.run``, the launcher of ``tools/dist_train.sh``)
+    with ``--launcher pytorch``; without CUDA they run on CPU with gloo."""
+    if gpus <= 1:
+        return [sys.executable, '-m', module, *map(str, args)]
+    return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
+            f'--master_port={port or 29500}', '-m', module, *map(str, args),
+            '--launcher', 'pytorch']
+
+
+def run_logged(cmd, log_path, what, progress_name=None):
+    """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end."""
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if progress_name:
+            _follow_progress(proc, log_path, progress_name)
+        proc.wait()
+    if proc.returncode != 0:
+        with open(log_path) as log:
+            tail = ''.join(log.readlines()[-30:])
+        raise RuntimeError(f'{what} failed (exit {proc.returncode}); the end of '
+                           f'{log_path}:\n{tail}')
+
+
 def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True):
-    """Train through tools/train.py (or tools/dist_train.sh); returns seconds.
+    """Train with ngl-mmseg's train tool in ``gpus`` processes; returns seconds.
 
     ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
     terminal (with ``progress``, one progress line stands in for it); if
     training fails, its last lines are shown in the error.
     """
-    if gpus > 1:
-        cmd = ['bash', osp.join(TOOLS_DIR, 'dist_train.sh'), config_path, str(gpus),
-               '--work-dir', work_dir]
-    else:
-        cmd = [sys.executable, osp.join(TOOLS_DIR, 'train.py'), config_path, '--work-dir',
-               work_dir]
-    env = dict(os.environ, PYTHON=sys.executable)  # dist_train.sh runs the same interpreter
-    if port:
-        env['PORT'] = str(port)
+    cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
+                         port)
     start = time.time()
-    if not quiet:
-        subprocess.run(cmd, check=True, env=env)
-        return time.time() - start
-    log_path = osp.join(work_dir, 'train.log')
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if progress:
-            _follow_progress(proc, log_path, osp.basename(osp.normpath(work_dir)))
-        proc.wait()
-    if proc.returncode != 0:
-        with open(log_path) as log:
-            tail = ''.join(log.readlines()[-30:])
-        raise RuntimeError(f'training {config_path} failed (exit {proc.returncode}); the end '
-                           f'of {log_path}:\n{tail}')
+    if quiet:
+        run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
+                   osp.basename(osp.normpath(work_dir)) if progress else None)
+    else:
+        subprocess.run(cmd, check=True)
     return time.time() - start
 
 
@@ -132,46 +141,46 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def evaluate(config_path, checkpoint, num_samples=4, device='cpu'):
-    """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set,
-    with mmseg's IoUMetric; also the first ``num_samples`` predictions."""
+def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True):
+    """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set:
+    mmengine's test loop with mmseg's IoUMetric, in ``gpus`` processes
+    (``ngl_mmseg.experiments.evaluate``). Its log: ``work_dir/eval.log``."""
+    out = osp.join(work_dir, 'eval_metrics.json')
+    cmd = launch_command('ngl_mmseg.experiments.evaluate',
+                         [config_path, checkpoint, '--out', out, '--work-dir',
+                          osp.join(work_dir, 'eval')], gpus, port)
+    if quiet:
+        run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}')
+    else:
+        subprocess.run(cmd, check=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def predict_samples(config_path, checkpoint, num_samples=4, device='cpu'):
+    """The first ``num_samples`` validation images' ground truth and prediction,
+    and the dataset's palette, for the figure."""
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
+    from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmseg.apis import init_model
-    from mmseg.evaluation import IoUMetric
     from mmseg.registry import DATASETS
-    from mmengine.logging import MMLogger
     from mmseg.utils import register_all_modules
     register_all_modules()
-    # mmseg's per-class table and the checkpoint messages go to a quiet logger.
-    MMLogger.get_instance('ngl_compare_evaluate', log_level='WARNING')
+    MMLogger.get_instance('ngl_compare_predict', log_level='WARNING')  # checkpoint messages
     cfg = Config.fromfile(config_path)
     model = revert_sync_batchnorm(init_model(cfg, checkpoint, device=device))
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    metric = IoUMetric(iou_metrics=['mIoU'])
-    metric.dataset_meta = dataset.metainfo
     samples = []
     with torch.no_grad():
-        for index in range(len(dataset)):
-            batch = pseudo_collate([dataset[index]])
-            outputs = [o.to_dict() for o in model.test_step(batch)]
-            metric.process(batch, outputs)
-            if len(samples) < num_samples:
-                out = outputs[0]
-                samples.append(dict(img_path=out['img_path'],
-                                    gt=out['gt_sem_seg']['data'].squeeze(0).cpu().numpy(),
-                                    pred=out['pred_sem_seg']['data'].squeeze(0).cpu().numpy()))
-    totals = [sum(r[i] for r in metric.results) for i in range(4)]
-    per_class = IoUMetric.total_area_to_metrics(*totals, ['mIoU'])['IoU']
-    summary = metric.compute_metrics(metric.results)  # also logs mmseg's per-class table
-    classes = list(dataset.metainfo['classes'])
-    return dict(mIoU=float(summary['mIoU']), mAcc=float(summary['mAcc']),
-                aAcc=float(summary['aAcc']),
-                per_class_iou={c: (None if np.isnan(v) else round(float(v) * 100, 2))
-                               for c, v in zip(classes, per_class.tolist())},
-                palette=[list(map(int, c)) for c in dataset.metainfo['palette']],
-                samples=samples)
+        for index in range(min(num_samples, len(dataset))):
+            out = model.test_step(pseudo_collate([dataset[index]]))[0].to_dict()
+            samples.append(dict(img_path=out['img_path'],
+                                gt=out['gt_sem_seg']['data'].squeeze(0).cpu().numpy(),
+                                pred=out['pred_sem_seg']['data'].squeeze(0).cpu().numpy()))
+    return dict(samples=samples,
+                palette=[list(map(int, c)) for c in dataset.metainfo['palette']])
 
 
 def format_report(results):
@@ -263,8 +272,12 @@ def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
         _print(f'({k + 1}/{len(specs)}) training {name}: {losses} -> {variant_dir}')
         seconds = train_variant(cfg_path, variant_dir, gpus, port=29500 + 17 * k,
                                 quiet=not verbose)
-        _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint')
-        metrics = evaluate(cfg_path, last_checkpoint(variant_dir), num_samples)
+        checkpoint = last_checkpoint(variant_dir)
+        _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint'
+               + (f' in {gpus} processes' if gpus > 1 else ''))
+        metrics = evaluate(cfg_path, checkpoint, variant_dir, gpus, port=29501 + 17 * k,
+                           quiet=not verbose)
+        metrics.update(predict_samples(cfg_path, checkpoint, num_samples))
         train, val = read_scalars(variant_dir)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
                             train=train, val=val, **metrics))

@@ -93,7 +93,7 @@ def _ce_loss():
 
 def variants(device):
     """name -> loss callable (logits, label) -> scalar, and a note per name."""
-    from .ops import ngl_pixel_loss, triton_available
+    from ..ops import ngl_pixel_loss, triton_available
 
     def ngl(impl):
         def fn(logits, label):
@@ -282,8 +282,8 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from .compat import sync_bn_to_bn
-    from .losses_presets import apply_loss_preset
+    from ..compat import sync_bn_to_bn
+    from .presets import apply_loss_preset
     register_all_modules()
     models, times = {}, {}
     for preset in ('ce', 'ngl'):

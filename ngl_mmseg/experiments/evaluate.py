@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint on a config's validation set with mmengine's test loop.
+
+    python -m ngl_mmseg.experiments.evaluate CONFIG CHECKPOINT --out metrics.json
+    python -m torch.distributed.run --nproc_per_node N -m ngl_mmseg.experiments.evaluate \
+        CONFIG CHECKPOINT --out metrics.json --launcher pytorch
+
+Every process scores its share of the images (mmengine's sampler and result
+collection), so ``--gpus N`` in the comparison evaluates on N GPUs like
+``tools/dist_test.sh``. Rank 0 writes mIoU, mAcc, aAcc and the per-class IoU
+(in percent, None for classes absent from both prediction and ground truth)
+to ``--out`` as JSON.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+
+
+def _register_per_class_metric():
+    from mmseg.evaluation import IoUMetric
+    from mmseg.registry import METRICS
+
+    if 'PerClassIoUMetric' in METRICS.module_dict:
+        return
+
+    @METRICS.register_module()
+    class PerClassIoUMetric(IoUMetric):
+        """mmseg's IoUMetric, whose results also hold each class's IoU (%)."""
+
+        def compute_metrics(self, results):
+            metrics = super().compute_metrics(results)  # also logs mmseg's per-class table
+            totals = [sum(r[i] for r in results) for i in range(4)]
+            per_class = IoUMetric.total_area_to_metrics(*totals, ['mIoU'])['IoU']
+            for name, value in zip(self.dataset_meta['classes'], per_class.tolist()):
+                metrics[f'IoU.{name}'] = value * 100
+            return metrics
+
+
+def evaluation_config(config_path, checkpoint, work_dir, launcher='none'):
+    """The config's validation split as the test split, scored per class."""
+    from mmengine.config import Config
+    from ngl_mmseg.launch import prepare_config
+
+    cfg = Config.fromfile(config_path)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir
+    cfg.load_from = checkpoint
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.test_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
+    cfg.test_cfg = dict(type='TestLoop')
+    prepare_config(cfg, splits=('test',))
+    return cfg
+
+
+def run(config_path, checkpoint, out, launcher='none', work_dir=None):
+    """Evaluate; rank 0 writes the metrics to ``out``. Returns them."""
+    from mmengine.dist import get_rank
+    from mmengine.runner import Runner
+
+    import ngl_mmseg  # noqa: F401  registers NGLLoss, checkpoint globals
+    _register_per_class_metric()
+    work_dir = work_dir or osp.join(osp.dirname(osp.abspath(out)), 'eval')
+    cfg = evaluation_config(config_path, checkpoint, work_dir, launcher)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    result = dict(
+        mIoU=float(metrics['mIoU']), mAcc=float(metrics['mAcc']), aAcc=float(metrics['aAcc']),
+        per_class_iou={key[len('IoU.'):]: (None if math.isnan(v) else round(float(v), 2))
+                       for key, v in metrics.items() if key.startswith('IoU.')},
+        world_size=int(os.environ.get('WORLD_SIZE', 1)))
+    if get_rank() == 0:
+        with open(out, 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out', required=True, help='JSON file for the metrics (rank 0)')
+    parser.add_argument('--work-dir', help="mmengine's logs; default: beside --out")
+    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    run(args.config, args.checkpoint, args.out, args.launcher, args.work_dir)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,221 @@
+"""The implementations of the NGL per-pixel loss, one record each, and the choice among them.
+
+The contract every fused implementation keeps (see ``Implementation``):
+
+- ``forward(z, label, alpha, scaling, ignore_index) -> loss``: logits ``z``
+  viewed as (B, C, S) (any strides), int64 labels (B, S); returns the per-pixel
+  loss (B, S) in ``compute_dtype(z.dtype)``, 0 at ignored pixels.
+- ``backward(z, label, grad_out, alpha, scaling, ignore_index) -> grad``: the
+  same inputs plus the upstream gradient (B, S); returns dL/dz (B, C, S) in
+  ``z``'s dtype, 0 at ignored pixels whatever their logits hold.
+
+Neither keeps anything logits-sized between the passes: the autograd Function
+(``function.py``) saves only the logits and labels and calls ``backward``.
+``reference`` has no such pair: it is the literal formula through autograd.
+
+A new implementation is one more record in ``IMPLEMENTATIONS`` (and, if
+``'auto'`` should pick it, a line in ``resolve_impl``).
+"""
+import dataclasses
+import functools
+import os
+import warnings
+from typing import Callable, Optional
+
+import torch
+
+from . import ngl_torch
+
+# The Triton releases the kernels were run on: 3.6 on an H200, 3.9 in the
+# interpreter. Below MIN_TRITON, impl='auto' takes the compiled path instead.
+MIN_TRITON = (3, 6)
+# Below this many logits elements the eager path wins over a compiled kernel
+# (launch overhead), and compiling would only cost start-up time.
+COMPILE_MIN_ELEMENTS = 1 << 20
+FLOAT_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """One way to compute the loss.
+
+    Attributes:
+        name: the ``impl`` value that selects it.
+        description: one line for docs and errors.
+        forward, backward: the pair described in the module docstring; None
+            for ``reference``, which runs through autograd.
+        unusable: ``unusable(logits)`` is None where it can run on these
+            logits, else the reason, written as an error message.
+    """
+    name: str
+    description: str
+    forward: Optional[Callable]
+    backward: Optional[Callable]
+    unusable: Callable[[torch.Tensor], Optional[str]]
+
+    @property
+    def fused(self):
+        return self.forward is not None
+
+
+# --- Triton: imported here and nowhere else -----------------------------------------------
+
+def triton_version():
+    """Triton's version as a tuple of ints, or None when it is not installed."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        text = version('triton')
+    except (ImportError, PackageNotFoundError):
+        return None
+    return tuple(int(part) for part in text.split('+')[0].split('.')[:2] if part.isdigit())
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_module():
+    """``ngl_triton`` (the kernels), or None when Triton cannot be imported."""
+    try:
+        from . import ngl_triton
+    except Exception:  # ImportError, or a Triton without a usable backend
+        return None
+    return ngl_triton
+
+
+def triton_available(device_type='cuda'):
+    """Whether the Triton kernels can run on tensors of ``device_type``."""
+    if device_type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
+        return False
+    return _triton_module() is not None
+
+
+def _triton_unusable(logits):
+    if logits.dtype not in FLOAT_KERNEL_DTYPES:
+        return (f"impl='triton' computes in float32 and takes float32, float16 or bfloat16 "
+                f"logits, got {logits.dtype}; use impl='torch' for float64")
+    if not logits.is_cuda and os.environ.get('TRITON_INTERPRET') != '1':
+        return (f"impl='triton' needs CUDA tensors, got logits on {logits.device} (on CPU, "
+                "Triton kernels run only in its interpreter, TRITON_INTERPRET=1); use "
+                "impl='auto' to pick a CPU path")
+    kernels = _triton_module()
+    if kernels is None:
+        return ("impl='triton' needs Triton, which cannot be imported here; install it "
+                "(pip install triton) or use impl='compile'")
+    if logits.shape[1] > kernels.MAX_CLASSES:
+        return (f'the Triton NGL kernel supports up to {kernels.MAX_CLASSES} classes, got '
+                f"{logits.shape[1]}; use impl='compile'")
+    return None
+
+
+def _triton_forward(*args):
+    return _triton_module().forward(*args)
+
+
+def _triton_backward(*args):
+    return _triton_module().backward(*args)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_old_triton(found):
+    warnings.warn(f"NGL: Triton {'.'.join(map(str, found))} is older than "
+                  f"{'.'.join(map(str, MIN_TRITON))}, the oldest release the NGL kernels were "
+                  "run on; impl='auto' uses the torch.compile path instead (pass "
+                  "impl='triton' to use the kernels anyway)")
+
+
+def _triton_recent_enough():
+    found = triton_version()
+    if found is not None and found < MIN_TRITON:
+        _warn_old_triton(found)
+        return False
+    return True
+
+
+# --- torch.compile, with a fallback to the eager math ----------------------------------
+
+class _CompiledMath:
+    """The torch math fused by ``torch.compile`` over the whole tensor.
+
+    Compiling is lazy (first call). If it fails (no C++ compiler, unsupported
+    platform, ...) one warning says so and every later call runs the eager
+    math, which gives the same numbers.
+    """
+
+    def __init__(self):
+        self.failed = False
+
+    @functools.cached_property
+    def _forward(self):
+        return functools.partial(ngl_torch.forward_chunked, chunk=None,
+                                 math=torch.compile(ngl_torch.forward_math, dynamic=False))
+
+    @functools.cached_property
+    def _backward(self):
+        return functools.partial(ngl_torch.backward_chunked, chunk=None,
+                                 math=torch.compile(ngl_torch.backward_math, dynamic=False))
+
+    def _call(self, compiled, eager, args):
+        if not self.failed:
+            try:
+                return compiled()(*args)
+            except Exception as exc:
+                self.failed = True
+                warnings.warn(f'NGL: the torch.compile path failed ({type(exc).__name__}: '
+                              f'{exc}); falling back to the eager implementation')
+        return eager(*args)
+
+    def forward(self, *args):
+        return self._call(lambda: self._forward, ngl_torch.forward_chunked, args)
+
+    def backward(self, *args):
+        return self._call(lambda: self._backward, ngl_torch.backward_chunked, args)
+
+
+COMPILED = _CompiledMath()
+
+
+def _always_usable(logits):
+    return None
+
+
+IMPLEMENTATIONS = {
+    impl.name: impl for impl in (
+        Implementation('triton', 'Triton kernels (CUDA; CPU under TRITON_INTERPRET=1), '
+                       'float32 math', _triton_forward, _triton_backward, _triton_unusable),
+        Implementation('compile', 'the torch math fused by torch.compile (CPU or CUDA)',
+                       COMPILED.forward, COMPILED.backward, _always_usable),
+        Implementation('torch', 'the same math in eager PyTorch, chunked over pixels',
+                       ngl_torch.forward_chunked, ngl_torch.backward_chunked, _always_usable),
+        Implementation('reference', 'the literal formula through autograd (slow; for checks)',
+                       None, None, _always_usable),
+    )
+}
+IMPLS = ('auto',) + tuple(IMPLEMENTATIONS)
+
+
+def resolve_impl(impl, logits):
+    """The ``Implementation`` that ``impl`` means for ``logits``.
+
+    ``'auto'`` (or the environment variable ``NGL_MMSEG_IMPL``) takes Triton for
+    CUDA float tensors when a recent enough Triton is installed, the compiled
+    path for large tensors, else the eager one; float64 always runs eagerly
+    (the kernels compute in float32). A named implementation that cannot run on
+    these logits raises ``ValueError`` with the reason.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+    if impl == 'auto':
+        impl = os.environ.get('NGL_MMSEG_IMPL', 'auto')
+        if impl not in IMPLS:
+            raise ValueError(f'NGL_MMSEG_IMPL must be one of {IMPLS}, got {impl!r}')
+    if impl != 'auto':
+        chosen = IMPLEMENTATIONS[impl]
+        reason = chosen.unusable(logits)
+        if reason:
+            raise ValueError(reason)
+        return chosen
+    if logits.dtype == torch.float64:
+        return IMPLEMENTATIONS['torch']
+    if (logits.is_cuda and _triton_unusable(logits) is None and _triton_recent_enough()):
+        return IMPLEMENTATIONS['triton']
+    if logits.numel() >= COMPILE_MIN_ELEMENTS and not COMPILED.failed:
+        return IMPLEMENTATIONS['compile']
+    return IMPLEMENTATIONS['torch']
