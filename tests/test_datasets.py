@@ -46,10 +46,35 @@ def test_voc_layout(tmp_path):
         assert 255 not in seg_aug and seg_aug.max() < 21  # no borders in the aug labels
 
 
-def test_coco_stuff_layout_made_by_mmseg_converter(tmp_path):
+def mmseg_coco_stuff_converter():
+    """mmseg's tools/dataset_converters/coco_stuff164k.py (shipped in its wheel)."""
+    import importlib.util
+    import mmseg
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'dataset_converters',
+                    'coco_stuff164k.py')
+    spec = importlib.util.spec_from_file_location('mmseg_coco_stuff164k_converter', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_coco_stuff_layout_matches_mmseg_converter(tmp_path):
     root = make_coco_stuff(str(tmp_path), num_train=4, num_val=3)
     raw_ids = coco_stuff_raw_ids()
     assert len(raw_ids) == 171 and raw_ids[0] == 0 and raw_ids[-1] == 181
+    converter = mmseg_coco_stuff_converter()
+    assert raw_ids == [raw for raw, tr in sorted(converter.clsID_to_trID.items(),
+                                                 key=lambda kv: kv[1]) if raw != 255]
+    # mmseg's converter, run on one of our raw maps, writes our train-id map.
+    stem = sorted(os.listdir(osp.join(root, 'images', 'val2017')))[0][:-4]
+    out = tmp_path / 'converted'
+    (out / 'val2017').mkdir(parents=True)
+    converter.convert_to_trainID(osp.join(root, 'annotations', 'val2017', stem + '.png'),
+                                 str(out), is_train=False)
+    assert np.array_equal(
+        np.array(Image.open(out / 'val2017' / (stem + '_labelTrainIds.png'))),
+        np.array(Image.open(osp.join(root, 'annotations', 'val2017',
+                                     stem + '_labelTrainIds.png'))))
     for split, count in (('train2017', 4), ('val2017', 3)):
         imgs = sorted(os.listdir(osp.join(root, 'images', split)))
         assert len(imgs) == count and all(p.endswith('.jpg') for p in imgs)

@@ -10,10 +10,12 @@ sizeable allocation is fresh, counted memory rather than reused heap. Timed
 passes run with the threshold at glibc's dynamic maximum (32 MiB), where it
 settles in any long-running process.
 """
+import argparse
 import ctypes
 import ctypes.util
 import json
 import os
+import os.path as osp
 import platform
 import statistics
 import time
@@ -352,3 +354,52 @@ def copy_bandwidth_gbps(device, nbytes=1 << 30, repeats=20):
         dst.copy_(src)
     _sync(device)
     return 2 * nbytes * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Benchmark NGL against mmseg\'s CrossEntropyLoss (ratios measured in one process).')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--shapes', nargs='+', default=list(SHAPES),
+                        choices=list(SHAPES))
+    parser.add_argument('--only', nargs='+', help='NGL variants to run (CE always runs)')
+    parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument('--iteration', metavar='CONFIG',
+                        help='also time one training step of CONFIG with NGL and with CE')
+    parser.add_argument('--iter-size', type=int, default=512)
+    parser.add_argument('--iter-batch', type=int, default=2)
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    return parser.parse_args()
+
+
+def main():
+    """``python -m ngl_mmseg.experiments.benchmark`` (``tools/benchmark_loss.py``)."""
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f'NGL benchmark: device={args.device}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats}', flush=True)
+    results = run(args.shapes, args.device, args.repeats, args.warmup, args.only,
+                            getattr(torch, args.dtype),
+                            log=lambda m: print(m, flush=True))
+    if args.iteration:
+        results['iteration'] = iteration_benchmark(
+            args.iteration, args.iter_size, args.iter_batch, device=args.device,
+            log=lambda m: print(m, flush=True))
+    table = format_table(results)
+    print(table)
+    for row in results.get('iteration', []):
+        print(f"iteration {row['config']} {row['batch']}x{row['size']}^2 {row['preset']}: "
+              f"{row['ms']:.0f} ms" + (f" ({row['ratio']:.3f}x CE)" if 'ratio' in row else ''))
+    os.makedirs(args.out_dir, exist_ok=True)
+    json_path = osp.join(args.out_dir, 'json')
+    save(results, json_path, osp.join(args.out_dir, 'png'))
+    with open(osp.join(args.out_dir, 'md'), 'w') as f:
+        f.write(table + '\n')
+    print(f'wrote {json_path}, md and png in {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

@@ -9,6 +9,7 @@ loop, launched the same way (``ngl_mmseg.experiments.evaluate``), and the
 variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
+import argparse
 import glob
 import json
 import os
@@ -17,11 +18,12 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 
-from .presets import apply_loss_preset, parse_loss_spec
+from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
 
 
 
@@ -292,3 +294,35 @@ def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
     print('\n' + report + '\n', flush=True)
     _print(f'wrote report.md, report.json, curves.png and predictions.png in {work_dir}')
     return results
+
+
+def main():
+    """``python -m ngl_mmseg.experiments.compare`` (``tools/compare_losses.py``)."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Train a config with several losses (same seed and settings) and compare '
+                    'them; writes report.md, report.json, curves.png and predictions.png.')
+    parser.add_argument('config')
+    parser.add_argument('--losses', nargs='+', default=['ce', 'ngl'],
+                        help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
+    parser.add_argument('--gpus', type=int, default=1,
+                        help='processes per variant, for training and evaluation '
+                             '(> 1: under torchrun)')
+    parser.add_argument('--work-dir', help='default: work_dirs/compare/<config name>')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-samples', type=int, default=4,
+                        help='validation images in predictions.png')
+    parser.add_argument('--verbose', action='store_true',
+                        help="show mmengine's logs (always in <work-dir>/<variant>/train.log)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of every variant, as in tools/train.py')
+    args = parser.parse_args()
+    work_dir = args.work_dir or osp.join('work_dirs', 'compare',
+                                         osp.splitext(osp.basename(args.config))[0])
+    compare(args.config, args.losses, work_dir, args.gpus, args.cfg_options, args.seed,
+            args.num_samples, args.verbose)
+
+
+if __name__ == '__main__':
+    main()

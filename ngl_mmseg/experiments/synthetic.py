@@ -5,9 +5,8 @@ configs use scenes drawn by this module: a textured background of one class
 with several shapes of other classes on it. Every class has its own look (a
 colour and a stripe pattern), so a short training run learns it and beats
 chance by far. The files are written the way the real datasets ship them, and
-for COCO-Stuff the train-id labels are made by mmseg's own converter.
+for COCO-Stuff the train-id labels follow mmseg's own converter's id table.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -229,27 +228,25 @@ class _WriteGuard:
             json.dump(dict(files=sorted(self.files)), f)
 
 
-def _coco_stuff_converter():
-    """mmseg's ``tools/dataset_converters/coco_stuff164k.py``, imported as a module.
-
-    Its ``main()`` asserts the real dataset's 123287 files, so the per-file
-    function ``convert_to_trainID`` and the id table are used directly.
-    """
-    import mmseg
-    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'dataset_converters',
-                    'coco_stuff164k.py')
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"mmseg's COCO-Stuff converter is missing: {path}")
-    spec = importlib.util.spec_from_file_location('mmseg_coco_stuff164k_converter', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# COCO-Stuff's raw ids run 0-181; these 11 (COCO thing ids never annotated) are
+# absent, and the other 171, in increasing order, are the train ids 0-170. This is
+# the table of mmseg's tools/dataset_converters/coco_stuff164k.py (``clsID_to_trID``),
+# written out here because that script is not an importable module; a test checks
+# the two agree.
+COCO_STUFF_UNUSED_RAW_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
 
 
 def coco_stuff_raw_ids():
-    """Raw COCO-Stuff ids (0-181 with gaps) in train-id order, from mmseg's converter."""
-    mapping = _coco_stuff_converter().clsID_to_trID
-    return [raw for raw, tr in sorted(mapping.items(), key=lambda kv: kv[1]) if raw != IGNORE]
+    """Raw COCO-Stuff ids (0-181 with gaps) in train-id order."""
+    return [raw for raw in range(182) if raw not in COCO_STUFF_UNUSED_RAW_IDS]
+
+
+def coco_stuff_train_ids(raw):
+    """Train-id label map (0-170, 255 ignored) of a raw COCO-Stuff map, as
+    mmseg's converter writes ``*_labelTrainIds.png``."""
+    lookup = np.full(256, IGNORE, dtype=np.uint8)
+    lookup[coco_stuff_raw_ids()] = np.arange(171, dtype=np.uint8)
+    return lookup[raw]
 
 
 def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size=(96, 128),
@@ -257,9 +254,9 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     """Write ``out_dir/coco_stuff164k`` as mmseg's COCO-Stuff164k configs read it.
 
     Raw annotations (COCO-Stuff ids, 255 unlabeled) are drawn first, then
-    mmseg's ``tools/dataset_converters/coco_stuff164k.py`` converts them to
-    ``annotations/{train2017,val2017}/*_labelTrainIds.png`` as it does for the
-    real download. Scenes use ``num_used_classes`` of the 171 classes, spread
+    converted to ``annotations/{train2017,val2017}/*_labelTrainIds.png`` with
+    the id table of mmseg's ``tools/dataset_converters/coco_stuff164k.py``, as
+    that script does for the real download. Scenes use ``num_used_classes`` of the 171 classes, spread
     over things and stuff, so a few minutes of CPU training can learn them;
     the model still predicts all 171. ``num_used_classes=171`` with
     ``long_tail`` is the hard case: every class, Zipf frequencies. Validation
@@ -288,7 +285,6 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
         freq[rng.permutation(used)] = long_tail_frequencies(len(used))
     h, w = size
     index = 0
-    written = []
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         os.makedirs(osp.join(root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
@@ -306,13 +302,8 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
                 guard.path('images', split, name + '.jpg'), quality=95)
             raw = np.asarray(raw_ids, dtype=np.uint8)[label]
             raw[rng.uniform(size=raw.shape) < 0.002] = IGNORE  # COCO-Stuff's "unlabeled"
-            raw_png = guard.path('annotations', split, name + '.png')
-            Image.fromarray(raw, mode='L').save(raw_png)
-            guard.path('annotations', split, name + '_labelTrainIds.png')  # the converter's
-            written.append((raw_png, split))
-    converter = _coco_stuff_converter()
-    for raw_png, split in written:
-        converter.convert_to_trainID(raw_png, osp.join(root, 'annotations'),
-                                     is_train=split == 'train2017')
+            Image.fromarray(raw, mode='L').save(guard.path('annotations', split, name + '.png'))
+            Image.fromarray(coco_stuff_train_ids(raw), mode='L').save(
+                guard.path('annotations', split, name + '_labelTrainIds.png'))
     guard.save()
     return root
