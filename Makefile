@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py
 VOC_DATA := data/synthetic/voc
 
-.PHONY: install demo test benchmark figures study
+.PHONY: install demo test lint benchmark figures study
 
 install:
 	bash tools/setup_env.sh
@@ -18,8 +18,12 @@ demo: install
 	@$(MAKE) --no-print-directory $(VOC_DATA)/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt
 	$(PY) tools/compare_losses.py $(VOC_DEMO_CONFIG) --losses ce ngl --work-dir work_dirs/demo
 
-test: install
+test: install lint
 	$(PY) -m pytest tests
+
+# ruff (pyflakes, pycodestyle, isort rules; configured in pyproject.toml).
+lint: install
+	$(PY) -m ruff check .
 
 benchmark: install
 	$(PY) tools/benchmark_loss.py --out-dir work_dirs/benchmark

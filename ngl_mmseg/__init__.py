@@ -13,11 +13,12 @@ except ImportError:  # the fused ops stay usable on their own (e.g. a bare GPU b
     _MMSEG_ERROR = 'ngl_mmseg needs mmsegmentation for NGLLoss; install it first'
 else:
     _MMSEG_ERROR = None
-    from . import compat, datasets  # noqa: F401  (registers CheckSegLabels)
-    from .losses import NGLLoss, ngl_loss
+    from . import compat, datasets, registry  # noqa: F401  (CheckSegLabels; the ngl_mmseg scope)
     from .hooks import NGLMonitorHook  # noqa: F401  (registers it)
+    from .losses import NGLLoss, ngl_loss
     compat.allow_checkpoint_globals()
     compat.name_unreadable_label_maps()
+    compat.register_config_scope()
 
 
 def __getattr__(name):

@@ -18,8 +18,13 @@
 3. mmseg's ``LoadAnnotations`` reports a truncated or garbage label PNG as
    "image file is truncated" / "cannot identify image file" without saying
    which file: :func:`name_unreadable_label_maps` re-raises with the path.
+4. mmengine resolves ``_base_ = ['pkg::path']`` only for the OpenMMLab packages
+   it lists (``MODULE2PACKAGE``), and finds their ``.mim/configs`` under the
+   distribution's install location, which is wrong for an editable install.
+   :func:`register_config_scope` adds ``ngl_mmseg::`` and points it at the
+   configs shipped in this package (``ngl_mmseg/.mim/configs``).
 """
-
+import os.path as osp
 import pickle
 
 import numpy as np
@@ -134,3 +139,28 @@ def name_unreadable_label_maps():
                              f'{exc})') from exc
     _load_seg_map._names_path = True
     LoadAnnotations._load_seg_map = _load_seg_map
+
+
+SHIPPED_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
+
+
+def register_config_scope():
+    """Let configs inherit ours as ``_base_ = ['ngl_mmseg::ngl/<name>.py']``.
+
+    Works wherever ``ngl_mmseg`` is imported before the config is read (its
+    tools, ``python -m ngl_mmseg.cli.train``, any script that imports it).
+    """
+    from mmengine.config import config as mmengine_config
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('ngl_mmseg', 'ngl-mmseg')
+    original = mmengine_config.get_installed_path
+    if getattr(original, 'ngl_mmseg_patched', False):
+        return
+
+    def get_installed_path(package):
+        if package == 'ngl-mmseg':
+            return osp.dirname(SHIPPED_DIR)
+        return original(package)
+
+    get_installed_path.ngl_mmseg_patched = True
+    mmengine_config.get_installed_path = get_installed_path

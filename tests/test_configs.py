@@ -5,16 +5,16 @@ import copy
 import glob
 import os.path as osp
 
+import mmseg
 import pytest
 import torch
 from mmengine.config import Config
-
-import mmseg
-import ngl_mmseg  # noqa: F401
-from ngl_mmseg.experiments.benchmark import fake_batch
-from ngl_mmseg.compat import sync_bn_to_bn
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
+
+import ngl_mmseg  # noqa: F401
+from ngl_mmseg.compat import sync_bn_to_bn
+from ngl_mmseg.experiments.benchmark import fake_batch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMSEG_CONFIGS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
@@ -29,10 +29,14 @@ def rel(path):
 
 def test_every_dataset_and_model_of_the_issue_has_a_config():
     names = [osp.basename(c) for c in NGL_CONFIGS]
-    for needed in ('deeplabv3plus_r50-d8_ngl_4xb4-20k_voc12aug', 'deeplabv3plus_r50-d8_ngl_4xb4-40k_voc12aug',
-                   'deeplabv3plus_r101-d8_ngl_4xb4-20k_voc12aug', 'deeplabv3plus_r101-d8_ngl_4xb4-40k_voc12aug',
-                   'deeplabv3_r50-d8_ngl_4xb4-80k_coco-stuff164k', 'pspnet_r50-d8_ngl_4xb4-80k_coco-stuff164k',
-                   'deeplabv3plus_r50-d8_ngl_4xb4-80k_coco-stuff164k', 'segformer_mit-b0_ngl_8xb2-40k_voc12aug',
+    for needed in ('deeplabv3plus_r50-d8_ngl_4xb4-20k_voc12aug',
+                   'deeplabv3plus_r50-d8_ngl_4xb4-40k_voc12aug',
+                   'deeplabv3plus_r101-d8_ngl_4xb4-20k_voc12aug',
+                   'deeplabv3plus_r101-d8_ngl_4xb4-40k_voc12aug',
+                   'deeplabv3_r50-d8_ngl_4xb4-80k_coco-stuff164k',
+                   'pspnet_r50-d8_ngl_4xb4-80k_coco-stuff164k',
+                   'deeplabv3plus_r50-d8_ngl_4xb4-80k_coco-stuff164k',
+                   'segformer_mit-b0_ngl_8xb2-40k_voc12aug',
                    'segformer_mit-b2_ngl_8xb2-80k_coco-stuff164k'):
         assert any(n.startswith(needed) for n in names), needed
         plain = needed.replace('_ngl_', '_ngl-plain_')

@@ -7,14 +7,13 @@ import shutil
 import numpy as np
 import pytest
 from mmengine.config import Config
+from mmseg.registry import DATASETS
 from PIL import Image
 
 import ngl_mmseg  # noqa: F401
 from ngl_mmseg.datasets import check_dataset_paths
-from ngl_mmseg.experiments.synthetic import make_coco_stuff, make_voc
-from ngl_mmseg.experiments.synthetic import coco_stuff_raw_ids
+from ngl_mmseg.experiments.synthetic import coco_stuff_raw_ids, make_coco_stuff, make_voc
 from ngl_mmseg.launch import prepare_config
-from mmseg.registry import DATASETS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VOC_CFG = osp.join(REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
@@ -49,6 +48,7 @@ def test_voc_layout(tmp_path):
 def mmseg_coco_stuff_converter():
     """mmseg's tools/dataset_converters/coco_stuff164k.py (shipped in its wheel)."""
     import importlib.util
+
     import mmseg
     path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'dataset_converters',
                     'coco_stuff164k.py')
@@ -134,7 +134,8 @@ def test_label_png_with_values_outside_the_classes_names_the_file(tmp_path):
     bad.save(path)
     cfg = prepare_config(voc_cfg(root), splits=('val', ))
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    with pytest.raises(ValueError, match=rf'label map {path} holds values \[42\] outside \[0, 21\)'):
+    with pytest.raises(ValueError,
+                       match=rf'label map {path} holds values \[42\] outside \[0, 21\)'):
         dataset[0]
     assert dataset[1]['data_samples'] is not None  # the good files still load
 

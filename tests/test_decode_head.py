@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
-
-import ngl_mmseg  # noqa: F401
 from mmseg.models.decode_heads import FCNHead
 from mmseg.structures import SegDataSample
 from reference import ref_loss
+
+import ngl_mmseg  # noqa: F401
 
 NUM_CLASSES = 6
 

@@ -3,7 +3,6 @@ mmseg, what a training user imports pulls in none of the experiment machinery,
 and no module finds code or data through the repository's tools/ or tests/."""
 import ast
 import json
-import os.path as osp
 import pathlib
 import re
 import subprocess

@@ -4,12 +4,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from impls import ALL_IMPLS as IMPLS
+from mmseg.registry import MODELS
+from reference import ALPHA, literal_classification_mean, ref_loss
 
 import ngl_mmseg
 from ngl_mmseg import NGLLoss, ngl_loss
-from mmseg.registry import MODELS
-from impls import ALL_IMPLS as IMPLS
-from reference import ALPHA, literal_classification_mean, ref_loss
 
 
 def make_inputs(shape=(2, 5, 6, 7), ignore_frac=0.2, seed=0, dtype=torch.float32):
@@ -186,7 +186,8 @@ def test_half_precision_inputs(dtype, impl):
     assert torch.allclose(out.double(), expected, rtol=1e-2)
     x_ref = logits.double().requires_grad_()
     ref_loss(x_ref, label).backward()
-    assert torch.allclose(x.grad.double(), x_ref.grad, rtol=2e-2, atol=2e-2 * x_ref.grad.abs().max())
+    assert torch.allclose(x.grad.double(), x_ref.grad, rtol=2e-2,
+                          atol=2e-2 * x_ref.grad.abs().max())
 
 
 def test_extreme_logits_stay_finite():

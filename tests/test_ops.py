@@ -10,11 +10,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from impls import FUSED_IMPLS, TRITON_INTERPRET
+from reference import ALPHA, ref_loss
 
 from ngl_mmseg.ops import IMPLS, backends, ngl_pixel_loss, resolve_impl
 from ngl_mmseg.ops.poly import ngl_coefficients
-from impls import FUSED_IMPLS, TRITON_INTERPRET
-from reference import ALPHA, ref_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

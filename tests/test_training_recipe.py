@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
+from reference import ALPHA, ref_loss
 
 from ngl_mmseg import NGLLoss
 from ngl_mmseg.hooks import NGLMonitorHook
 from ngl_mmseg.losses.ngl_loss import ce_matched_weight, ngl_reference_values
-from reference import ALPHA, ref_loss
 
 
 @pytest.mark.parametrize('num_classes', [2, 21, 171])

@@ -3,7 +3,8 @@
 
     python tools/benchmark_loss.py                       # CPU, VOC and COCO-Stuff shapes
     python tools/benchmark_loss.py --device cuda         # on a GPU (adds the Triton kernels)
-    python tools/benchmark_loss.py --iteration configs/ngl/deeplabv3plus_r50-d8_ngl_4xb4-20k_voc12aug-512x512.py
+    python tools/benchmark_loss.py --iteration \
+        configs/ngl/deeplabv3plus_r50-d8_ngl_4xb4-20k_voc12aug-512x512.py
 
 Prints a Markdown table (ratios to CE measured in this run) and writes
 benchmark.json and benchmark.png under --out-dir.

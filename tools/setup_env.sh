@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.ngl_mmseg_stack"
-STACK_ID="torch2.13.0-mmcv2.1.0-mmengine0.10.7-mmseg1.2.2-v1"
+STACK_ID="$(cat requirements/cpu.txt requirements/tests.txt | cksum | cut -d" " -f1)"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
@@ -16,18 +16,20 @@ fi
 pip_q() { python -m pip install --disable-pip-version-check -q "$@"; }
 
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$STACK_ID" ]; then
+  # The pins live in requirements/cpu.txt; torch and mmcv go first, each its own way.
   echo "[setup] installing torch 2.13.0 (CPU build)"
-  pip_q "torch==2.13.0"
+  pip_q "$(grep '^torch==' requirements/cpu.txt)"
   # mmcv 2.1.0's setup.py imports pkg_resources (gone in setuptools 81); torch needs >= 77.
   pip_q "setuptools>=77.0.3,<81" wheel ninja numpy
   if ! python -c "import mmcv, mmcv._ext" 2>/dev/null; then
     echo "[setup] building mmcv 2.1.0 with its ops from source (about 13 min on 2 cores the first time; pip caches the wheel)"
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} python -m pip install --disable-pip-version-check \
-      --no-build-isolation "mmcv==2.1.0"
+      --no-build-isolation "$(grep '^mmcv==' requirements/cpu.txt)"
   fi
-  pip_q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex opencv-python-headless \
-    matplotlib pytest "triton==3.9.0" || pip_q "mmengine==0.10.7" "mmsegmentation==1.2.2" ftfy regex \
-    opencv-python-headless matplotlib pytest
+  # Triton is optional (its kernels run in tests through its interpreter): without a wheel
+  # for this platform, the rest is installed and the Triton tests skip.
+  pip_q -r requirements/cpu.txt -r requirements/tests.txt \
+    || pip_q $(grep -v -e '^#' -e '^triton' requirements/cpu.txt) -r requirements/tests.txt
   echo "$STACK_ID" > "$STAMP"
 fi
 # The package itself, editable, every time (cheap; keeps .venv pointing at this checkout).

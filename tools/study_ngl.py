@@ -16,10 +16,10 @@ import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mmengine.config import DictAction
+from mmengine.config import DictAction  # noqa: E402  (after the filter: it imports pkg_resources)
 
-from ngl_mmseg.experiments.study import OPTIMIZERS, merge, replot, study
-from ngl_mmseg.experiments.presets import LOSS_PRESETS
+from ngl_mmseg.experiments.presets import LOSS_PRESETS  # noqa: E402
+from ngl_mmseg.experiments.study import OPTIMIZERS, merge, replot, study  # noqa: E402
 
 
 def main():

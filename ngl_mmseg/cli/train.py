@@ -9,12 +9,10 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
-
 from mmseg.registry import RUNNERS
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import (check_labels_before_training, pick_resume_checkpoint,
-                              prepare_config)
+from ngl_mmseg.launch import check_labels_before_training, pick_resume_checkpoint, prepare_config
 
 
 def parse_args():

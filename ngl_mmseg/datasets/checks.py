@@ -8,9 +8,8 @@ import os.path as osp
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from PIL import Image
-
 from mmseg.registry import TRANSFORMS
+from PIL import Image
 
 
 def _join(root, path):

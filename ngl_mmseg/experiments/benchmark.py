@@ -357,7 +357,8 @@ def copy_bandwidth_gbps(device, nbytes=1 << 30, repeats=20):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Benchmark NGL against mmseg\'s CrossEntropyLoss (ratios measured in one process).')
+    parser = argparse.ArgumentParser(
+        description="Benchmark NGL against mmseg's CrossEntropyLoss (ratios in one process).")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--shapes', nargs='+', default=list(SHAPES),
                         choices=list(SHAPES))

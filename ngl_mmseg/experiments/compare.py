@@ -26,7 +26,6 @@ import torch
 from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
 
 
-
 def _print(msg):
     print(f'[compare_losses] {msg}', flush=True)
 

@@ -40,6 +40,7 @@ def _register_per_class_metric():
 def evaluation_config(config_path, checkpoint, work_dir, launcher='none'):
     """The config's validation split as the test split, scored per class."""
     from mmengine.config import Config
+
     from ngl_mmseg.launch import prepare_config
 
     cfg = Config.fromfile(config_path)

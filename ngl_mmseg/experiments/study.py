@@ -2,8 +2,8 @@
 
 The engine of ``tools/study_ngl.py``. Every run trains through ngl-mmseg's
 train tool (``python -m ngl_mmseg.cli.train``, under torchrun with
-``gpus > 1``), exactly as a user would, with mmseg's validation every ``val_interval`` iterations; the study
-reads the mIoU-vs-iteration curve each run logged and writes
+``gpus > 1``), exactly as a user would, with mmseg's validation every
+``val_interval`` iterations; the study reads the mIoU-vs-iteration curve each run logged and writes
 
 - ``study.md``: per variant and optimizer, the final mIoU of every seed,
   their mean and spread, the mIoU at each validation, and the wall time;

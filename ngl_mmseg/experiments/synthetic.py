@@ -256,8 +256,8 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     Raw annotations (COCO-Stuff ids, 255 unlabeled) are drawn first, then
     converted to ``annotations/{train2017,val2017}/*_labelTrainIds.png`` with
     the id table of mmseg's ``tools/dataset_converters/coco_stuff164k.py``, as
-    that script does for the real download. Scenes use ``num_used_classes`` of the 171 classes, spread
-    over things and stuff, so a few minutes of CPU training can learn them;
+    that script does for the real download. Scenes use ``num_used_classes`` of
+    the 171 classes, spread over things and stuff, so a few minutes of CPU training can learn them;
     the model still predicts all 171. ``num_used_classes=171`` with
     ``long_tail`` is the hard case: every class, Zipf frequencies. Validation
     cycles through the classes used, so each is scored. A target that already
