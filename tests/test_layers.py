@@ -96,8 +96,15 @@ def test_static_import_rules_hold_for_every_module():
             bad = {m for m in imported
                    if m.startswith(('ngl_mmseg.experiments', 'ngl_mmseg.cli'))}
             assert not bad, (name, bad)
+        # The one place the kernels load (and the kernels' module, which needs Triton itself).
+        if name not in ('ngl_mmseg.ops.backends', 'ngl_mmseg.ops.ngl_triton'):
+            bad = {m for m in imported if m.startswith(('ngl_mmseg.ops.ngl_triton', 'triton'))}
+            assert not bad, (name, bad)
         checked += 1
     assert checked >= 20
+    # The tests' float64 reference is independent of what it checks.
+    reference = ast.parse((REPO / 'tests' / 'reference.py').read_text())
+    assert not {m for m in imports_of('reference', reference) if m.startswith('ngl_mmseg')}
 
 
 TOOLS_OR_TESTS_PATH = re.compile(r'^(\.\./)*(tools|tests)(/|$)')
