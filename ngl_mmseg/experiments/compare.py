@@ -21,7 +21,6 @@ import time
 import warnings
 
 import numpy as np
-import torch
 
 from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
 
@@ -142,46 +141,26 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True):
+def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
+             num_samples=0):
     """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set:
     mmengine's test loop with mmseg's IoUMetric, in ``gpus`` processes
-    (``ngl_mmseg.experiments.evaluate``). Its log: ``work_dir/eval.log``."""
+    (``ngl_mmseg.experiments.evaluate``; its log: ``work_dir/eval.log``). With
+    ``num_samples``, also ``samples`` (the first predictions) and ``palette``."""
+    from .evaluate import load_samples
     out = osp.join(work_dir, 'eval_metrics.json')
     cmd = launch_command('ngl_mmseg.experiments.evaluate',
                          [config_path, checkpoint, '--out', out, '--work-dir',
-                          osp.join(work_dir, 'eval')], gpus, port)
+                          osp.join(work_dir, 'eval'), '--num-samples', num_samples], gpus, port)
     if quiet:
         run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}')
     else:
         subprocess.run(cmd, check=True)
     with open(out) as f:
-        return json.load(f)
-
-
-def predict_samples(config_path, checkpoint, num_samples=4, device='cpu'):
-    """The first ``num_samples`` validation images' ground truth and prediction,
-    and the dataset's palette, for the figure."""
-    from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
-    from mmengine.logging import MMLogger
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.apis import init_model
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    MMLogger.get_instance('ngl_compare_predict', log_level='WARNING')  # checkpoint messages
-    cfg = Config.fromfile(config_path)
-    model = revert_sync_batchnorm(init_model(cfg, checkpoint, device=device))
-    dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    samples = []
-    with torch.no_grad():
-        for index in range(min(num_samples, len(dataset))):
-            out = model.test_step(pseudo_collate([dataset[index]]))[0].to_dict()
-            samples.append(dict(img_path=out['img_path'],
-                                gt=out['gt_sem_seg']['data'].squeeze(0).cpu().numpy(),
-                                pred=out['pred_sem_seg']['data'].squeeze(0).cpu().numpy()))
-    return dict(samples=samples,
-                palette=[list(map(int, c)) for c in dataset.metainfo['palette']])
+        metrics = json.load(f)
+    if num_samples:
+        metrics['samples'], metrics['palette'] = load_samples(out)
+    return metrics
 
 
 def format_report(results):
@@ -277,8 +256,7 @@ def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
         _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint'
                + (f' in {gpus} processes' if gpus > 1 else ''))
         metrics = evaluate(cfg_path, checkpoint, variant_dir, gpus, port=29501 + 17 * k,
-                           quiet=not verbose)
-        metrics.update(predict_samples(cfg_path, checkpoint, num_samples))
+                           quiet=not verbose, num_samples=num_samples)
         train, val = read_scalars(variant_dir)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
                             train=train, val=val, **metrics))
@@ -289,9 +267,12 @@ def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
         json.dump([{k: v for k, v in r.items() if k not in ('samples', 'palette')}
                    for r in results], f, indent=2)
     plot_curves(results, osp.join(work_dir, 'curves.png'))
-    plot_predictions(results, osp.join(work_dir, 'predictions.png'))
+    written = 'report.md, report.json, curves.png'
+    if num_samples > 0:
+        plot_predictions(results, osp.join(work_dir, 'predictions.png'))
+        written += ' and predictions.png'
     print('\n' + report + '\n', flush=True)
-    _print(f'wrote report.md, report.json, curves.png and predictions.png in {work_dir}')
+    _print(f'wrote {written} in {work_dir}')
     return results
 
 

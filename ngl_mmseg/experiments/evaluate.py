@@ -8,7 +8,8 @@ Every process scores its share of the images (mmengine's sampler and result
 collection), so ``--gpus N`` in the comparison evaluates on N GPUs like
 ``tools/dist_test.sh``. Rank 0 writes mIoU, mAcc, aAcc and the per-class IoU
 (in percent, None for classes absent from both prediction and ground truth)
-to ``--out`` as JSON.
+to ``--out`` as JSON, and with ``--num-samples K`` the first K validation
+images' ground truth and prediction (for the comparison's figure) beside it.
 """
 import argparse
 import json
@@ -54,8 +55,40 @@ def evaluation_config(config_path, checkpoint, work_dir, launcher='none'):
     return cfg
 
 
-def run(config_path, checkpoint, out, launcher='none', work_dir=None):
-    """Evaluate; rank 0 writes the metrics to ``out``. Returns them."""
+def _predict_samples(runner, num_samples):
+    """Ground truth and prediction of the first ``num_samples`` val images."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmengine.model import is_model_wrapper
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    dataset = runner.test_dataloader.dataset
+    samples = []
+    with torch.no_grad():
+        for index in range(min(num_samples, len(dataset))):
+            out = model.test_step(pseudo_collate([dataset[index]]))[0]
+            samples.append(dict(img_path=out.img_path,
+                                gt=out.gt_sem_seg.data.squeeze(0).cpu().numpy(),
+                                pred=out.pred_sem_seg.data.squeeze(0).cpu().numpy()))
+    return samples, [list(map(int, c)) for c in dataset.metainfo['palette']]
+
+
+def samples_path(out):
+    return osp.splitext(out)[0] + '_samples.npz'
+
+
+def load_samples(out):
+    """The samples and palette ``run`` saved beside ``out``."""
+    import numpy as np
+    with np.load(samples_path(out)) as data:
+        paths = [str(p) for p in data['img_paths']]
+        samples = [dict(img_path=p, gt=data[f'gt_{i}'], pred=data[f'pred_{i}'])
+                   for i, p in enumerate(paths)]
+        return samples, data['palette'].tolist()
+
+
+def run(config_path, checkpoint, out, launcher='none', work_dir=None, num_samples=0):
+    """Evaluate; rank 0 writes the metrics to ``out`` (and ``num_samples``
+    predictions beside it, see ``load_samples``). Returns the metrics."""
     from mmengine.dist import get_rank
     from mmengine.runner import Runner
 
@@ -73,6 +106,13 @@ def run(config_path, checkpoint, out, launcher='none', work_dir=None):
     if get_rank() == 0:
         with open(out, 'w') as f:
             json.dump(result, f, indent=2)
+        if num_samples:
+            import numpy as np
+            samples, palette = _predict_samples(runner, num_samples)
+            arrays = {f'{kind}_{i}': s[kind] for i, s in enumerate(samples)
+                      for kind in ('gt', 'pred')}
+            np.savez_compressed(samples_path(out), palette=np.array(palette),
+                                img_paths=np.array([s['img_path'] for s in samples]), **arrays)
     return result
 
 
@@ -82,11 +122,13 @@ def main():
     parser.add_argument('checkpoint')
     parser.add_argument('--out', required=True, help='JSON file for the metrics (rank 0)')
     parser.add_argument('--work-dir', help="mmengine's logs; default: beside --out")
+    parser.add_argument('--num-samples', type=int, default=0,
+                        help='also save the first N predictions (rank 0)')
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    run(args.config, args.checkpoint, args.out, args.launcher, args.work_dir)
+    run(args.config, args.checkpoint, args.out, args.launcher, args.work_dir, args.num_samples)
 
 
 if __name__ == '__main__':
