@@ -286,3 +286,19 @@ def test_study_tool_tiny_grid_with_a_pretrained_backbone(workspace):
     assert os.path.getsize(work_dir / 'study.png') > 1000
     assert '| ngl | sgd |' in open(work_dir / 'study.md').read()
     assert len(proc.stdout.splitlines()) <= 20, proc.stdout
+
+
+def test_benchmark_tool_writes_table_json_and_plot(tmp_path):
+    """tools/benchmark_loss.py (python -m ngl_mmseg.experiments.benchmark) on one
+    shape, one NGL path: CE is the baseline of the ratios, the files are written."""
+    proc = run([sys.executable, osp.join(TOOLS, 'benchmark_loss.py'), '--shapes', 'voc',
+                '--only', 'ngl-torch', '--repeats', '1', '--warmup', '0', '--out-dir',
+                tmp_path / 'bench'], tmp_path)
+    assert '| voc 2x21x512x512 | ce |' in proc.stdout
+    assert '| voc 2x21x512x512 | ngl-torch |' in proc.stdout
+    assert sorted(os.listdir(tmp_path / 'bench')) == ['benchmark.json', 'benchmark.md',
+                                                      'benchmark.png']
+    with open(tmp_path / 'bench' / 'benchmark.json') as f:
+        rows = json.load(f)
+    text = json.dumps(rows)
+    assert 'ngl-torch' in text and 'ngl-literal' not in text

@@ -383,8 +383,7 @@ def main():
     print(f'NGL benchmark: device={args.device}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}', flush=True)
     results = run(args.shapes, args.device, args.repeats, args.warmup, args.only,
-                            getattr(torch, args.dtype),
-                            log=lambda m: print(m, flush=True))
+                  getattr(torch, args.dtype), log=lambda m: print(m, flush=True))
     if args.iteration:
         results['iteration'] = iteration_benchmark(
             args.iteration, args.iter_size, args.iter_batch, device=args.device,
@@ -395,11 +394,11 @@ def main():
         print(f"iteration {row['config']} {row['batch']}x{row['size']}^2 {row['preset']}: "
               f"{row['ms']:.0f} ms" + (f" ({row['ratio']:.3f}x CE)" if 'ratio' in row else ''))
     os.makedirs(args.out_dir, exist_ok=True)
-    json_path = osp.join(args.out_dir, 'json')
-    save(results, json_path, osp.join(args.out_dir, 'png'))
-    with open(osp.join(args.out_dir, 'md'), 'w') as f:
+    json_path = osp.join(args.out_dir, 'benchmark.json')
+    save(results, json_path, osp.join(args.out_dir, 'benchmark.png'))
+    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(table + '\n')
-    print(f'wrote {json_path}, md and png in {args.out_dir}')
+    print(f'wrote {json_path}, benchmark.md and benchmark.png in {args.out_dir}')
 
 
 if __name__ == '__main__':
