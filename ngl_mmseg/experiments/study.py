@@ -16,15 +16,17 @@ synthetic scenes (``pretrain_data_root``) and each run starts from that
 backbone with a fresh decode head: the situation of real configs, which start
 from ImageNet weights.
 """
+import argparse
 import copy
 import json
 import os
 import os.path as osp
 import statistics
 import time
+import warnings
 
 from .compare import read_scalars, train_variant
-from .presets import apply_loss_preset, parse_loss_spec
+from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
 
 # Optimizers the study can put under any config. 'config' keeps the config's own.
 OPTIMIZERS = {
@@ -255,3 +257,55 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
         _print(f'({k + 1}/{len(grid)}) {name} {optimizer} seed {seed}: mIoU {final} '
                f'({seconds:.0f} s; eta {eta / 60:.0f} min)')
     return write_report(work_dir, config, title, runs)
+
+
+def main():
+    """``python -m ngl_mmseg.experiments.study`` (``tools/study_ngl.py``)."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Does NGL train? One config under a grid of loss variants x optimizers x '
+                    'seeds; writes study.md, study.json and study.png.')
+    parser.add_argument('config', nargs='?', help='the config to train (not with --merge)')
+    parser.add_argument('--variants', nargs='+', default=['ce', 'ngl-plain', 'ngl'],
+                        help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
+    parser.add_argument('--optimizers', nargs='+', default=['sgd'],
+                        help=f"config (the config's own) or {sorted(OPTIMIZERS)}")
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--work-dir', help='default: work_dirs/study/<config name>')
+    parser.add_argument('--gpus', type=int, default=1,
+                        help='processes per run (> 1: under torchrun)')
+    parser.add_argument('--pretrain-iters', type=int, default=0,
+                        help='first train the backbone with CE this long on other scenes')
+    parser.add_argument('--pretrain-data-root', help='the other scenes (same layout)')
+    parser.add_argument('--data-root', help="replaces the config's data_root in its loaders")
+    parser.add_argument('--iters', type=int,
+                        help='iterations per run (validation every quarter)')
+    parser.add_argument('--title', default='')
+    parser.add_argument('--replot', action='store_true',
+                        help='only rewrite study.md/.png of --work-dir from its study.json')
+    parser.add_argument('--merge', nargs='+', metavar='STUDY_DIR',
+                        help='only write one table and figure in --work-dir from the runs of '
+                        'these finished studies (CONFIG is ignored)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of every run, as in tools/train.py')
+    args = parser.parse_args()
+    if not args.config and not args.merge:
+        parser.error('CONFIG is required (except with --merge)')
+    if args.merge and not args.work_dir:
+        parser.error('--merge needs --work-dir for the merged table')
+    work_dir = args.work_dir or osp.join('work_dirs', 'study',
+                                         osp.splitext(osp.basename(args.config or ''))[0])
+    if args.replot:
+        replot(work_dir)
+        return
+    if args.merge:
+        merge(work_dir, args.merge, args.title)
+        return
+    study(args.config, args.variants, args.optimizers, args.seeds, work_dir, args.gpus,
+          args.cfg_options, args.pretrain_iters, args.pretrain_data_root, args.title,
+          args.data_root, args.iters)
+
+
+if __name__ == '__main__':
+    main()

@@ -7,9 +7,11 @@ colour and a stripe pattern), so a short training run learns it and beats
 chance by far. The files are written the way the real datasets ship them, and
 for COCO-Stuff the train-id labels follow mmseg's own converter's id table.
 """
+import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -307,3 +309,40 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
     guard.save()
     return root
+
+
+def main():
+    """``python -m ngl_mmseg.experiments.synthetic`` (``tools/make_synthetic_dataset.py``)."""
+    parser = argparse.ArgumentParser(description='Make a synthetic VOC or COCO-Stuff dataset')
+    parser.add_argument('dataset', choices=['voc', 'coco-stuff'])
+    parser.add_argument('out_dir')
+    parser.add_argument('--num-train', type=int, default=40)
+    parser.add_argument('--num-val', type=int, help='default: 20 (voc), 24 (coco-stuff), '
+                        '171 (coco-stuff --all-classes): every class used appears in validation')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--all-classes', action='store_true',
+                        help='every class occurs, long-tailed (Zipf) frequencies')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a synthetic dataset this tool wrote in OUT_DIR before')
+    args = parser.parse_args()
+    kwargs = dict(num_train=args.num_train, seed=args.seed, long_tail=args.all_classes,
+                  overwrite=args.overwrite)
+    if args.dataset == 'voc':
+        if args.num_val is not None:
+            kwargs['num_val'] = args.num_val
+        make = make_voc
+    else:
+        make = make_coco_stuff
+        if args.all_classes:
+            kwargs['num_used_classes'] = COCO_STUFF_CLASSES
+        kwargs['num_val'] = (args.num_val if args.num_val is not None else
+                             kwargs.get('num_used_classes', 24))
+    try:
+        root = make(args.out_dir, **kwargs)
+    except (FileExistsError, ValueError) as exc:
+        sys.exit(f'make_synthetic_dataset: error: {exc}')
+    print(f'{args.dataset}: synthetic dataset written to {root}')
+
+
+if __name__ == '__main__':
+    main()
