@@ -3,6 +3,8 @@ import glob
 import os
 import os.path as osp
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -253,3 +255,15 @@ def test_loading_a_broken_label_png_in_training_names_the_file(tmp_path, damage)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     with pytest.raises(ValueError, match=f'label map {path} cannot be read'):
         dataset[0]
+
+
+def test_make_synthetic_dataset_tool_writes_then_refuses_to_write_over(tmp_path):
+    tool = [sys.executable, osp.join(REPO, 'tools', 'make_synthetic_dataset.py'), 'voc',
+            str(tmp_path / 'voc'), '--num-train', '3', '--num-val', '2']
+    first = subprocess.run(tool, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert 'synthetic dataset written to' in first.stdout
+    assert len(read_ids(tmp_path / 'voc/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt')) == 2
+    again = subprocess.run(tool, capture_output=True, text=True)
+    assert again.returncode == 1
+    assert 'make_synthetic_dataset: error:' in again.stderr and 'refusing' in again.stderr
