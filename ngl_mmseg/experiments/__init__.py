@@ -2,6 +2,7 @@
 the trainability study and the synthetic datasets they train on.
 
 The plugin (``ngl_mmseg`` as a training user imports it) never imports this
-subpackage; each module here is runnable (``python -m ngl_mmseg.experiments.X``)
-and the scripts under ``tools/`` are thin wrappers over them.
+subpackage. compare, evaluate, benchmark, study and synthetic are runnable
+(``python -m ngl_mmseg.experiments.<name>``); the scripts under ``tools/`` are
+thin wrappers over them.
 """
