@@ -32,7 +32,7 @@ figures: install
 	$(PY) tools/plot_ngl_terms.py --out docs/ngl_terms.png
 
 # The trainability study of README.md, "Training with NGL" (CPU, synthetic data with every
-# class present and long-tailed frequencies): about 85 min on 2 cores. Each study line writes a
+# class present and long-tailed frequencies): about 105 min on 2 cores. Each study line writes a
 # table (study.md), its curves (study.png) and every number (study.json) under work_dirs/study/;
 # the two --merge lines gather them into the README's tables (copied to docs/study/).
 STUDY := $(PY) tools/study_ngl.py
@@ -51,8 +51,9 @@ study: install
 	$(VOC_STUDY) --variants ngl-plain ngl-scaling-auto ngl+ce --optimizers sgd --work-dir $(W)/voc-ablation-sgd
 	$(COCO_STUDY) --variants ce ngl-auto --optimizers adamw --seeds 0 1 2 --work-dir $(W)/coco-main
 	$(COCO_STUDY) --variants ngl --optimizers adamw --seeds 0 1 2 --work-dir $(W)/coco-recipe
+	$(COCO_STUDY) --variants ngl-scaling-auto "ngl-scaling-recipe={'type': 'NGLLoss', 'scaling': True, 'auto_weight': True, 'ce_warmup': 0.1}" --optimizers adamw --seeds 0 1 2 --work-dir $(W)/coco-scaling
 	$(COCO_STUDY) --variants ce ngl-plain ngl-auto --optimizers sgd --work-dir $(W)/coco-sgd
 	$(STUDY) $(COCO_DEMO_CONFIG) --data-root $(COCO_ALL) --iters 3000 --variants ce ngl --optimizers adamw --seeds 0 1 --work-dir $(W)/coco-3000 --title "171 classes, 3000 iterations (synthetic COCO-Stuff, CPU)"
 	$(STUDY) --merge $(W)/voc-main $(W)/voc-recipe $(W)/voc-ablation-sgd $(W)/voc-ablation-adamw --work-dir $(W)/voc --title "21 classes, every class present, long-tailed (synthetic VOC, CPU, 500 iterations)"
-	$(STUDY) --merge $(W)/coco-main $(W)/coco-recipe $(W)/coco-sgd --work-dir $(W)/coco --title "171 classes, every class present, long-tailed (synthetic COCO-Stuff, CPU, 1000 iterations)"
+	$(STUDY) --merge $(W)/coco-main $(W)/coco-recipe $(W)/coco-scaling $(W)/coco-sgd --work-dir $(W)/coco --title "171 classes, every class present, long-tailed (synthetic COCO-Stuff, CPU, 1000 iterations)"
 	mkdir -p docs/study && for d in voc coco coco-3000; do cp $(W)/$$d/study.md docs/study/$$d.md; cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done
