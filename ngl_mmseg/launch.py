@@ -71,6 +71,20 @@ def prepare_config(cfg, splits):
     return cfg
 
 
+def load_checkpoint_strictly(runner, checkpoint, config, tool, remedy=''):
+    """Load ``checkpoint`` into the runner's model, refusing one whose weights
+    are missing or do not fit: mmengine's default (``load_from``) only warns and
+    then scores a half-initialised model. Raises SystemExit naming the keys,
+    ``tool`` and ``config`` (``remedy``: how to score it anyway, if possible)."""
+    try:
+        runner.load_checkpoint(checkpoint, strict=True)
+    except RuntimeError as exc:
+        if 'state_dict' not in str(exc):
+            raise
+        raise SystemExit(f'{tool}: {checkpoint} does not fit the model of {config}:\n'
+                         f'{exc}' + (f'\n{remedy}' if remedy else '')) from None
+
+
 def _loads(path):
     import torch
     try:

@@ -228,18 +228,36 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(voc_run, workspac
     assert osp.isfile(work_dir / 'iter_510.pth')
 
 
-def test_test_tool_refuses_a_checkpoint_with_missing_weights(voc_run, workspace, tmp_path):
+@pytest.fixture
+def checkpoint_missing_a_weight(voc_run, tmp_path):
     import torch
     ckpt = torch.load(voc_run / 'iter_1000.pth', map_location='cpu', weights_only=True)
     del ckpt['state_dict']['decode_head.conv_seg.weight']
     broken = tmp_path / 'missing.pth'
     torch.save(ckpt, broken)
+    return broken
+
+
+def test_test_tool_refuses_a_checkpoint_with_missing_weights(checkpoint_missing_a_weight,
+                                                             workspace, tmp_path):
+    broken = checkpoint_missing_a_weight
     cmd = [sys.executable, osp.join(TOOLS, 'test.py'), VOC_CFG, broken, '--work-dir',
            tmp_path / 'out']
     proc = run(cmd, workspace, expect_ok=False)
     assert proc.returncode != 0
     assert 'decode_head.conv_seg.weight' in proc.stderr and '--non-strict' in proc.stderr
     run(cmd + ['--non-strict'], workspace)  # asked for: scored anyway
+
+
+def test_comparison_evaluation_refuses_a_checkpoint_with_missing_weights(
+        checkpoint_missing_a_weight, workspace, tmp_path, monkeypatch):
+    """compare's evaluation loads as strictly as tools/test.py: no score for a
+    half-initialised model."""
+    from ngl_mmseg.experiments.compare import evaluate
+    monkeypatch.chdir(workspace)  # the config's data_root is relative
+    with pytest.raises(RuntimeError, match='decode_head.conv_seg.weight'):
+        evaluate(VOC_CFG, str(checkpoint_missing_a_weight), str(tmp_path))
+    assert not (tmp_path / 'eval_metrics.json').exists()
 
 
 @pytest.mark.parametrize('variant,warns', [('plain', True), ('recipe', False)])

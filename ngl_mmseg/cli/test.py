@@ -9,7 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import prepare_config
+from ngl_mmseg.launch import load_checkpoint_strictly, prepare_config
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -128,13 +128,11 @@ def main():
 
     # build the runner from config
     runner = Runner.from_cfg(cfg)
-    try:
-        runner.load_checkpoint(args.checkpoint, strict=not args.non_strict)
-    except RuntimeError as exc:
-        if args.non_strict or 'state_dict' not in str(exc):
-            raise
-        raise SystemExit(f'test.py: {args.checkpoint} does not fit the model of {args.config}:\n'
-                         f'{exc}\nPass --non-strict to score it anyway.') from None
+    if args.non_strict:
+        runner.load_checkpoint(args.checkpoint, strict=False)
+    else:
+        load_checkpoint_strictly(runner, args.checkpoint, args.config, 'test.py',
+                                 'Pass --non-strict to score it anyway.')
 
     # start testing
     runner.test()

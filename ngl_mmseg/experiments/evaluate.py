@@ -38,7 +38,7 @@ def _register_per_class_metric():
             return metrics
 
 
-def evaluation_config(config_path, checkpoint, work_dir, launcher='none'):
+def evaluation_config(config_path, work_dir, launcher='none'):
     """The config's validation split as the test split, scored per class."""
     from mmengine.config import Config
 
@@ -47,7 +47,7 @@ def evaluation_config(config_path, checkpoint, work_dir, launcher='none'):
     cfg = Config.fromfile(config_path)
     cfg.launcher = launcher
     cfg.work_dir = work_dir
-    cfg.load_from = checkpoint
+    cfg.load_from = None  # loaded strictly by run(), as tools/test.py does
     cfg.test_dataloader = cfg.val_dataloader
     cfg.test_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
     cfg.test_cfg = dict(type='TestLoop')
@@ -93,10 +93,12 @@ def run(config_path, checkpoint, out, launcher='none', work_dir=None, num_sample
     from mmengine.runner import Runner
 
     import ngl_mmseg  # noqa: F401  registers NGLLoss, checkpoint globals
+    from ngl_mmseg.launch import load_checkpoint_strictly
     _register_per_class_metric()
     work_dir = work_dir or osp.join(osp.dirname(osp.abspath(out)), 'eval')
-    cfg = evaluation_config(config_path, checkpoint, work_dir, launcher)
+    cfg = evaluation_config(config_path, work_dir, launcher)
     runner = Runner.from_cfg(cfg)
+    load_checkpoint_strictly(runner, checkpoint, config_path, 'evaluate')
     metrics = runner.test()
     result = dict(
         mIoU=float(metrics['mIoU']), mAcc=float(metrics['mAcc']), aAcc=float(metrics['aAcc']),
