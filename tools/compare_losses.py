@@ -8,11 +8,7 @@ Losses are presets (ce, ngl, ngl+ce, ngl-scaling, ce-avg-non-ignore) or
 NAME=<dict literal>, e.g. "ngl_a2={'type': 'NGLLoss', 'alpha': 2.0}".
 Writes report.md, report.json, curves.png and predictions.png in --work-dir.
 """
-import warnings
-
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-from ngl_mmseg.experiments.compare import main  # noqa: E402
+from ngl_mmseg.experiments.compare import main  # filters pkg_resources' warning itself
 
 if __name__ == '__main__':
     main()

@@ -58,8 +58,12 @@ def launch_command(module, args, gpus=1, port=None):
             '--launcher', 'pytorch']
 
 
-def run_logged(cmd, log_path, what, progress_name=None):
-    """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end."""
+def run_logged(cmd, log_path, what, progress_name=None, quiet=True):
+    """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end.
+    Not ``quiet``: the output goes to the terminal instead."""
+    if not quiet:
+        subprocess.run(cmd, check=True)
+        return
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         if progress_name:
@@ -82,11 +86,8 @@ def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False, progres
     cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
                          port)
     start = time.time()
-    if quiet:
-        run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
-                   osp.basename(osp.normpath(work_dir)) if progress else None)
-    else:
-        subprocess.run(cmd, check=True)
+    run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
+               osp.basename(osp.normpath(work_dir)) if progress else None, quiet)
     return time.time() - start
 
 
@@ -152,10 +153,7 @@ def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
     cmd = launch_command('ngl_mmseg.experiments.evaluate',
                          [config_path, checkpoint, '--out', out, '--work-dir',
                           osp.join(work_dir, 'eval'), '--num-samples', num_samples], gpus, port)
-    if quiet:
-        run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}')
-    else:
-        subprocess.run(cmd, check=True)
+    run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}', quiet=quiet)
     with open(out) as f:
         metrics = json.load(f)
     if num_samples:
