@@ -6,7 +6,8 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py
 VOC_DATA := data/synthetic/voc
 
-.PHONY: install demo test lint benchmark figures study
+.PHONY: install demo test lint benchmark figures study study-noise study-noise-sgd \
+	study-pretrained study-coco-bias study-regimes
 
 install:
 	bash tools/setup_env.sh
@@ -57,3 +58,55 @@ study: install
 	$(STUDY) --merge $(W)/voc-main $(W)/voc-recipe $(W)/voc-ablation-sgd $(W)/voc-ablation-adamw --work-dir $(W)/voc --title "21 classes, every class present, long-tailed (synthetic VOC, CPU, 500 iterations)"
 	$(STUDY) --merge $(W)/coco-main $(W)/coco-recipe $(W)/coco-scaling $(W)/coco-sgd --work-dir $(W)/coco --title "171 classes, every class present, long-tailed (synthetic COCO-Stuff, CPU, 1000 iterations)"
 	mkdir -p docs/study && for d in voc coco coco-3000; do cp $(W)/$$d/study.md docs/study/$$d.md; cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done
+
+# The regimes study (docs/when-to-use-ngl.md): CE against the NGL recipe where users meet
+# label noise, pretrained backbones and many classes. 21 classes, every class present and
+# long-tailed, 100 training images (so that 500 iterations, 40 epochs, can overfit), 3 seeds.
+# Each line runs in under an hour on 2 cores; the last one merges them into docs/study/.
+NOISE_DATA := data/synthetic/voc-regimes
+NOISE_STUDY := $(STUDY) $(VOC_DEMO_CONFIG) --iters 500 --train-miou --variants ce ngl \
+	--seeds 0 1 2
+# regime name -> make_synthetic_dataset.py noise arguments
+NOISE_ARGS_clean :=
+NOISE_ARGS_uniform-20 := --label-noise 0.2 --noise-kind uniform
+NOISE_ARGS_uniform-40 := --label-noise 0.4 --noise-kind uniform
+NOISE_ARGS_confusion-40 := --label-noise 0.4 --noise-kind confusion
+NOISE_ARGS_boundary-40 := --label-noise 0.4 --noise-kind boundary
+NOISE_ARGS_unlabelled-ignore-40 := --label-noise 0.4 --noise-kind unlabelled-ignore
+NOISE_ARGS_unlabelled-background-40 := --label-noise 0.4 --noise-kind unlabelled-background
+NOISE_REGIMES := clean uniform-20 uniform-40 confusion-40 boundary-40 unlabelled-ignore-40 \
+	unlabelled-background-40
+NOISE_REGIMES_SGD := clean uniform-40
+$(NOISE_DATA)/%/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt:
+	$(PY) tools/make_synthetic_dataset.py voc $(NOISE_DATA)/$* --all-classes --num-train 100 \
+		--num-val 42 $(NOISE_ARGS_$*)
+# (precious: make would delete a pattern rule's file as an intermediate one)
+.PRECIOUS: $(NOISE_DATA)/%/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt
+noise-data-%: $(NOISE_DATA)/%/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt
+	@true
+# Label noise under AdamW: 7 regimes x 2 losses x 3 seeds, about 50 min.
+study-noise: install $(addprefix noise-data-,$(NOISE_REGIMES))
+	for r in $(NOISE_REGIMES); do $(NOISE_STUDY) --optimizers adamw --regime $$r \
+		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-adamw-$$r || exit 1; done
+# ... and under SGD (mmseg's schedule), clean and uniform-40: about 15 min.
+study-noise-sgd: install $(addprefix noise-data-,$(NOISE_REGIMES_SGD))
+	for r in $(NOISE_REGIMES_SGD); do $(NOISE_STUDY) --optimizers sgd --regime $$r \
+		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-sgd-$$r || exit 1; done
+# A CE-pretrained backbone (500 iterations on other scenes) with a fresh head, both optimizers.
+study-pretrained: install noise-data-clean
+	@test -d data/synthetic/voc-pretrain || $(PY) tools/make_synthetic_dataset.py voc \
+		data/synthetic/voc-pretrain --all-classes --num-train 200 --num-val 21 --seed 1
+	$(NOISE_STUDY) --optimizers sgd adamw --regime pretrained \
+		--data-root $(NOISE_DATA)/clean/VOCdevkit/VOC2012 --pretrain-iters 500 \
+		--pretrain-data-root data/synthetic/voc-pretrain/VOCdevkit/VOC2012 --work-dir $(W)/pretrained
+# 171 classes under AdamW: the target-logit-bias warm-up against the recipe and CE (about 45 min).
+study-coco-bias: install
+	@test -d $(COCO_ALL) || $(PY) tools/make_synthetic_dataset.py coco-stuff data/synthetic/coco-all --all-classes --num-train 600
+	$(COCO_STUDY) --variants ce ngl ngl-bias ngl-bias+ce-warmup --optimizers adamw --seeds 0 1 2 \
+		--work-dir $(W)/coco-bias --title "171 classes, AdamW: warm-ups (synthetic COCO-Stuff, CPU, 1000 iterations)"
+study-regimes:
+	$(STUDY) --merge $(foreach r,$(NOISE_REGIMES),$(W)/noise-adamw-$(r)) \
+		$(foreach r,$(NOISE_REGIMES_SGD),$(W)/noise-sgd-$(r)) $(W)/pretrained \
+		--work-dir $(W)/regimes --title "CE vs the NGL recipe by regime (21 classes, synthetic VOC, CPU, 500 iterations, 3 seeds)"
+	mkdir -p docs/study && for d in regimes coco-bias; do cp $(W)/$$d/study.md docs/study/$$d.md; \
+		cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done

@@ -9,19 +9,20 @@ logs ``decode.ngl_progress`` = (at_chance - loss) / (at_chance - minimum):
 
 If after ``check_iter`` iterations the progress is still below
 ``min_progress``, the run is on NGL's plateau (its gradient is tiny at the
-start and proportional to the target's probability, see the README, "Training
-with NGL"): the hook logs one warning that names the cause and the recipe,
-instead of letting a day of GPUs produce a model that predicts at chance.
+start and proportional to the target's probability, see docs/training.md):
+the hook logs one warning that names the cause and the recipe, instead of
+letting a day of GPUs produce a model that predicts at chance.
 """
 import math
 
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from .losses.ngl_loss import NGLLoss, ce_matched_weight, ngl_reference_values
+from .losses.ngl_loss import NGLLoss
+from .losses.recipe import ce_matched_weight, ngl_progress
 
 
-def _ngl_losses(model):
+def find_ngl_losses(model):
     """The NGLLoss modules of the decode head (else of the whole model)."""
     model = getattr(model, 'module', model)  # DDP / other wrappers
     head = getattr(model, 'decode_head', None)
@@ -45,16 +46,27 @@ class NGLMonitorHook(Hook):
     priority = 'LOW'
 
     def __init__(self, check_iter=None, min_progress=0.05, window=20):
+        if check_iter is not None and (isinstance(check_iter, bool) or
+                                       not isinstance(check_iter, int) or check_iter < 1):
+            raise ValueError('NGLMonitorHook: check_iter must be a positive integer (the '
+                             f'iteration of the check) or None, got {check_iter!r}')
+        if isinstance(min_progress, bool) or not isinstance(min_progress, (int, float)) or \
+                not math.isfinite(min_progress):
+            raise ValueError('NGLMonitorHook: min_progress must be a number (a fraction of '
+                             f'the way from chance to NGL\'s minimum), got {min_progress!r}')
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError('NGLMonitorHook: window must be a positive integer (iterations '
+                             f'averaged), got {window!r}')
         self.check_iter = check_iter
-        self.min_progress = min_progress
+        self.min_progress = float(min_progress)
         self.window = window
         self._recent = []
         self._losses = None  # the model's NGLLoss modules, found once
         self.warned = False
 
-    def _ngl_losses(self, runner):
+    def _losses_of(self, runner):
         if self._losses is None:
-            self._losses = _ngl_losses(runner.model)
+            self._losses = find_ngl_losses(runner.model)
         return self._losses
 
     def _check_at(self, runner):
@@ -63,18 +75,20 @@ class NGLMonitorHook(Hook):
         return int(min(2000, max(50, 0.05 * runner.max_iters)))
 
     def before_train(self, runner):
-        if not self._ngl_losses(runner):
+        if not self._losses_of(runner):
             runner.logger.warning('NGLMonitorHook: the model has no NGLLoss; nothing to monitor')
+        elif self._check_at(runner) > runner.max_iters:
+            runner.logger.warning(f'NGLMonitorHook: check_iter={self._check_at(runner)} is '
+                                  f'after the last iteration ({runner.max_iters}); the '
+                                  'plateau check will not run')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        losses = [m for m in self._ngl_losses(runner) if m.last_value is not None]
+        losses = [m for m in self._losses_of(runner) if m.last_value is not None]
         if not losses:
             return
         loss = losses[0]
-        at_chance, minimum = ngl_reference_values(loss.last_num_classes, loss.alpha,
-                                                  loss.scaling)
-        value = float(loss.last_value)
-        progress = (at_chance - value) / max(at_chance - minimum, 1e-12)
+        progress = ngl_progress(float(loss.last_value), loss.last_num_classes, loss.alpha,
+                                loss.scaling)
         runner.message_hub.update_scalar('train/decode.ngl_progress', progress)
         self._recent = (self._recent + [progress])[-self.window:]
         if self.warned or runner.iter + 1 != self._check_at(runner):
@@ -89,6 +103,12 @@ class NGLMonitorHook(Hook):
     def stuck_message(runner, loss, progress, outputs=None):
         num_classes = loss.last_num_classes
         optimizer = type(runner.optim_wrapper.optimizer).__name__
+        if not math.isfinite(progress):
+            return (f'NGL is not learning: after {runner.iter + 1} iterations its loss is '
+                    f'{progress} (NaN or inf), not a number: the model or its inputs hold NaN/inf '
+                    '(check the learning rate, the data and, with mixed precision, overflow). '
+                    'This is not the plateau of NGL\'s small gradient.')
+        fp16 = _uses_fp16(runner)
         acc = (outputs or {}).get('decode.acc_seg')
         acc = f', decode.acc_seg {float(acc):.1f}%' if acc is not None else ''
         factor = ce_matched_weight(num_classes, loss.alpha, loss.scaling)
@@ -106,5 +126,17 @@ class NGLMonitorHook(Hook):
                          'gradient at the start; the configs in configs/ngl/ use it.')
         else:
             lines.append('The CE-matched weight is on: raise the learning rate or train '
-                         'longer; see README.md, "Training with NGL".')
+                         'longer; see docs/training.md.')
+        if fp16:
+            lines.append('This run uses float16: NGL\'s gradient is so small that, at loss '
+                         'scales such as 65536, much of it flushes to zero in float16; use '
+                         'bfloat16 or auto_weight=True (see docs/training.md, mixed precision).')
         return ' '.join(lines)
+
+
+def _uses_fp16(runner):
+    """Whether the run trains under float16 autocast (AmpOptimWrapper's default)."""
+    import torch
+    wrapper = runner.optim_wrapper
+    dtype = getattr(wrapper, 'cast_dtype', None)
+    return type(wrapper).__name__ == 'AmpOptimWrapper' and dtype in (None, torch.float16)

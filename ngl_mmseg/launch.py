@@ -1,6 +1,20 @@
 """What ngl-mmseg's tools do to a config before handing it to mmengine's Runner."""
+import os.path as osp
+
 from .compat import setup_cpu_distributed
 from .datasets.checks import check_dataset_paths, check_label_files
+
+
+def check_config_path(config):
+    """Exit with a message that says what to pass when ``config`` is not a config file
+    (mmengine says "does not exist" of a folder, and of an ``ngl_mmseg::`` name)."""
+    if '::' in config:
+        return  # a scoped name (mmseg::..., ngl_mmseg::...): mmengine resolves it
+    if osp.isdir(config):
+        raise SystemExit(f'error: config {config!r} is a directory; name a config file in it '
+                         '(e.g. configs/quickstart/<name>.py)')
+    if not osp.isfile(config):
+        raise SystemExit(f'error: config file {config!r} does not exist')
 
 
 def _insert_label_check(dataset_cfg, num_classes, ignore_index):
@@ -104,7 +118,6 @@ def pick_resume_checkpoint(work_dir, logger=None):
     ones. Returns None when the recorded checkpoint loads (nothing to change).
     """
     import glob
-    import os.path as osp
     import re
 
     from mmengine.logging import print_log

@@ -18,7 +18,9 @@ NAMES = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS', 'DATASETS', 'DATA_S
 
 def _child(name):
     parent = getattr(mmseg_registry, name)
-    return Registry(parent.name, parent=parent, scope='ngl_mmseg')
+    # `locations`: without one, mmengine's first lookup in this scope falls back to
+    # importing `ngl_mmseg.utils` and logs "ngl_mmseg is not installed" when that fails.
+    return Registry(parent.name, parent=parent, scope='ngl_mmseg', locations=['ngl_mmseg'])
 
 
 RUNNERS, RUNNER_CONSTRUCTORS, LOOPS, HOOKS, DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS, \

@@ -8,4 +8,4 @@ import os
 
 TRITON_INTERPRET = os.environ.get('TRITON_INTERPRET') == '1'
 FUSED_IMPLS = ['torch', 'compile'] + (['triton'] if TRITON_INTERPRET else [])
-ALL_IMPLS = FUSED_IMPLS + ['reference']
+ALL_IMPLS = FUSED_IMPLS + ['literal']

@@ -247,7 +247,7 @@ def test_bad_inputs_raise_value_error(mutate, message):
 
 def test_bad_weight_and_class_weight_and_reduction():
     logits, label, weight = make_inputs()
-    with pytest.raises(ValueError, match='class_weight has 3 entries but there are 5 classes'):
+    with pytest.raises(ValueError, match='3 class weights but the head predicts 5 classes'):
         NGLLoss(class_weight=[1.0, 2.0, 3.0])(logits, label)
     with pytest.raises(ValueError, match='class_weight must be finite and >= 0'):
         NGLLoss(class_weight=[1.0, -2.0, 3.0, 1.0, 1.0])(logits, label)

@@ -70,7 +70,7 @@ def test_fused_paths_scaling_171_classes(impl):
     check_impl(impl, (1, 171, 4, 5), True, grad_rtol=3e-5)
 
 
-@pytest.mark.parametrize('impl', FUSED_IMPLS + ['reference'])
+@pytest.mark.parametrize('impl', FUSED_IMPLS + ['literal'])
 @pytest.mark.parametrize('shape', [(0, 5, 4, 4), (0, 5), (2, 5, 0, 3)])
 def test_empty_batch_gives_empty_loss_and_zero_gradient(impl, shape):
     x = torch.randn(shape, requires_grad=True)
@@ -81,7 +81,7 @@ def test_empty_batch_gives_empty_loss_and_zero_gradient(impl, shape):
     assert x.grad is not None and x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize('impl', FUSED_IMPLS + ['reference'])
+@pytest.mark.parametrize('impl', FUSED_IMPLS + ['literal'])
 @pytest.mark.parametrize('scaling', [False, True])
 def test_nan_logits_in_ignored_pixels_change_nothing(impl, scaling):
     x, label, up = per_pixel_case((2, 5, 4, 4))
@@ -144,18 +144,21 @@ def test_auto_picks_compile_for_large_cpu_tensors_and_torch_for_small():
 
 
 def test_env_var_overrides_auto(monkeypatch):
-    monkeypatch.setenv('NGL_MMSEG_IMPL', 'reference')
-    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'reference'
+    monkeypatch.setenv('NGL_MMSEG_IMPL', 'literal')
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'literal'
+    monkeypatch.setenv('NGL_MMSEG_IMPL', 'reference')  # the name before 0.4, still accepted
+    assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'literal'
     monkeypatch.setenv('NGL_MMSEG_IMPL', 'bogus')
     with pytest.raises(ValueError, match='NGL_MMSEG_IMPL'):
         resolve_impl('auto', torch.empty(2, 3))
 
 
 def test_every_implementation_is_one_record_with_the_documented_contract():
-    assert IMPLS == ('auto', 'triton', 'compile', 'torch', 'reference')
+    assert IMPLS == ('auto', 'triton', 'compile', 'torch', 'literal', 'reference')
+    assert backends.ALIASES == {'reference': 'literal'}
     for name, impl in backends.IMPLEMENTATIONS.items():
         assert impl.name == name and impl.description
-        assert impl.fused == (name != 'reference')
+        assert impl.fused == (name != 'literal')
         assert callable(impl.unusable)
 
 

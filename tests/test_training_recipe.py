@@ -10,7 +10,7 @@ from reference import ALPHA, ref_loss
 
 from ngl_mmseg import NGLLoss
 from ngl_mmseg.hooks import NGLMonitorHook
-from ngl_mmseg.losses.ngl_loss import ce_matched_weight, ngl_reference_values
+from ngl_mmseg.losses.recipe import ce_matched_weight, ngl_reference_values
 
 
 @pytest.mark.parametrize('num_classes', [2, 21, 171])

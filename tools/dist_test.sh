@@ -7,6 +7,11 @@
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
+if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]" >&2
+  echo "error: GPUS must be a positive integer (processes on this node, one per GPU), got '$GPUS'" >&2
+  exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -6,6 +6,11 @@
 # processes run on CPU with gloo (see ngl_mmseg/compat.py).
 CONFIG=$1
 GPUS=$2
+if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: tools/dist_train.sh CONFIG GPUS [train.py args...]" >&2
+  echo "error: GPUS must be a positive integer (processes on this node, one per GPU), got '$GPUS'" >&2
+  exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Set up the pinned stack in .venv at the repository root; later runs reuse what is there.
-# CPU by default. For GPUs, see README.md ("Installing on GPU machines").
+# CPU by default. For GPUs, see docs/install.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -f requirements/cpu.txt ]; then
+  echo "setup_env.sh sets up a checkout of the ngl-mmseg repository (it reads requirements/);" >&2
+  echo "installed from a wheel, ngl-mmseg is already set up: see docs/install.md for its stack." >&2
+  exit 1
+fi
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.ngl_mmseg_stack"

@@ -9,7 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import load_checkpoint_strictly, prepare_config
+from ngl_mmseg.launch import check_config_path, load_checkpoint_strictly, prepare_config
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -91,6 +91,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main():
     args = parse_args()
+    check_config_path(args.config)
 
     # load config
     cfg = Config.fromfile(args.config)

@@ -12,7 +12,12 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import check_labels_before_training, pick_resume_checkpoint, prepare_config
+from ngl_mmseg.launch import (
+    check_config_path,
+    check_labels_before_training,
+    pick_resume_checkpoint,
+    prepare_config,
+)
 
 
 def parse_args():
@@ -57,6 +62,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    check_config_path(args.config)
 
     # load config
     cfg = Config.fromfile(args.config)

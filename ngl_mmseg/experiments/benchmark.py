@@ -104,7 +104,7 @@ def variants(device):
         return fn
 
     ce, ce_note = _ce_loss()
-    out = {'ce': (ce, ce_note), 'ngl-literal': (ngl('reference'), 'literal formula, autograd'),
+    out = {'ce': (ce, ce_note), 'ngl-literal': (ngl('literal'), 'literal formula, autograd'),
            'ngl-torch': (ngl('torch'), 'fused, eager chunks'),
            'ngl-compile': (ngl('compile'), 'fused, torch.compile')}
     if torch.device(device).type == 'cuda' and triton_available('cuda'):

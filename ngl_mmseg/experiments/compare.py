@@ -10,29 +10,33 @@ variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
-import re
-import subprocess
-import sys
-import time
 import warnings
 
 import numpy as np
 
-from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
+from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_specs
+from .runs import (
+    check_fresh_run_dir,
+    last_checkpoint,
+    launch_command,
+    read_scalars,
+    run_logged,
+    train_run,
+)
 
 
 def _print(msg):
     print(f'[compare_losses] {msg}', flush=True)
 
 
-def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
-    """Write the config of one variant; returns (name, config path, losses)."""
+def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=0):
+    """Write the config of one variant (``parsed``: its name and loss dicts)
+    in a fresh folder; returns (name, config path, losses)."""
     from mmengine.config import Config
-    name, losses = parse_loss_spec(spec)
+    name, losses = parsed
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -40,106 +44,12 @@ def prepare_variant(config, spec, work_dir, cfg_options=None, seed=0):
     cfg.setdefault('randomness', {})
     cfg.randomness.setdefault('seed', seed)
     variant_dir = osp.join(work_dir, name)
+    check_fresh_run_dir(variant_dir)
     os.makedirs(variant_dir, exist_ok=True)
     cfg.work_dir = variant_dir
     path = osp.join(variant_dir, f'{name}_config.py')
     cfg.dump(path)
     return name, path, losses
-
-
-def launch_command(module, args, gpus=1, port=None):
-    """``python -m module args`` in one process, or in ``gpus`` processes under
-    torchrun (``torch.distributed.run``, the launcher of ``tools/dist_train.sh``)
-    with ``--launcher pytorch``; without CUDA they run on CPU with gloo."""
-    if gpus <= 1:
-        return [sys.executable, '-m', module, *map(str, args)]
-    return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
-            f'--master_port={port or 29500}', '-m', module, *map(str, args),
-            '--launcher', 'pytorch']
-
-
-def run_logged(cmd, log_path, what, progress_name=None, quiet=True):
-    """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end.
-    Not ``quiet``: the output goes to the terminal instead."""
-    if not quiet:
-        subprocess.run(cmd, check=True)
-        return
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if progress_name:
-            _follow_progress(proc, log_path, progress_name)
-        proc.wait()
-    if proc.returncode != 0:
-        with open(log_path) as log:
-            tail = ''.join(log.readlines()[-30:])
-        raise RuntimeError(f'{what} failed (exit {proc.returncode}); the end of '
-                           f'{log_path}:\n{tail}')
-
-
-def train_variant(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True):
-    """Train with ngl-mmseg's train tool in ``gpus`` processes; returns seconds.
-
-    ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
-    terminal (with ``progress``, one progress line stands in for it); if
-    training fails, its last lines are shown in the error.
-    """
-    cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
-                         port)
-    start = time.time()
-    run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
-               osp.basename(osp.normpath(work_dir)) if progress else None, quiet)
-    return time.time() - start
-
-
-_ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+).*?loss: ([\d.e+-]+)')
-_PROGRESS = re.compile(r'ngl_progress: ([\d.e+-]+)')
-
-
-def _follow_progress(proc, log_path, name, every=2.0):
-    """One progress line per run while ``proc`` trains: redrawn in place on a
-    terminal, else printed at each quarter of the iterations."""
-    tty = sys.stdout.isatty()
-    shown_quarter = 0
-    last = ''
-    while proc.poll() is None:
-        time.sleep(every)
-        with open(log_path, errors='replace') as f:
-            tail = f.read()[-20000:]
-        matches = _ITER.findall(tail)
-        if not matches:
-            continue
-        it, total, eta, loss = matches[-1]
-        progress = _PROGRESS.findall(tail)
-        extra = f', NGL progress {float(progress[-1]):.2f}' if progress else ''
-        line = (f'[compare_losses] {name}: iter {it}/{total}, loss {float(loss):.4g}{extra}, '
-                f'eta {eta}')
-        if tty and line != last:
-            print('\r' + line.ljust(100), end='', flush=True)
-        elif not tty and int(it) * 4 // int(total) > shown_quarter:
-            shown_quarter = int(it) * 4 // int(total)
-            print(line, flush=True)
-        last = line
-    if tty and last:
-        print(flush=True)
-
-
-def read_scalars(work_dir):
-    """Training and validation scalars that mmengine's LocalVisBackend logged."""
-    train, val = [], []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                row = json.loads(line)
-                (val if 'mIoU' in row else train).append(row)
-    return train, val
-
-
-def last_checkpoint(work_dir):
-    path = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'no checkpoint was saved in {work_dir} (missing {path})')
-    with open(path) as f:
-        return f.read().strip()
 
 
 def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
@@ -163,8 +73,10 @@ def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
 
 def format_report(results):
     """Markdown: the summary table, then per-class IoU of the classes scored."""
-    lines = ['| variant | losses | mIoU | mAcc | aAcc | train time |',
-             '|---|---|---:|---:|---:|---:|']
+    notes = [f"- {r['name']}: {recipe_note(r['losses'])}" for r in results
+             if recipe_note(r['losses'])]
+    lines = (notes + [''] if notes else []) + [
+        '| variant | losses | mIoU | mAcc | aAcc | train time |', '|---|---|---:|---:|---:|---:|']
     for r in results:
         losses = ' + '.join(f"{d['type']}({d.get('loss_weight', 1.0):g})" for d in r['losses'])
         lines.append(f"| {r['name']} | {losses} | {r['mIoU']:.2f} | {r['mAcc']:.2f} | "
@@ -180,9 +92,61 @@ def format_report(results):
     return '\n'.join(lines)
 
 
+def training_panel(rows, losses):
+    """What a variant's training panel shows, from its logged scalars.
+
+    NGL variants: NGL's progress (``decode.ngl_progress``, logged by
+    NGLMonitorHook: 0 at chance, 1 at NGL's minimum), and during a CE warm-up
+    the share of cross entropy in the loss; the logged ``loss`` is NGL times
+    the CE-matched weight (``auto_weight``) blended with CE, which climbs as
+    the warm-up hands over and reads like divergence. Other variants: their
+    training loss.
+
+    Returns:
+        dict: ``title``, ``ylabel``, ``series`` (a list of (label, steps, values)).
+    """
+    ngl = [d for d in losses if d.get('type') == 'NGLLoss']
+    progress = [row for row in rows if 'decode.ngl_progress' in row]
+    if ngl and progress:
+        steps = [row['step'] for row in progress]
+        series = [('NGL progress', steps, [row['decode.ngl_progress'] for row in progress])]
+        warmup = ngl[0].get('ce_warmup', 0.0)
+        max_step = max(row['step'] for row in rows)
+        if warmup:
+            from ngl_mmseg.losses.recipe import warmup_share
+            series.append(('CE share of the loss', steps,
+                           [warmup_share(s - 1, max_step, warmup) for s in steps]))
+        return dict(title='NGL progress (0: chance, 1: minimum)', ylabel='fraction',
+                    series=series)
+    rows = [row for row in rows if 'loss' in row]
+    return dict(title='training loss', ylabel='loss',
+                series=[('loss', [row['step'] for row in rows], [row['loss'] for row in rows])])
+
+
+def recipe_note(losses):
+    """One line naming a variant's NGL recipe and what its logged loss is."""
+    ngl = [d for d in losses if d.get('type') == 'NGLLoss']
+    if not ngl:
+        return ''
+    d = ngl[0]
+    parts = []
+    if d.get('auto_weight'):
+        parts.append('auto_weight (the CE-matched weight)')
+    if d.get('ce_warmup'):
+        parts.append(f"ce_warmup={d['ce_warmup']:g} (CE blended in, falling to 0)")
+    if d.get('target_bias_warmup'):
+        parts.append(f"target_bias_warmup={d['target_bias_warmup']:g}")
+    if d.get('scaling'):
+        parts.append('scaling (sigmoid of the softmax)')
+    recipe = ', '.join(parts) if parts else "the paper's formula alone"
+    logged = 'NGL' + (' times the CE-matched weight' if d.get('auto_weight') else '') + \
+        (', blended with CE during the warm-up' if d.get('ce_warmup') else '')
+    return f'NGL recipe: {recipe}; the logged loss is {logged}.'
+
+
 def plot_curves(results, path):
-    """Training loss of each variant (own axis: NGL sits near 10 and moves in
-    the decimals, CE falls from ~3), and validation mIoU of all."""
+    """Per variant, its training panel (``training_panel``: NGL's progress for
+    NGL variants, the loss otherwise); then validation mIoU of all."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -190,10 +154,15 @@ def plot_curves(results, path):
     fig, axes = plt.subplots(1, n + 1, figsize=(3.6 * (n + 1), 3.6))
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for k, (r, ax) in enumerate(zip(results, axes)):
-        rows = [row for row in r['train'] if 'loss' in row]
-        ax.plot([row['step'] for row in rows], [row['loss'] for row in rows],
-                color=colours[k % len(colours)])
-        ax.set(title=f"{r['name']}: training loss", xlabel='iteration')
+        panel = training_panel(r['train'], r['losses'])
+        for j, (label, steps, values) in enumerate(panel['series']):
+            ax.plot(steps, values, color=colours[k % len(colours)],
+                    linestyle='-' if j == 0 else '--', label=label)
+        if len(panel['series']) > 1:
+            ax.legend(fontsize=7)
+        ax.set(title=f"{r['name']}: {panel['title']}", xlabel='iteration',
+               ylabel=panel['ylabel'])
+        ax.title.set_fontsize(8)
         axes[n].plot([row['step'] for row in r['val']], [row['mIoU'] for row in r['val']],
                      marker='o', color=colours[k % len(colours)], label=r['name'])
     axes[n].set(title='validation mIoU', xlabel='iteration', ylabel='mIoU (%)')
@@ -235,26 +204,39 @@ def plot_predictions(results, path):
     plt.close(fig)
 
 
-def compare(config, specs=('ce', 'ngl'), work_dir='work_dirs/compare', gpus=1,
+def check_count(name, value, minimum):
+    """An int >= ``minimum``, else a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+    return value
+
+
+def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1,
             cfg_options=None, seed=0, num_samples=4, verbose=False):
     """Train and evaluate every variant; write report.md, report.json,
     curves.png and predictions.png in ``work_dir``. Returns the results.
 
     mmengine's logs go to ``<work_dir>/<variant>/train.log`` (``verbose``:
     to the terminal as well)."""
+    check_count('gpus', gpus, 1)
+    check_count('num_samples', num_samples, 0)
+    if not osp.isfile(config):
+        raise ValueError(f'config {config!r} is not a file')
+    parsed = parse_loss_specs(specs)  # every spec, before anything trains
+    for name, _ in parsed:
+        check_fresh_run_dir(osp.join(work_dir, name))
     os.makedirs(work_dir, exist_ok=True)
     results = []
-    for k, spec in enumerate(specs):
+    for k, spec in enumerate(parsed):
         name, cfg_path, losses = prepare_variant(config, spec, work_dir, cfg_options, seed)
         variant_dir = osp.dirname(cfg_path)
         _print(f'({k + 1}/{len(specs)}) training {name}: {losses} -> {variant_dir}')
-        seconds = train_variant(cfg_path, variant_dir, gpus, port=29500 + 17 * k,
-                                quiet=not verbose)
+        seconds = train_run(cfg_path, variant_dir, gpus, quiet=not verbose)
         checkpoint = last_checkpoint(variant_dir)
         _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint'
                + (f' in {gpus} processes' if gpus > 1 else ''))
-        metrics = evaluate(cfg_path, checkpoint, variant_dir, gpus, port=29501 + 17 * k,
-                           quiet=not verbose, num_samples=num_samples)
+        metrics = evaluate(cfg_path, checkpoint, variant_dir, gpus, quiet=not verbose,
+                           num_samples=num_samples)
         train, val = read_scalars(variant_dir)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
                             train=train, val=val, **metrics))
@@ -298,8 +280,12 @@ def main():
     args = parser.parse_args()
     work_dir = args.work_dir or osp.join('work_dirs', 'compare',
                                          osp.splitext(osp.basename(args.config))[0])
-    compare(args.config, args.losses, work_dir, args.gpus, args.cfg_options, args.seed,
-            args.num_samples, args.verbose)
+    try:
+        compare(args.config, args.losses, work_dir=work_dir, gpus=args.gpus,
+                cfg_options=args.cfg_options, seed=args.seed, num_samples=args.num_samples,
+                verbose=args.verbose)
+    except (ValueError, FileExistsError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ current first loss (so an auxiliary head at 0.4 stays at 0.4).
 """
 import ast
 import copy
+import re
 
 LOSS_PRESETS = {
     'ce': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
@@ -15,6 +16,13 @@ LOSS_PRESETS = {
     # The paper's formula and nothing else: the strict A/B against CE.
     'ngl-plain': [dict(type='NGLLoss', loss_weight=1.0)],
     'ngl-auto': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
+    # Candidates for many classes under AdamW: NGL from the first iteration, its target
+    # logit raised by ln(C-1) and the bias annealed to 0 over the first 10%
+    # (target_bias_warmup), alone or beside the CE warm-up.
+    'ngl-bias': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True,
+                      target_bias_warmup=0.1)],
+    'ngl-bias+ce-warmup': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True,
+                                ce_warmup=0.1, target_bias_warmup=0.1)],
     # The authors' own training: sigmoid scaling of the softmax (their TF NGL(scaling=True)).
     'ngl-scaling': [dict(type='NGLLoss', scaling=True, loss_weight=1.0)],
     'ngl-scaling-auto': [dict(type='NGLLoss', scaling=True, loss_weight=1.0, auto_weight=True)],
@@ -23,6 +31,30 @@ LOSS_PRESETS = {
                dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
     'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
 }
+
+
+# A variant's name becomes a folder and a file name: plain characters only, so
+# it can neither leave the work dir nor inject code into the config written there.
+VARIANT_NAME = re.compile(r'[A-Za-z0-9_.+-]+')
+
+
+def check_variant_name(name):
+    if not VARIANT_NAME.fullmatch(name) or set(name) == {'.'}:
+        raise ValueError(f'variant name {name!r} is not allowed: use letters, digits and '
+                         '_ . + - only (it names a folder under the work dir)')
+    return name
+
+
+def _strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _strings(value)
 
 
 def parse_loss_spec(spec):
@@ -38,6 +70,7 @@ def parse_loss_spec(spec):
         raise ValueError(f'unknown loss preset {spec!r}: use one of {sorted(LOSS_PRESETS)} '
                          "or NAME=dict(...) as a literal, e.g. \"ngl_a2={'type': 'NGLLoss', "
                          "'alpha': 2.0}\"")
+    check_variant_name(name)
     try:
         value = ast.literal_eval(literal)
     except (ValueError, SyntaxError) as exc:
@@ -46,7 +79,24 @@ def parse_loss_spec(spec):
     if not isinstance(losses, list) or not all(isinstance(d, dict) and 'type' in d
                                                for d in losses):
         raise ValueError(f'loss spec {spec!r} must be a dict with "type", or a list of them')
+    for text in _strings(losses):
+        if '{{' in text or '}}' in text:
+            # mmengine's Config.fromfile substitutes {{ ... }} templates in the
+            # written config before running it: refused, not escaped.
+            raise ValueError(f'loss spec {spec!r} holds a config template marker ("{{{{" or '
+                             '"}}}}"), which is not allowed in a loss variant')
     return name, losses
+
+
+def parse_loss_specs(specs):
+    """Every spec parsed (before anything trains); refuses two variants of one name."""
+    parsed = [parse_loss_spec(spec) for spec in specs]
+    names = [name for name, _ in parsed]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f'variant {repeated[0]!r} is named more than once: each variant '
+                         'is one run folder and one row of the results')
+    return parsed
 
 
 def _heads(model_cfg):

@@ -14,7 +14,11 @@ train tool (``python -m ngl_mmseg.cli.train``, under torchrun with
 With ``pretrain_iters``, the config is first trained with CE on other
 synthetic scenes (``pretrain_data_root``) and each run starts from that
 backbone with a fresh decode head: the situation of real configs, which start
-from ImageNet weights.
+from ImageNet weights. ``regime`` labels every run of a study (say
+``uniform-40``, for a dataset with label noise), so that merged studies give
+one row per regime, variant and optimizer; ``train_miou`` also scores each
+run on its training labels as written at every validation (``train_miou.py``),
+to see a model fit label noise while its clean validation mIoU falls.
 """
 import argparse
 import copy
@@ -25,8 +29,9 @@ import statistics
 import time
 import warnings
 
-from .compare import read_scalars, train_variant
-from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec
+from .compare import check_count
+from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec, parse_loss_specs
+from .runs import check_fresh_run_dir, read_scalars, train_run
 
 # Optimizers the study can put under any config. 'config' keeps the config's own.
 OPTIMIZERS = {
@@ -66,7 +71,7 @@ def load_config(config, cfg_options=None, data_root=None, iters=None):
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             _replace_values(cfg[key], old_root, data_root)
         cfg.data_root = data_root
-    if iters:
+    if iters is not None:
         cfg.train_cfg.max_iters = iters
         cfg.train_cfg.val_interval = max(1, iters // 4)
         for sched in cfg.param_scheduler:
@@ -74,11 +79,16 @@ def load_config(config, cfg_options=None, data_root=None, iters=None):
     return cfg
 
 
-def run_config(config, spec, optimizer, seed, work_dir, cfg_options=None, backbone=None,
-               data_root=None, iters=None):
-    """Write the config of one run; returns its path."""
+def run_config(config, losses, optimizer, seed, work_dir, cfg_options=None, backbone=None,
+               data_root=None, iters=None, train_miou=False):
+    """Write the config of one run (``losses``: its loss dicts); returns its path."""
     cfg = load_config(config, cfg_options, data_root, iters)
-    apply_loss_preset(cfg, parse_loss_spec(spec)[1])
+    apply_loss_preset(cfg, losses)
+    if train_miou:
+        imports = list(cfg.get('custom_imports', {}).get('imports', []))
+        cfg.custom_imports = dict(imports=imports + ['ngl_mmseg.experiments.train_miou'],
+                                  allow_failed_imports=False)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TrainSetMIoUHook')]
     if optimizer != 'config':
         cfg.optim_wrapper.optimizer = copy.deepcopy(OPTIMIZERS[optimizer])
     cfg.randomness = dict(seed=seed)
@@ -107,7 +117,7 @@ def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus
     cfg.train_cfg.val_interval = iters
     path = _dump_run(cfg, work_dir)
     _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
-    train_variant(path, work_dir, gpus, quiet=True, progress=False)
+    train_run(path, work_dir, gpus, quiet=True, progress=False)
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     if not osp.isfile(ckpt):
         raise FileNotFoundError(f'pretraining wrote no {ckpt}')
@@ -118,55 +128,78 @@ def summarise(runs):
     """Group runs by (variant, optimizer): final mIoU per seed, mean, spread."""
     groups = {}
     for run in runs:
-        groups.setdefault((run['variant'], run['optimizer']), []).append(run)
+        groups.setdefault((run.get('regime', ''), run['variant'], run['optimizer']),
+                          []).append(run)
     rows = []
-    for (variant, optimizer), members in groups.items():
+    for (regime, variant, optimizer), members in groups.items():
         finals = [m['curve'][-1][1] for m in members if m['curve']]
+        train_curves = [m.get('train_curve') for m in members if m.get('train_curve')]
         rows.append(dict(
-            variant=variant, optimizer=optimizer, seeds=[m['seed'] for m in members],
+            regime=regime, variant=variant, optimizer=optimizer,
+            seeds=[m['seed'] for m in members],
             final_miou=finals,
             mean=statistics.fmean(finals) if finals else float('nan'),
             std=statistics.pstdev(finals) if len(finals) > 1 else 0.0,
             steps=[step for step, _ in members[0]['curve']],
             mean_curve=[statistics.fmean(vals) for vals in zip(*[[v for _, v in m['curve']]
                                                                  for m in members])],
+            train_mean_curve=[statistics.fmean(vals) for vals in zip(
+                *[[v for _, v in c] for c in train_curves])] if train_curves else [],
+            peak=statistics.fmean(max(v for _, v in m['curve']) for m in members
+                                  if m['curve']) if finals else float('nan'),
             seconds=statistics.fmean(m['seconds'] for m in members)))
     return rows
 
 
-def format_table(rows, reference=('ce', None)):
-    """Markdown: one row per (variant, optimizer); the gap to CE's mean under
-    the same optimizer."""
-    ce = {r['optimizer']: r['mean'] for r in rows if r['variant'] == reference[0]}
-    lines = ['| variant | optimizer | final mIoU (mean of seeds) | vs CE | per seed | '
-             'mIoU along training | s / run |',
-             '|---|---|---:|---:|---|---|---:|']
+def format_table(rows, reference='ce'):
+    """Markdown: one row per (regime, variant, optimizer); the gap to CE's mean
+    under the same regime and optimizer; with training-set mIoU (labels as
+    written) where the runs scored it."""
+    ce = {(r['regime'], r['optimizer']): r['mean'] for r in rows if r['variant'] == reference}
+    regimes = any(r['regime'] for r in rows)
+    train = any(r['train_mean_curve'] for r in rows)
+    head = (['regime'] if regimes else []) + [
+        'variant', 'optimizer', 'final mIoU (mean of seeds)', 'vs CE', 'best along training',
+        'per seed'] + (['train mIoU (labels as written)'] if train else []) + [
+        'mIoU along training', 's / run']
+    align = {'final mIoU (mean of seeds)', 'vs CE', 'best along training', 's / run',
+             'train mIoU (labels as written)'}
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '|'.join('---:' if h in align else '---' for h in head) + '|']
     for r in rows:
-        gap = r['mean'] - ce[r['optimizer']] if r['optimizer'] in ce else float('nan')
+        key = (r['regime'], r['optimizer'])
+        gap = r['mean'] - ce[key] if key in ce else float('nan')
         along = ', '.join(f'{s}: {v:.1f}' for s, v in zip(r['steps'], r['mean_curve']))
         seeds = ', '.join(f'{v:.1f}' for v in r['final_miou'])
-        lines.append(f"| {r['variant']} | {r['optimizer']} | {r['mean']:.2f} "
-                     f"(± {r['std']:.2f}) | {gap:+.2f} | {seeds} | {along} | "
-                     f"{r['seconds']:.0f} |")
+        cells = ([r['regime']] if regimes else []) + [
+            r['variant'], r['optimizer'], f"{r['mean']:.2f} (± {r['std']:.2f})",
+            f'{gap:+.2f}', f"{r['peak']:.2f}", seeds]
+        if train:
+            cells.append(f"{r['train_mean_curve'][-1]:.2f}" if r['train_mean_curve'] else '-')
+        cells += [along, f"{r['seconds']:.0f}"]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def plot(rows, runs, path, title=''):
+    """mIoU against iteration: one panel per (regime, optimizer), the mean over
+    seeds per variant with the seeds' range shaded; training-set mIoU dashed."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    optimizers = list(dict.fromkeys(r['optimizer'] for r in rows))
-    fig, axes = plt.subplots(1, len(optimizers), figsize=(5.2 * len(optimizers), 4.0),
-                             squeeze=False)
+    panels = list(dict.fromkeys((r['regime'], r['optimizer']) for r in rows))
+    cols = min(len(panels), 4)
+    nrows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.8 * nrows), squeeze=False)
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     variants = list(dict.fromkeys(r['variant'] for r in rows))
-    for ax, optimizer in zip(axes[0], optimizers):
+    for ax, (regime, optimizer) in zip(axes.flat, panels):
         for r in rows:
-            if r['optimizer'] != optimizer:
+            if (r['regime'], r['optimizer']) != (regime, optimizer):
                 continue
             colour = colours[variants.index(r['variant']) % len(colours)]
-            curves = [m['curve'] for m in runs
-                      if m['variant'] == r['variant'] and m['optimizer'] == optimizer]
+            curves = [m['curve'] for m in runs if m.get('regime', '') == regime and
+                      m['variant'] == r['variant'] and m['optimizer'] == optimizer]
             steps = r['steps']
             ax.plot(steps, r['mean_curve'], marker='o', color=colour,
                     label=f"{r['variant']} ({r['mean']:.1f})")
@@ -174,9 +207,15 @@ def plot(rows, runs, path, title=''):
                 lo = [min(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
                 hi = [max(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.15)
-        ax.set(title=f'optimizer: {optimizer}', xlabel='iteration', ylabel='val mIoU (%)')
+            if r['train_mean_curve']:
+                ax.plot(steps[:len(r['train_mean_curve'])], r['train_mean_curve'],
+                        linestyle='--', color=colour, label=f"{r['variant']}: train labels")
+        name = f'{regime}, {optimizer}' if regime else f'optimizer: {optimizer}'
+        ax.set(title=name, xlabel='iteration', ylabel='mIoU (%)')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -213,49 +252,85 @@ def replot(work_dir):
 
 
 def merge(work_dir, sources, title=''):
-    """One table and figure from the runs of several finished studies."""
+    """One table and figure from the runs of several finished studies (each
+    named once, none of them ``work_dir``; no run twice)."""
+    real = [osp.realpath(source) for source in sources]
+    for k, path in enumerate(real):
+        if path in real[:k]:
+            raise ValueError(f'study {sources[k]!r} is named twice in --merge')
+    if osp.realpath(work_dir) in real:
+        raise ValueError(f'--work-dir {work_dir!r} is one of the merged studies: the merged '
+                         'table goes to a folder of its own')
     studies = [_load_study(source) for source in sources]
+    runs = [run for data in studies for run in data['runs']]
+    seen = set()
+    for run in runs:
+        key = (run.get('regime', ''), run['variant'], run['optimizer'], run['seed'])
+        if key in seen:
+            raise ValueError(f'run {key} appears in more than one merged study: give each '
+                             'study its own --regime, or merge each run once')
+        seen.add(key)
     os.makedirs(work_dir, exist_ok=True)
-    return write_report(work_dir, studies[0]['config'], title,
-                        [run for data in studies for run in data['runs']])
+    return write_report(work_dir, studies[0]['config'], title, runs)
 
 
-def study(config, variants=('ce', 'ngl-plain', 'ngl'), optimizers=('sgd', ),
-          seeds=(0, ), work_dir='work_dirs/study', gpus=1, cfg_options=None,
-          pretrain_iters=0, pretrain_data_root=None, title='', data_root=None, iters=None):
-    """Train every (variant, optimizer, seed); write study.md/.json/.png. Returns the rows."""
+def check_study_args(variants, optimizers, seeds, gpus=1, iters=None, pretrain_iters=0):
+    """Every argument checked before the first run; returns the parsed variants."""
     for optimizer in optimizers:
         if optimizer != 'config' and optimizer not in OPTIMIZERS:
             raise ValueError(f'unknown optimizer {optimizer!r}: use config or one of '
                              f'{sorted(OPTIMIZERS)}')
-    for spec in variants:
-        parse_loss_spec(spec)  # fail before training anything
+    for name, values in (('optimizer', optimizers), ('seed', seeds)):
+        repeated = sorted({v for v in values if list(values).count(v) > 1})
+        if repeated:
+            raise ValueError(f'{name} {repeated[0]!r} is given more than once: each run '
+                             'must be one row of the results')
+    for seed in seeds:
+        check_count('seed', seed, 0)
+    check_count('gpus', gpus, 1)
+    if iters is not None:
+        check_count('iters', iters, 1)
+    check_count('pretrain_iters', pretrain_iters, 0)
+    return parse_loss_specs(variants)
+
+
+def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), seeds=(0, ),
+          work_dir='work_dirs/study', gpus=1, cfg_options=None, pretrain_iters=0,
+          pretrain_data_root=None, title='', data_root=None, iters=None, regime='',
+          train_miou=False):
+    """Train every (variant, optimizer, seed); write study.md/.json/.png. Returns the rows."""
+    parsed = check_study_args(variants, optimizers, seeds, gpus, iters, pretrain_iters)
+    if not osp.isfile(config):
+        raise ValueError(f'config {config!r} is not a file')
+    if pretrain_iters and not pretrain_data_root:
+        raise ValueError('pretrain_iters needs pretrain_data_root (other scenes)')
+    grid = [(name, losses, o, s) for o in optimizers for name, losses in parsed for s in seeds]
+    run_dirs = [osp.join(work_dir, f'{name}_{o}_seed{s}') for name, _, o, s in grid]
+    for run_dir in run_dirs + ([osp.join(work_dir, 'pretrain')] if pretrain_iters else []):
+        check_fresh_run_dir(run_dir)
     os.makedirs(work_dir, exist_ok=True)
     backbone = None
     if pretrain_iters:
-        if not pretrain_data_root:
-            raise ValueError('pretrain_iters needs pretrain_data_root (other scenes)')
         backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'), pretrain_iters,
                                      pretrain_data_root, cfg_options, gpus)
-    grid = [(v, o, s) for o in optimizers for v in variants for s in seeds]
     runs = []
     started = time.time()
-    for k, (spec, optimizer, seed) in enumerate(grid):
-        name = parse_loss_spec(spec)[0]
-        run_dir = osp.join(work_dir, f'{name}_{optimizer}_seed{seed}')
-        path = run_config(config, spec, optimizer, seed, run_dir, cfg_options, backbone,
-                          data_root, iters)
-        seconds = train_variant(path, run_dir, gpus, port=29500 + 13 * k, quiet=True,
-                                progress=False)
-        _, val = read_scalars(run_dir)
+    for k, ((name, losses, optimizer, seed), run_dir) in enumerate(zip(grid, run_dirs)):
+        path = run_config(config, losses, optimizer, seed, run_dir, cfg_options, backbone,
+                          data_root, iters, train_miou)
+        seconds = train_run(path, run_dir, gpus, quiet=True, progress=False)
+        train, val = read_scalars(run_dir)
         curve = [(row['step'], float(row['mIoU'])) for row in val]
-        runs.append(dict(variant=name, optimizer=optimizer, seed=seed, curve=curve,
-                         seconds=seconds, work_dir=run_dir))
+        train_curve = [(row['step'], float(row['train_mIoU'])) for row in train
+                       if 'train_mIoU' in row]
+        runs.append(dict(regime=regime, variant=name, optimizer=optimizer, seed=seed,
+                         curve=curve, train_curve=train_curve, seconds=seconds,
+                         work_dir=run_dir))
         final = f'{curve[-1][1]:.2f}' if curve else 'n/a'
         elapsed = time.time() - started
         eta = elapsed / (k + 1) * (len(grid) - k - 1)
-        _print(f'({k + 1}/{len(grid)}) {name} {optimizer} seed {seed}: mIoU {final} '
-               f'({seconds:.0f} s; eta {eta / 60:.0f} min)')
+        _print(f'({k + 1}/{len(grid)}) {regime + " " if regime else ""}{name} {optimizer} '
+               f'seed {seed}: mIoU {final} ({seconds:.0f} s; eta {eta / 60:.0f} min)')
     return write_report(work_dir, config, title, runs)
 
 
@@ -282,6 +357,12 @@ def main():
     parser.add_argument('--iters', type=int,
                         help='iterations per run (validation every quarter)')
     parser.add_argument('--title', default='')
+    parser.add_argument('--regime', default='',
+                        help='a label for every run of this study (e.g. the label noise of '
+                             '--data-root); merged studies give one row per regime')
+    parser.add_argument('--train-miou', action='store_true',
+                        help='also score each run on its training labels (as written) at '
+                             'every validation')
     parser.add_argument('--replot', action='store_true',
                         help='only rewrite study.md/.png of --work-dir from its study.json')
     parser.add_argument('--merge', nargs='+', metavar='STUDY_DIR',
@@ -296,15 +377,20 @@ def main():
         parser.error('--merge needs --work-dir for the merged table')
     work_dir = args.work_dir or osp.join('work_dirs', 'study',
                                          osp.splitext(osp.basename(args.config or ''))[0])
-    if args.replot:
-        replot(work_dir)
-        return
-    if args.merge:
-        merge(work_dir, args.merge, args.title)
-        return
-    study(args.config, args.variants, args.optimizers, args.seeds, work_dir, args.gpus,
-          args.cfg_options, args.pretrain_iters, args.pretrain_data_root, args.title,
-          args.data_root, args.iters)
+    try:
+        if args.replot:
+            replot(work_dir)
+        elif args.merge:
+            merge(work_dir, args.merge, args.title)
+        else:
+            study(args.config, args.variants, optimizers=args.optimizers, seeds=args.seeds,
+                  work_dir=work_dir, gpus=args.gpus, cfg_options=args.cfg_options,
+                  pretrain_iters=args.pretrain_iters,
+                  pretrain_data_root=args.pretrain_data_root, title=args.title,
+                  data_root=args.data_root, iters=args.iters, regime=args.regime,
+                  train_miou=args.train_miou)
+    except (ValueError, FileExistsError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == '__main__':

@@ -111,8 +111,99 @@ def _voc_borders(label, width=3):
     return out
 
 
+NOISE_KINDS = {
+    'uniform': 'an object is given another class, drawn uniformly',
+    'confusion': 'an object is given the class that looks most like its own (nearest colour)',
+    'boundary': "an object's outline is moved by 2-4 pixels, outwards or inwards",
+    'unlabelled-ignore': 'an object is left unlabelled: its pixels are 255 (ignored)',
+    'unlabelled-background': "an object is left unlabelled: its pixels get the scene's "
+                             'background class',
+}
+
+
+class LabelNoise:
+    """Corrupts training label maps the way annotators do, object by object.
+
+    An object is the visible region of one class other than the scene's
+    background (the scenes never repeat a class). Each object is hit
+    independently with probability ``rate``; ``kind`` (a key of
+    ``NOISE_KINDS``) says what happens to it. The random stream is its own
+    (``seed``), so a noisy dataset has exactly the images, clean labels and
+    validation set of the noise-free one with the same seed: only training
+    labels differ. ``counts`` tallies what was done, for the manifest.
+    """
+
+    def __init__(self, kind, rate, seed, classes, looks):
+        if kind not in NOISE_KINDS:
+            raise ValueError(f'unknown label-noise kind {kind!r}: use one of '
+                             f'{sorted(NOISE_KINDS)}')
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or \
+                not 0.0 <= rate <= 1.0:
+            raise ValueError(f'label-noise rate must be a fraction in [0, 1], got {rate!r}')
+        self.kind, self.rate, self.seed = kind, float(rate), seed
+        self.rng = np.random.RandomState([seed, 7919])  # apart from the scenes' stream
+        self.classes = np.asarray(classes)
+        colours = looks[0][self.classes]
+        dist = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+        np.fill_diagonal(dist, np.inf)
+        self.lookalike = dict(zip(self.classes.tolist(),
+                                  self.classes[dist.argmin(axis=1)].tolist()))
+        self.counts = dict(objects=0, hit=0, labelled_pixels=0, changed_pixels=0)
+
+    def __call__(self, label, background):
+        """A noisy copy of ``label`` (uint8 class map; ``background``: its scene's
+        background class)."""
+        out = label.copy()
+        for cls in np.unique(label):
+            if cls == background or cls == IGNORE:
+                continue
+            self.counts['objects'] += 1
+            if self.rng.uniform() >= self.rate:
+                continue
+            self.counts['hit'] += 1
+            mask = label == cls
+            if self.kind == 'uniform':
+                others = self.classes[self.classes != cls]
+                out[mask] = self.rng.choice(others)
+            elif self.kind == 'confusion':
+                out[mask] = self.lookalike[int(cls)]
+            elif self.kind == 'unlabelled-ignore':
+                out[mask] = IGNORE
+            elif self.kind == 'unlabelled-background':
+                out[mask] = background
+            else:  # boundary: grow (over whatever is next to it) or shrink (to background)
+                size = 2 * self.rng.randint(2, 5) + 1
+                img = Image.fromarray(mask.astype(np.uint8) * 255)
+                if self.rng.uniform() < 0.5:
+                    out[np.array(img.filter(ImageFilter.MaxFilter(size))) > 0] = cls
+                else:
+                    shrunk = np.array(img.filter(ImageFilter.MinFilter(size))) > 0
+                    out[mask & ~shrunk] = background
+        valid = label != IGNORE
+        self.counts['labelled_pixels'] += int(valid.sum())
+        self.counts['changed_pixels'] += int((out != label)[valid].sum())
+        return out
+
+    def manifest(self):
+        c = self.counts
+        return dict(kind=self.kind, rate=self.rate, seed=self.seed, description=NOISE_KINDS[
+            self.kind], objects=c['objects'], objects_hit=c['hit'],
+            object_rate=c['hit'] / max(c['objects'], 1),
+            pixel_rate=c['changed_pixels'] / max(c['labelled_pixels'], 1))
+
+
+def _label_noise(noise_kind, noise_rate, seed, classes, looks):
+    """A LabelNoise, or None without noise (rate 0 or no kind)."""
+    if not noise_rate:
+        return None
+    if noise_kind is None:
+        raise ValueError('a label-noise rate needs a noise kind: one of '
+                         f'{sorted(NOISE_KINDS)}')
+    return LabelNoise(noise_kind, noise_rate, seed, classes, looks)
+
+
 def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0,
-             long_tail=False, overwrite=False):
+             long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0):
     """Write ``out_dir/VOCdevkit/VOC2012`` as mmseg's VOC12 (aug) configs read it.
 
     - ``JPEGImages/<id>.jpg``;
@@ -125,12 +216,17 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     Every one of the 20 object classes occurs (uniformly, or with
     ``long_tail`` with Zipf frequencies); validation cycles through all 21.
     A target that already holds files is refused unless ``overwrite``, and
-    even then only files this function wrote before are replaced.
+    even then only files this function wrote before are replaced. With
+    ``noise_rate`` > 0, the training labels (train and aug ids, both folders)
+    carry label noise of ``noise_kind`` (see ``LabelNoise``); images and
+    validation are those of the clean dataset with the same seed.
 
     Returns:
         str: The data root, ``out_dir/VOCdevkit/VOC2012``.
     """
     _check_counts(num_train=num_train, num_val=num_val, num_aug=num_aug)
+    noise = _label_noise(noise_kind, noise_rate, seed, np.arange(1, VOC_CLASSES),
+                         _class_looks(VOC_CLASSES))
     root = osp.join(out_dir, 'VOCdevkit', 'VOC2012')
     guard = _WriteGuard(root, overwrite)
     for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
@@ -155,6 +251,8 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
             label = _scene(h, w, 0, objects, rng)
             Image.fromarray(_render(label, looks, rng)).save(
                 guard.path('JPEGImages', name + '.jpg'), quality=95)
+            if noise is not None and split != 'val':
+                label = noise(label, background=0)
             seg = Image.fromarray(_voc_borders(label), mode='P')
             seg.putpalette(palette)
             seg.save(guard.path('SegmentationClass', name + '.png'))
@@ -166,7 +264,7 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
                          ('aug', ids['train'] + ids['aug_only'])):
         with open(guard.path('ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
-    guard.save()
+    guard.save(label_noise=noise.manifest() if noise else None)
     return root
 
 
@@ -225,9 +323,16 @@ class _WriteGuard:
         os.makedirs(osp.dirname(osp.join(self.root, rel)), exist_ok=True)
         return osp.join(self.root, rel)
 
-    def save(self):
+    def save(self, label_noise=None):
+        """The manifest: every file written, and the label noise (None: clean)."""
         with open(osp.join(self.root, MANIFEST), 'w') as f:
-            json.dump(dict(files=sorted(self.files)), f)
+            json.dump(dict(files=sorted(self.files), label_noise=label_noise), f, indent=1)
+
+
+def read_manifest(root):
+    """The manifest a synthetic dataset's root holds (``files``, ``label_noise``)."""
+    with open(osp.join(root, MANIFEST)) as f:
+        return json.load(f)
 
 
 # COCO-Stuff's raw ids run 0-181; these 11 (COCO thing ids never annotated) are
@@ -252,7 +357,7 @@ def coco_stuff_train_ids(raw):
 
 
 def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size=(96, 128),
-                    seed=0, long_tail=False, overwrite=False):
+                    seed=0, long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0):
     """Write ``out_dir/coco_stuff164k`` as mmseg's COCO-Stuff164k configs read it.
 
     Raw annotations (COCO-Stuff ids, 255 unlabeled) are drawn first, then
@@ -264,7 +369,8 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     ``long_tail`` is the hard case: every class, Zipf frequencies. Validation
     cycles through the classes used, so each is scored. A target that already
     holds files is refused unless ``overwrite``, and even then only files
-    this function wrote before are replaced.
+    this function wrote before are replaced. ``noise_kind``/``noise_rate``:
+    label noise in ``train2017`` only, as in ``make_voc``.
 
     Returns:
         str: The data root, ``out_dir/coco_stuff164k``.
@@ -280,6 +386,7 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     rng = np.random.RandomState(seed)
     looks = _class_looks(COCO_STUFF_CLASSES)
     used = np.linspace(0, COCO_STUFF_CLASSES - 1, num_used_classes).round().astype(int)
+    noise = _label_noise(noise_kind, noise_rate, seed, used, looks)
     # Ranks are shuffled so that frequent classes are spread over things and stuff.
     freq = None
     if long_tail:
@@ -302,12 +409,14 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
             label = _scene(h, w, picks[0], picks[1:], rng)
             Image.fromarray(_render(label, looks, rng)).save(
                 guard.path('images', split, name + '.jpg'), quality=95)
-            raw = np.asarray(raw_ids, dtype=np.uint8)[label]
+            if noise is not None and split == 'train2017':
+                label = noise(label, background=picks[0])
+            raw = np.asarray(raw_ids + [IGNORE] * (256 - len(raw_ids)), dtype=np.uint8)[label]
             raw[rng.uniform(size=raw.shape) < 0.002] = IGNORE  # COCO-Stuff's "unlabeled"
             Image.fromarray(raw, mode='L').save(guard.path('annotations', split, name + '.png'))
             Image.fromarray(coco_stuff_train_ids(raw), mode='L').save(
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
-    guard.save()
+    guard.save(label_noise=noise.manifest() if noise else None)
     return root
 
 
@@ -324,9 +433,20 @@ def main():
                         help='every class occurs, long-tailed (Zipf) frequencies')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace a synthetic dataset this tool wrote in OUT_DIR before')
+    parser.add_argument('--label-noise', type=float, default=0.0, metavar='F',
+                        help='corrupt the training labels of a fraction F of the objects '
+                             '(validation stays clean); default 0')
+    parser.add_argument('--noise-kind', choices=sorted(NOISE_KINDS),
+                        help='what the noise does to an object: ' + '; '.join(
+                            f'{k}: {v}' for k, v in NOISE_KINDS.items()))
     args = parser.parse_args()
+    if args.label_noise and not args.noise_kind:
+        parser.error('--label-noise needs --noise-kind')
+    if args.noise_kind and not args.label_noise:
+        parser.error('--noise-kind needs --label-noise F with F > 0')
     kwargs = dict(num_train=args.num_train, seed=args.seed, long_tail=args.all_classes,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, noise_kind=args.noise_kind,
+                  noise_rate=args.label_noise)
     if args.dataset == 'voc':
         if args.num_val is not None:
             kwargs['num_val'] = args.num_val
@@ -342,6 +462,12 @@ def main():
     except (FileExistsError, ValueError) as exc:
         sys.exit(f'make_synthetic_dataset: error: {exc}')
     print(f'{args.dataset}: synthetic dataset written to {root}')
+    noise = read_manifest(root)['label_noise']
+    if noise:
+        print(f"label noise ({noise['kind']}, rate {noise['rate']:g}, seed {noise['seed']}): "
+              f"{noise['objects_hit']} of {noise['objects']} training objects "
+              f"({100 * noise['object_rate']:.1f}%), {100 * noise['pixel_rate']:.1f}% of "
+              'the labelled training pixels changed; validation is clean')
 
 
 if __name__ == '__main__':

@@ -7,13 +7,15 @@ takes the fastest available:
   under TRITON_INTERPRET=1);
 - ``'compile'``: the torch math fused by ``torch.compile`` (CPU or CUDA);
 - ``'torch'``: the same math in eager PyTorch, chunked over pixels;
-- ``'reference'``: the literal formula through autograd (slow; for checks).
+- ``'literal'`` (alias ``'reference'``): the literal formula through autograd (slow; for checks).
 
 Every fused implementation saves only the logits and labels for backward
 (no extra tensor the size of the logits) and recomputes the probabilities.
 The environment variable ``NGL_MMSEG_IMPL`` overrides ``'auto'``.
 See docs/architecture.md for how the modules fit together.
 """
+import numbers
+
 from .backends import IMPLS, MIN_TRITON, resolve_impl, triton_available
 from .formula import ALPHA, compute_dtype
 from .function import NGLPixelLossFunction
@@ -37,6 +39,11 @@ def ngl_pixel_loss(logits, label, alpha=ALPHA, scaling=False, ignore_index=255,
     Returns:
         Tensor: float32 (float64 for float64 logits) loss of ``label``'s shape.
     """
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral) \
+            or not -2**31 <= ignore_index < 2**31:
+        # The Triton kernels compare labels as int32; every path takes the same inputs.
+        raise ValueError(f'ignore_index must be an integer in the int32 range, got '
+                         f'{ignore_index!r}')
     chosen = resolve_impl(impl, logits)
     if not chosen.fused:
         return ngl_literal(logits.to(compute_dtype(logits.dtype)), label, alpha, scaling,

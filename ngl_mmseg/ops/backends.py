@@ -11,7 +11,7 @@ The contract every fused implementation keeps (see ``Implementation``):
 
 Neither keeps anything logits-sized between the passes: the autograd Function
 (``function.py``) saves only the logits and labels and calls ``backward``.
-``reference`` has no such pair: it is the literal formula through autograd.
+``literal`` has no such pair: it is the literal formula through autograd.
 
 A new implementation is one more record in ``IMPLEMENTATIONS`` (and, if
 ``'auto'`` should pick it, a line in ``resolve_impl``).
@@ -43,7 +43,7 @@ class Implementation:
         name: the ``impl`` value that selects it.
         description: one line for docs and errors.
         forward, backward: the pair described in the module docstring; None
-            for ``reference``, which runs through autograd.
+            for ``literal``, which runs through autograd.
         unusable: ``unusable(logits)`` is None where it can run on these
             logits, else the reason, written as an error message.
     """
@@ -184,11 +184,13 @@ IMPLEMENTATIONS = {
                        COMPILED.forward, COMPILED.backward, _always_usable),
         Implementation('torch', 'the same math in eager PyTorch, chunked over pixels',
                        ngl_torch.forward_chunked, ngl_torch.backward_chunked, _always_usable),
-        Implementation('reference', 'the literal formula through autograd (slow; for checks)',
+        Implementation('literal', 'the literal formula through autograd (slow; for checks)',
                        None, None, _always_usable),
     )
 }
-IMPLS = ('auto',) + tuple(IMPLEMENTATIONS)
+# Earlier names still accepted: 'reference' was the literal formula's name until 0.4.
+ALIASES = {'reference': 'literal'}
+IMPLS = ('auto',) + tuple(IMPLEMENTATIONS) + tuple(ALIASES)
 
 
 def resolve_impl(impl, logits):
@@ -207,7 +209,7 @@ def resolve_impl(impl, logits):
         if impl not in IMPLS:
             raise ValueError(f'NGL_MMSEG_IMPL must be one of {IMPLS}, got {impl!r}')
     if impl != 'auto':
-        chosen = IMPLEMENTATIONS[impl]
+        chosen = IMPLEMENTATIONS[ALIASES.get(impl, impl)]
         reason = chosen.unusable(logits)
         if reason:
             raise ValueError(reason)

@@ -7,9 +7,27 @@ the one-hot target (Akhmedova & Koerber 2024, arXiv 2404.12948)::
 
 Per pixel the loss is the mean of that over the classes.
 """
+import numpy as np
 import torch
 
 ALPHA = 2.4092
+
+
+def ngl_terms_np(q, alpha=ALPHA):
+    """The per-class terms in float64 numpy: ``(f(q), f_t(q))`` with
+    ``f(q) = exp(a - q) - cos(cos(sin q))`` (a class that is not the target)
+    and ``f_t(q) = exp(a - 2q) - cos(cos(sin q))`` (the target). The one
+    numpy home of the formula in the package (``poly.py`` fits its pieces;
+    the tests' float64 reference is written apart on purpose)."""
+    q = np.asarray(q, dtype=np.float64)
+    h = np.cos(np.cos(np.sin(q)))
+    return np.exp(alpha - q) - h, np.exp(alpha - 2 * q) - h
+
+
+def ngl_term_derivative_np(q, alpha=ALPHA):
+    """``f'(q) = -exp(a - q) - sin(cos(sin q)) sin(sin q) cos q`` (float64 numpy)."""
+    q = np.asarray(q, dtype=np.float64)
+    return -np.exp(alpha - q) - np.sin(np.cos(np.sin(q))) * np.sin(np.sin(q)) * np.cos(q)
 
 
 def compute_dtype(dtype):

@@ -1,7 +1,7 @@
 """The NGL formula written literally, as the authors' reference computes it.
 
 Autograd through softmax, a one-hot target and exp/sin/cos: slow and memory
-hungry: ``impl='reference'``, the benchmark's baseline and a readable definition.
+hungry: ``impl='literal'``, the benchmark's baseline and a readable definition.
 """
 import torch
 import torch.nn.functional as F

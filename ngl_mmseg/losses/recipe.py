@@ -1,0 +1,77 @@
+# Copyright (c) ngl-mmseg contributors. Licensed under the Apache License 2.0.
+"""The training recipe's math: the CE-matched weight, NGL's reference values
+(for reading progress) and the warm-up schedules.
+
+Imported by the loss (``ngl_loss.py``) and by ``NGLMonitorHook``; torch-free.
+See docs/training.md for the derivations and the study behind them.
+"""
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from ..ops.formula import ALPHA, ngl_terms_np
+
+
+@lru_cache(maxsize=None)
+def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
+    """The loss weight that gives NGL cross entropy's gradient at the start.
+
+    With near-uniform logits (a fresh head) ``p = 1/C`` and the softmax
+    Jacobian gives ``dL/dz_t = (C - 1) (h_t - h_c) / C^3`` for NGL, where
+    ``h = dL/dp`` of the target and of another class: ``h_t - h_c =
+    q' (e^(a - q) - 2 e^(a - 2q))`` at ``q = p`` (``q' = 1``) or, with
+    ``scaling``, ``q = sigmoid(p)`` (``q' = q (1 - q)``); the cos terms cancel.
+    CE's is ``-(C - 1) / C``, so the weight is ``C^2 / |h_t - h_c|``: 46.2 at
+    21 classes and 2675 at 171 (``C^2 / e^a``, 40 and 2630, is its limit for
+    large C). Under SGD this weight is the difference between NGL training and
+    not; under Adam/AdamW a constant weight cancels out.
+    """
+    p = 1.0 / num_classes
+    q = 1.0 / (1.0 + np.exp(-p)) if scaling else p
+    dq = q * (1 - q) if scaling else 1.0
+    diff = dq * (np.exp(alpha - q) - 2 * np.exp(alpha - 2 * q))
+    return float(num_classes ** 2 / abs(diff))
+
+
+@lru_cache(maxsize=None)  # NGLMonitorHook asks every iteration; a 1e5-point grid each time
+def ngl_reference_values(num_classes, alpha=ALPHA, scaling=False):
+    """Per-pixel NGL at chance and at its minimum, for reading training progress.
+
+    Returns:
+        tuple[float, float]: ``(at_chance, minimum)``: the loss of a uniform
+        softmax (what a fresh head predicts) and the smallest value the loss
+        can take (the target at ``p* ~ 0.35``, every other class equal: the
+        minimiser is soft).
+    """
+    c = num_classes
+
+    def pixel(pt):
+        pt = np.asarray(pt, dtype=np.float64)
+        po = (1 - pt) / (c - 1)
+        qt, qo = (1 / (1 + np.exp(-pt)), 1 / (1 + np.exp(-po))) if scaling else (pt, po)
+        return (ngl_terms_np(qt, alpha)[1] + (c - 1) * ngl_terms_np(qo, alpha)[0]) / c
+
+    grid = np.linspace(0, 1, 100001)  # the loss is smooth in p_t: a grid is exact to 1e-9
+    return float(pixel(1.0 / c)), float(pixel(grid).min())
+
+
+def ngl_progress(value, num_classes, alpha=ALPHA, scaling=False):
+    """Where a per-pixel NGL value lies from chance (0) to NGL's minimum (1)."""
+    at_chance, minimum = ngl_reference_values(num_classes, alpha, scaling)
+    return (at_chance - value) / max(at_chance - minimum, 1e-12)
+
+
+def warmup_share(iteration, max_iters, fraction):
+    """1 at iteration 0, falling linearly to 0 at ``fraction`` of ``max_iters``;
+    0 after it, and 0 when any of the three is unknown or 0."""
+    if not fraction or iteration is None or not max_iters:
+        return 0.0
+    return max(0.0, 1.0 - iteration / (fraction * max_iters))
+
+
+def default_target_bias(num_classes):
+    """``ln(C - 1)``: the target-logit bias that puts a uniform softmax at
+    ``p_t = 1/2``, where the softmax Jacobian ``p_t (1 - p_t)``, by which NGL's
+    gradient is weighted, is largest."""
+    return math.log(num_classes - 1) if num_classes > 2 else 0.0
