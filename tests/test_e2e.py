@@ -175,6 +175,13 @@ def test_compare_losses_tiny_run(workspace):
         assert os.path.getsize(work_dir / name) > 1000
     md = open(work_dir / 'report.md').read()
     assert '| ce | CrossEntropyLoss(1) |' in md and '| ngl | NGLLoss(1) |' in md
+    # The NGL variant's panel is its progress (and the CE share), not the weighted loss.
+    from ngl_mmseg.experiments.compare import training_panel
+    panel = training_panel(report[1]['train'], report[1]['losses'])
+    assert panel['title'].startswith('NGL progress')
+    assert [label for label, _, _ in panel['series']] == ['NGL progress', 'CE share of the loss']
+    assert training_panel(report[0]['train'], report[0]['losses'])['title'] == 'training loss'
+    assert '- ngl: NGL recipe: auto_weight (the CE-matched weight), ce_warmup=0.1' in md
     assert '| variant | losses | mIoU | mAcc | aAcc | train time |' in proc.stdout
     # A person sees progress and the table, not mmengine's logs (those go to files).
     assert len(proc.stdout.splitlines()) <= 60, proc.stdout
@@ -292,17 +299,27 @@ def test_study_tool_tiny_grid_with_a_pretrained_backbone(workspace):
     proc = run([sys.executable, osp.join(TOOLS, 'study_ngl.py'), COCO_CFG, '--variants', 'ce',
                 'ngl', '--optimizers', 'sgd', '--seeds', '0', '--iters', '8',
                 '--pretrain-iters', '4', '--pretrain-data-root', other / 'coco_stuff164k',
-                '--work-dir', work_dir, '--title', 'tiny'], workspace)
+                '--work-dir', work_dir, '--title', 'tiny', '--regime', 'pretrained',
+                '--train-miou'], workspace)
     with open(work_dir / 'study.json') as f:
         study = json.load(f)
     assert [(r['variant'], r['optimizer']) for r in study['rows']] == [('ce', 'sgd'),
                                                                         ('ngl', 'sgd')]
     for run_ in study['runs']:
         assert [step for step, _ in run_['curve']] == [2, 4, 6, 8]
+        # scored on the training labels at every validation too
+        assert [step for step, _ in run_['train_curve']] == [2, 4, 6, 8]
+        assert all(0 <= v <= 100 for _, v in run_['train_curve'])
+        assert run_['regime'] == 'pretrained'
         assert 'Pretrained' in open(osp.join(run_['work_dir'], 'config.py')).read()
         assert 'backbone.' in open(osp.join(run_['work_dir'], 'train.log')).read()
     assert os.path.getsize(work_dir / 'study.png') > 1000
-    assert '| ngl | sgd |' in open(work_dir / 'study.md').read()
+    assert '| pretrained | ngl | sgd |' in open(work_dir / 'study.md').read()
+    # run again into the same folder: refused, nothing mixed into the results
+    again = run([sys.executable, osp.join(TOOLS, 'study_ngl.py'), COCO_CFG, '--variants', 'ce',
+                 '--optimizers', 'sgd', '--iters', '8', '--work-dir', work_dir], workspace,
+                expect_ok=False)
+    assert again.returncode == 2 and 'already holds a run' in again.stderr
     assert len(proc.stdout.splitlines()) <= 20, proc.stdout
 
 

@@ -1,0 +1,49 @@
+"""What the comparison's figure and report show of an NGL run (issue 16, item 4)."""
+import pytest
+
+from ngl_mmseg.experiments.compare import recipe_note, training_panel
+from ngl_mmseg.experiments.presets import LOSS_PRESETS
+
+
+def logged_rows(max_iters=1000, every=50):
+    """Scalars as mmengine logs them for the recipe: the weighted loss climbs from
+    ~3 (CE) to ~640 (NGL times the CE-matched weight) while NGL's progress grows."""
+    rows = []
+    for step in range(every, max_iters + 1, every):
+        share = max(0.0, 1 - (step - 1) / (0.1 * max_iters))
+        rows.append({'step': step, 'loss': share * 3 + (1 - share) * 640,
+                     'decode.ngl_progress': step / max_iters})
+    return rows
+
+
+def test_ngl_panel_shows_progress_and_the_ce_share_not_the_weighted_loss():
+    rows = logged_rows()
+    panel = training_panel(rows, LOSS_PRESETS['ngl'])
+    assert panel['title'] == 'NGL progress (0: chance, 1: minimum)'
+    (label, steps, values), (share_label, _, share) = panel['series']
+    assert label == 'NGL progress' and values == [r['decode.ngl_progress'] for r in rows]
+    assert steps == [r['step'] for r in rows]
+    assert share_label == 'CE share of the loss'
+    assert share[0] == pytest.approx(1 - 49 / 100) and share[1] == pytest.approx(0.01)
+    assert all(v == 0.0 for v in share[2:])
+
+
+def test_panels_without_a_warmup_or_without_ngl():
+    rows = logged_rows()
+    panel = training_panel(rows, LOSS_PRESETS['ngl-plain'])
+    assert [s[0] for s in panel['series']] == ['NGL progress']
+    ce = training_panel(rows, LOSS_PRESETS['ce'])
+    assert ce['title'] == 'training loss' and ce['series'][0][2] == [r['loss'] for r in rows]
+    # an NGL run that logged no progress (no monitor hook): its loss, not an empty panel
+    bare = [{'step': r['step'], 'loss': r['loss']} for r in rows]
+    assert training_panel(bare, LOSS_PRESETS['ngl'])['title'] == 'training loss'
+
+
+def test_report_names_the_recipe_and_what_the_logged_loss_is():
+    assert recipe_note(LOSS_PRESETS['ce']) == ''
+    note = recipe_note(LOSS_PRESETS['ngl'])
+    assert 'auto_weight (the CE-matched weight)' in note and 'ce_warmup=0.1' in note
+    assert 'the logged loss is NGL times the CE-matched weight, blended with CE during ' \
+           'the warm-up' in note
+    assert "the paper's formula alone" in recipe_note(LOSS_PRESETS['ngl-plain'])
+    assert 'target_bias_warmup=0.1' in recipe_note(LOSS_PRESETS['ngl-bias'])
