@@ -32,10 +32,10 @@ benchmark: install
 figures: install
 	$(PY) tools/plot_ngl_terms.py --out docs/ngl_terms.png
 
-# The trainability study of README.md, "Training with NGL" (CPU, synthetic data with every
+# The trainability study of docs/training.md (CPU, synthetic data with every
 # class present and long-tailed frequencies): about 105 min on 2 cores. Each study line writes a
 # table (study.md), its curves (study.png) and every number (study.json) under work_dirs/study/;
-# the two --merge lines gather them into the README's tables (copied to docs/study/).
+# the two --merge lines gather them into the tables of docs/training.md (copied to docs/study/).
 STUDY := $(PY) tools/study_ngl.py
 VOC_ALL := data/synthetic/voc-all/VOCdevkit/VOC2012
 COCO_ALL := data/synthetic/coco-all/coco_stuff164k

@@ -4,7 +4,7 @@
 # under SGD is the difference between learning and not) and a CE-to-NGL warm-up over
 # the first 10% of iterations. The strict twin differing only in the loss is
 # pspnet_r50-d8_ngl-plain_4xb4-80k_coco-stuff164k-512x512.py.
-# See README.md, "Training with NGL".
+# See docs/training.md.
 _base_ = ['./pspnet_r50-d8_ngl-plain_4xb4-80k_coco-stuff164k-512x512.py']
 
 model = dict(

@@ -112,12 +112,18 @@ def variants(device):
     return out
 
 
-def make_inputs(shape, device, dtype=torch.float32, seed=0):
+def make_inputs(shape, device, dtype=torch.float32, seed=0, scale=2.0, ignore_every=None):
+    """Random logits ``scale * N(0, 1)`` of ``shape`` (N, C, ...) and labels, 255 on 5%
+    of the pixels (or on every ``ignore_every``-th one): the inputs of the benchmark
+    and of ``gpu_check``."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(shape, generator=g).mul_(2).to(device=device, dtype=dtype)
+    logits = torch.randn(shape, generator=g).mul_(scale).to(device=device, dtype=dtype)
     label_shape = (shape[0], ) + tuple(shape[2:])
     label = torch.randint(0, shape[1], label_shape, generator=g)
-    label[torch.rand(label_shape, generator=g) < 0.05] = 255
+    if ignore_every:
+        label.view(-1)[::ignore_every] = 255
+    else:
+        label[torch.rand(label_shape, generator=g) < 0.05] = 255
     return logits, label.to(device)
 
 

@@ -10,7 +10,7 @@ import re
 
 LOSS_PRESETS = {
     'ce': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
-    # The recipe the trainability study picked (README, "Training with NGL"): the
+    # The recipe the trainability study picked (docs/training.md): the
     # CE-matched weight and a CE warm-up over the first 10% of iterations.
     'ngl': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1)],
     # The paper's formula and nothing else: the strict A/B against CE.

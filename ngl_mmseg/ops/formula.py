@@ -13,6 +13,17 @@ import torch
 ALPHA = 2.4092
 
 
+def cos_term_np(q):
+    """``h(q) = cos(cos(sin q))``, the part of every term without alpha (float64 numpy)."""
+    return np.cos(np.cos(np.sin(np.asarray(q, dtype=np.float64))))
+
+
+def cos_term_derivative_np(q):
+    """``-h'(q) = sin(cos(sin q)) sin(sin q) cos q`` (float64 numpy)."""
+    q = np.asarray(q, dtype=np.float64)
+    return np.sin(np.cos(np.sin(q))) * np.sin(np.sin(q)) * np.cos(q)
+
+
 def ngl_terms_np(q, alpha=ALPHA):
     """The per-class terms in float64 numpy: ``(f(q), f_t(q))`` with
     ``f(q) = exp(a - q) - cos(cos(sin q))`` (a class that is not the target)
@@ -20,14 +31,15 @@ def ngl_terms_np(q, alpha=ALPHA):
     numpy home of the formula in the package (``poly.py`` fits its pieces;
     the tests' float64 reference is written apart on purpose)."""
     q = np.asarray(q, dtype=np.float64)
-    h = np.cos(np.cos(np.sin(q)))
+    h = cos_term_np(q)
     return np.exp(alpha - q) - h, np.exp(alpha - 2 * q) - h
 
 
-def ngl_term_derivative_np(q, alpha=ALPHA):
-    """``f'(q) = -exp(a - q) - sin(cos(sin q)) sin(sin q) cos q`` (float64 numpy)."""
+def ngl_term_derivatives_np(q, alpha=ALPHA):
+    """``(f'(q), f_t'(q))``: the derivatives of ``ngl_terms_np`` (float64 numpy)."""
     q = np.asarray(q, dtype=np.float64)
-    return -np.exp(alpha - q) - np.sin(np.cos(np.sin(q))) * np.sin(np.sin(q)) * np.cos(q)
+    dh = cos_term_derivative_np(q)
+    return -np.exp(alpha - q) - dh, -2 * np.exp(alpha - 2 * q) - dh
 
 
 def compute_dtype(dtype):

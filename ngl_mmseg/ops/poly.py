@@ -13,6 +13,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.polynomial import chebyshev, polynomial
 
+from .formula import cos_term_derivative_np, cos_term_np
+
 DEGREE = 11  # max error ~1e-9 (f) and ~1e-7 (f') in float64; fp32 rounding dominates
 
 
@@ -27,17 +29,9 @@ def _fit(fn):
     return in_p
 
 
-def _h(p):
-    return np.cos(np.cos(np.sin(p)))
-
-
-def _dh(p):
-    return np.sin(np.cos(np.sin(p))) * np.sin(np.sin(p)) * np.cos(p)
-
-
 _EXP_NEG = _fit(lambda p: np.exp(-p))  # exp(-p); its derivative is -exp(-p)
-_H = _fit(_h)
-_DH = _fit(_dh)
+_H = _fit(cos_term_np)  # cos(cos(sin p))
+_DH = _fit(cos_term_derivative_np)  # minus its derivative
 
 
 @lru_cache(maxsize=32)

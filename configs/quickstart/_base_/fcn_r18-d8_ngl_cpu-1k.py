@@ -12,7 +12,7 @@ model = dict(
     data_preprocessor=dict(size=(64, 64)),
     # ResNet-18 at half width: a CPU budget, not a benchmark model.
     backbone=dict(depth=18, stem_channels=32, base_channels=32),
-    # NGL's recipe (README, "Training with NGL"): CE-matched weight, CE warm-up.
+    # NGL's recipe (docs/training.md): CE-matched weight, CE warm-up.
     decode_head=dict(
         in_channels=256,
         channels=64,
