@@ -201,13 +201,13 @@ def test_compare_with_two_processes_trains_and_evaluates_in_both(workspace):
     with open(work_dir / 'ngl' / 'eval_metrics.json') as f:
         two = json.load(f)
     assert two['world_size'] == 2
-    from ngl_mmseg.experiments.compare import evaluate, last_checkpoint
+    from ngl_mmseg.experiments.compare import evaluate_checkpoint, last_checkpoint
     one_dir = workspace / 'work_dirs' / 'compare-1proc'
     one_dir.mkdir()
     cwd = os.getcwd()
     os.chdir(workspace)  # the config's data_root is relative
     try:
-        one = evaluate(str(work_dir / 'ngl' / 'ngl_config.py'),
+        one = evaluate_checkpoint(str(work_dir / 'ngl' / 'ngl_config.py'),
                        last_checkpoint(str(work_dir / 'ngl')), str(one_dir))
     finally:
         os.chdir(cwd)
@@ -260,10 +260,10 @@ def test_comparison_evaluation_refuses_a_checkpoint_with_missing_weights(
         checkpoint_missing_a_weight, workspace, tmp_path, monkeypatch):
     """compare's evaluation loads as strictly as tools/test.py: no score for a
     half-initialised model."""
-    from ngl_mmseg.experiments.compare import evaluate
+    from ngl_mmseg.experiments.compare import evaluate_checkpoint
     monkeypatch.chdir(workspace)  # the config's data_root is relative
     with pytest.raises(RuntimeError, match='decode_head.conv_seg.weight'):
-        evaluate(VOC_CFG, str(checkpoint_missing_a_weight), str(tmp_path))
+        evaluate_checkpoint(VOC_CFG, str(checkpoint_missing_a_weight), str(tmp_path))
     assert not (tmp_path / 'eval_metrics.json').exists()
 
 

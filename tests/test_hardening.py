@@ -219,6 +219,21 @@ def test_monitor_names_a_nan_loss_as_nan():
     assert 'NaN or inf' in message and 'smaller than cross entropy' not in message
 
 
+def test_monitor_warning_names_float16_when_the_run_uses_it():
+    from test_training_recipe import _FakeRunner, _head_with_loss
+    loss = NGLLoss(impl='torch')
+    loss.last_num_classes = 171
+    runner = _FakeRunner(_head_with_loss(loss))
+    assert 'float16' not in NGLMonitorHook.stuck_message(runner, loss, 0.0)
+    amp = type('AmpOptimWrapper', (), {'optimizer': runner.optim_wrapper.optimizer,
+                                       'cast_dtype': None})
+    runner.optim_wrapper = amp()
+    message = NGLMonitorHook.stuck_message(runner, loss, 0.0)
+    assert 'float16' in message and 'bfloat16' in message
+    runner.optim_wrapper.cast_dtype = torch.bfloat16
+    assert 'flushes to zero' not in NGLMonitorHook.stuck_message(runner, loss, 0.0)
+
+
 # --- 6. the tools check every argument before the first run --------------------------------
 
 @pytest.mark.parametrize('args, message', [

@@ -139,8 +139,10 @@ def test_auto_picks_compile_for_large_cpu_tensors_and_torch_for_small():
     assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'compile'
     assert resolve_impl('auto', torch.empty(2, 21, 256, 256, dtype=torch.float64)).name == 'torch'
     assert resolve_impl('torch', torch.empty(2, 21, 256, 256)).name == 'torch'
-    with pytest.raises(ValueError, match='impl must be one of'):
+    with pytest.raises(ValueError, match='impl must be one of') as info:
         resolve_impl('fast', torch.empty(2, 3))
+    for record in backends.IMPLEMENTATIONS.values():  # each path is described in the error
+        assert record.description in str(info.value)
 
 
 def test_env_var_overrides_auto(monkeypatch):

@@ -4,8 +4,9 @@
     python tools/compare_losses.py CONFIG [--losses ce ngl ...] [--gpus N]
                                    [--work-dir D] [--cfg-options k=v ...]
 
-Losses are presets (ce, ngl, ngl+ce, ngl-scaling, ce-avg-non-ignore) or
-NAME=<dict literal>, e.g. "ngl_a2={'type': 'NGLLoss', 'alpha': 2.0}".
+Losses are presets (the keys of LOSS_PRESETS in ngl_mmseg/experiments/presets.py;
+--help lists them) or NAME=<dict literal>, e.g. "ngl_a2={'type': 'NGLLoss', 'alpha': 2.0}"
+(NAME: letters, digits and _ . + - only).
 Writes report.md, report.json, curves.png and predictions.png in --work-dir.
 """
 from ngl_mmseg.experiments.compare import main  # filters pkg_resources' warning itself

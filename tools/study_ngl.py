@@ -4,7 +4,8 @@
     python tools/study_ngl.py CONFIG [--variants ce ngl-plain ngl ...]
         [--optimizers sgd adamw] [--seeds 0 1 2] [--work-dir D] [--gpus N]
         [--data-root DIR] [--iters N] [--pretrain-iters N --pretrain-data-root DIR]
-        [--cfg-options k=v ...]
+        [--regime NAME] [--train-miou] [--cfg-options k=v ...]
+    python tools/study_ngl.py --merge STUDY_DIR ... --work-dir D
 
 Variants are loss presets (see ngl_mmseg/experiments/presets.py) or NAME=<dict>.
 Writes study.md (table), study.json (every curve) and study.png (mIoU against

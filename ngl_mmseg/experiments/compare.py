@@ -52,7 +52,7 @@ def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=0):
     return name, path, losses
 
 
-def evaluate(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
+def evaluate_checkpoint(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
              num_samples=0):
     """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set:
     mmengine's test loop with mmseg's IoUMetric, in ``gpus`` processes
@@ -235,7 +235,7 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
         checkpoint = last_checkpoint(variant_dir)
         _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint'
                + (f' in {gpus} processes' if gpus > 1 else ''))
-        metrics = evaluate(cfg_path, checkpoint, variant_dir, gpus, quiet=not verbose,
+        metrics = evaluate_checkpoint(cfg_path, checkpoint, variant_dir, gpus, quiet=not verbose,
                            num_samples=num_samples)
         train, val = read_scalars(variant_dir)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,

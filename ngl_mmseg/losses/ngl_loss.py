@@ -205,7 +205,7 @@ class NGLLoss(nn.Module):
         if reduction not in REDUCTIONS:
             raise ValueError(f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
         if impl not in IMPLS:
-            raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+            raise ValueError(f'impl must be one of {IMPLS}, got {impl!r} (docs/usage.md)')
         if not isinstance(loss_name, str) or not loss_name:
             raise ValueError(f'loss_name must be a non-empty string, got {loss_name!r}')
         self.scaling = check_bool('scaling', scaling)

@@ -193,6 +193,13 @@ ALIASES = {'reference': 'literal'}
 IMPLS = ('auto',) + tuple(IMPLEMENTATIONS) + tuple(ALIASES)
 
 
+def _unknown_impl(what, impl):
+    described = '; '.join(f"'{name}': {record.description}"
+                          for name, record in IMPLEMENTATIONS.items())
+    return ValueError(f"{what} must be one of {IMPLS}, got {impl!r} ('auto': the fastest that "
+                      f"can run; {described}; 'reference': the earlier name of 'literal')")
+
+
 def resolve_impl(impl, logits):
     """The ``Implementation`` that ``impl`` means for ``logits``.
 
@@ -203,11 +210,11 @@ def resolve_impl(impl, logits):
     these logits raises ``ValueError`` with the reason.
     """
     if impl not in IMPLS:
-        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+        raise _unknown_impl('impl', impl)
     if impl == 'auto':
         impl = os.environ.get('NGL_MMSEG_IMPL', 'auto')
         if impl not in IMPLS:
-            raise ValueError(f'NGL_MMSEG_IMPL must be one of {IMPLS}, got {impl!r}')
+            raise _unknown_impl('NGL_MMSEG_IMPL', impl)
     if impl != 'auto':
         chosen = IMPLEMENTATIONS[ALIASES.get(impl, impl)]
         reason = chosen.unusable(logits)
