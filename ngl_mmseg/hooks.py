@@ -118,8 +118,9 @@ class NGLMonitorHook(Hook):
             f'({num_classes} classes, {optimizer}, loss_weight {loss.loss_weight}, '
             f'auto_weight={loss.auto_weight}).',
             f'Cause: at the start NGL\'s gradient is ~{factor:.0f}x smaller than cross '
-            f'entropy\'s (about C^2/e^alpha) and proportional to the target\'s probability, so '
-            'pixels whose class is still unlikely hardly learn.',
+            f'entropy\'s (C^2/|g_t - g_c|, about C^2/e^alpha for many classes) and '
+            'proportional to the target\'s probability, so pixels whose class is still '
+            'unlikely hardly learn.',
         ]
         if not loss.auto_weight:
             lines.append('Recipe: NGLLoss(auto_weight=True) gives NGL cross entropy\'s '

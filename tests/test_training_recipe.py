@@ -26,7 +26,7 @@ def test_auto_weight_gives_a_fresh_head_the_gradient_of_cross_entropy(num_classe
     F.cross_entropy(x_ce, label).backward()
     weight = ce_matched_weight(num_classes, ALPHA, scaling)
     assert torch.allclose(x.grad * weight, x_ce.grad, rtol=1e-6, atol=1e-12)
-    if not scaling and num_classes >= 21:  # about C^2 / e^alpha, as the README says
+    if not scaling and num_classes >= 21:  # C^2 / e^alpha: the large-C limit
         assert weight == pytest.approx(num_classes ** 2 / math.exp(ALPHA), rel=0.2)
 
 
