@@ -64,8 +64,9 @@ study: install
 # long-tailed, 100 training images (so that 500 iterations, 40 epochs, can overfit), 3 seeds.
 # Each line runs in under an hour on 2 cores; the last one merges them into docs/study/.
 NOISE_DATA := data/synthetic/voc-regimes
-NOISE_STUDY := $(STUDY) $(VOC_DEMO_CONFIG) --iters 500 --train-miou --variants ce ngl \
-	--seeds 0 1 2
+NOISE_STUDY := $(STUDY) $(VOC_DEMO_CONFIG) --iters 500 --train-miou --seeds 0 1 2
+ADAMW_PAIR := --variants ce ngl --optimizers adamw
+SGD_SET := --variants ce ce-w3 ce-w10 ngl --optimizers sgd
 # regime name -> make_synthetic_dataset.py noise arguments
 NOISE_ARGS_clean :=
 NOISE_ARGS_uniform-20 := --label-noise 0.2 --noise-kind uniform
@@ -86,19 +87,22 @@ noise-data-%: $(NOISE_DATA)/%/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt
 	@true
 # Label noise under AdamW: 7 regimes x 2 losses x 3 seeds, about 50 min.
 study-noise: install $(addprefix noise-data-,$(NOISE_REGIMES))
-	for r in $(NOISE_REGIMES); do $(NOISE_STUDY) --optimizers adamw --regime $$r \
+	for r in $(NOISE_REGIMES); do $(NOISE_STUDY) $(ADAMW_PAIR) --regime $$r \
 		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-adamw-$$r || exit 1; done
-# ... and under SGD (mmseg's schedule), clean and uniform-40: about 15 min.
+# ... and under SGD (mmseg's schedule), clean and uniform-40, CE also with loss weights 3 and
+# 10 (under SGD a learning-rate factor: the knob auto_weight turns for NGL): about 40 min.
 study-noise-sgd: install $(addprefix noise-data-,$(NOISE_REGIMES_SGD))
-	for r in $(NOISE_REGIMES_SGD); do $(NOISE_STUDY) --optimizers sgd --regime $$r \
+	for r in $(NOISE_REGIMES_SGD); do $(NOISE_STUDY) $(SGD_SET) --regime $$r \
 		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-sgd-$$r || exit 1; done
-# A CE-pretrained backbone (500 iterations on other scenes) with a fresh head, both optimizers.
+# A CE-pretrained backbone (500 iterations on other scenes) with a fresh head: AdamW, then SGD
+# (with CE's loss-weight twins): about 30 min.
+PRETRAIN := --regime pretrained --data-root $(NOISE_DATA)/clean/VOCdevkit/VOC2012 \
+	--pretrain-iters 500 --pretrain-data-root data/synthetic/voc-pretrain/VOCdevkit/VOC2012
 study-pretrained: install noise-data-clean
 	@test -d data/synthetic/voc-pretrain || $(PY) tools/make_synthetic_dataset.py voc \
 		data/synthetic/voc-pretrain --all-classes --num-train 200 --num-val 21 --seed 1
-	$(NOISE_STUDY) --optimizers sgd adamw --regime pretrained \
-		--data-root $(NOISE_DATA)/clean/VOCdevkit/VOC2012 --pretrain-iters 500 \
-		--pretrain-data-root data/synthetic/voc-pretrain/VOCdevkit/VOC2012 --work-dir $(W)/pretrained
+	$(NOISE_STUDY) $(ADAMW_PAIR) $(PRETRAIN) --work-dir $(W)/pretrained-adamw
+	$(NOISE_STUDY) $(SGD_SET) $(PRETRAIN) --work-dir $(W)/pretrained-sgd
 # 171 classes under AdamW: the target-logit-bias warm-up against the recipe and CE (about 45 min).
 study-coco-bias: install
 	@test -d $(COCO_ALL) || $(PY) tools/make_synthetic_dataset.py coco-stuff data/synthetic/coco-all --all-classes --num-train 600
@@ -106,7 +110,8 @@ study-coco-bias: install
 		--work-dir $(W)/coco-bias --title "171 classes, AdamW: warm-ups (synthetic COCO-Stuff, CPU, 1000 iterations)"
 study-regimes:
 	$(STUDY) --merge $(foreach r,$(NOISE_REGIMES),$(W)/noise-adamw-$(r)) \
-		$(foreach r,$(NOISE_REGIMES_SGD),$(W)/noise-sgd-$(r)) $(W)/pretrained \
+		$(foreach r,$(NOISE_REGIMES_SGD),$(W)/noise-sgd-$(r)) $(W)/pretrained-adamw \
+		$(W)/pretrained-sgd \
 		--work-dir $(W)/regimes --title "CE vs the NGL recipe by regime (21 classes, synthetic VOC, CPU, 500 iterations, 3 seeds)"
 	mkdir -p docs/study && for d in regimes coco-bias; do cp $(W)/$$d/study.md docs/study/$$d.md; \
 		cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done

@@ -30,6 +30,11 @@ LOSS_PRESETS = {
     'ngl+ce': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True, ce_warmup=0.1),
                dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)],
     'ce-avg-non-ignore': [dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0)],
+    # CE given the knob auto_weight turns for NGL: a loss weight, which under SGD is a
+    # learning-rate factor (NGL's gradient grows past CE's once p_t rises; a fair study
+    # lets CE have a larger step too). Under Adam/AdamW a loss weight cancels out.
+    'ce-w3': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=3.0)],
+    'ce-w10': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=10.0)],
 }
 
 
