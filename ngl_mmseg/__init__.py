@@ -5,7 +5,7 @@ lets checkpoints written by mmengine load under torch's weights-only loading.
 """
 from .ops import ALPHA, ngl_literal, ngl_pixel_loss
 
-__version__ = '0.3.0'
+__version__ = '0.4.0'
 
 try:
     import mmseg  # noqa: F401

@@ -127,6 +127,7 @@ def test_merged_regimes_are_rows_of_their_own(tmp_path):
     assert [(r['regime'], r['mean']) for r in rows] == [('clean', 50.0), ('uniform-40', 30.0)]
     table = open(tmp_path / 'm' / 'study.md').read()
     assert '| regime |' in table and '| uniform-40 | ce | adamw | 30.00' in table
+    assert '| clean | adamw | 50.0 ± 0.0 |' in table  # the by-regime table
 
 
 # --- 3. the monitor reads the mean over the pixels actually summed --------------------------
