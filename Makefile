@@ -7,7 +7,7 @@ VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-
 VOC_DATA := data/synthetic/voc
 
 .PHONY: install demo test lint benchmark figures study study-noise study-noise-sgd \
-	study-pretrained study-coco-bias study-regimes
+	study-pretrained study-coco-bias study-regimes study-noise-long
 
 install:
 	bash tools/setup_env.sh
@@ -108,10 +108,16 @@ study-coco-bias: install
 	@test -d $(COCO_ALL) || $(PY) tools/make_synthetic_dataset.py coco-stuff data/synthetic/coco-all --all-classes --num-train 600
 	$(COCO_STUDY) --variants ce ngl ngl-bias ngl-bias+ce-warmup --optimizers adamw --seeds 0 1 2 \
 		--work-dir $(W)/coco-bias --title "171 classes, AdamW: warm-ups (synthetic COCO-Stuff, CPU, 1000 iterations)"
+# Long enough to overfit (1500 iterations, 120 epochs of the 100 images): uniform-40 under
+# AdamW, 2 seeds, about 25 min.
+study-noise-long: install noise-data-uniform-40
+	$(STUDY) $(VOC_DEMO_CONFIG) --iters 1500 --train-miou --seeds 0 1 $(ADAMW_PAIR) \
+		--regime uniform-40-long --data-root $(NOISE_DATA)/uniform-40/VOCdevkit/VOC2012 \
+		--work-dir $(W)/noise-adamw-uniform-40-long
 study-regimes:
 	$(STUDY) --merge $(foreach r,$(NOISE_REGIMES),$(W)/noise-adamw-$(r)) \
 		$(foreach r,$(NOISE_REGIMES_SGD),$(W)/noise-sgd-$(r)) $(W)/pretrained-adamw \
-		$(W)/pretrained-sgd \
+		$(W)/pretrained-sgd $(W)/noise-adamw-uniform-40-long \
 		--work-dir $(W)/regimes --title "CE vs the NGL recipe by regime (21 classes, synthetic VOC, CPU, 500 iterations, 3 seeds)"
 	mkdir -p docs/study && for d in regimes coco-bias; do cp $(W)/$$d/study.md docs/study/$$d.md; \
 		cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done
