@@ -17,8 +17,8 @@ LOSS_PRESETS = {
     'ngl-plain': [dict(type='NGLLoss', loss_weight=1.0)],
     'ngl-auto': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True)],
     # Candidates for many classes under AdamW: NGL from the first iteration, its target
-    # logit raised by ln(C-1) and the bias annealed to 0 over the first 10%
-    # (target_bias_warmup), alone or beside the CE warm-up.
+    # logit raised (to where NGL's gradient is steepest) and the bias annealed to 0 over
+    # the first 10% (target_bias_warmup), alone or beside the CE warm-up.
     'ngl-bias': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True,
                       target_bias_warmup=0.1)],
     'ngl-bias+ce-warmup': [dict(type='NGLLoss', loss_weight=1.0, auto_weight=True,

@@ -22,9 +22,12 @@ to see a model fit label noise while its clean validation mIoU falls.
 """
 import argparse
 import copy
+import datetime
+import glob
 import json
 import os
 import os.path as osp
+import re
 import statistics
 import time
 import warnings
@@ -285,6 +288,51 @@ def replot(work_dir):
     return write_report(work_dir, data['config'], data['title'], data['runs'])
 
 
+_LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', re.M)
+
+
+def _logged_seconds(run_dir):
+    """Wall time between the first and the last line mmengine logged in the run."""
+    stamps = []
+    for path in glob.glob(osp.join(run_dir, '*', '*.log')):
+        with open(path, errors='replace') as f:
+            stamps += _LOG_TIME.findall(f.read())
+    if len(stamps) < 2:
+        return float('nan')
+    first, last = (datetime.datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
+                   for t in (min(stamps), max(stamps)))
+    return (last - first).total_seconds()
+
+
+def collect(work_dir, config='', title='', regime=''):
+    """Rebuild a study's report from the run folders in ``work_dir``
+    (``<variant>_<optimizer>_seed<seed>``, each holding one finished run): for a
+    study that was interrupted, or run in parts. Returns the rows."""
+    runs = []
+    for run_dir in sorted(glob.glob(osp.join(work_dir, '*_seed*'))):
+        name = osp.basename(run_dir)
+        match = re.fullmatch(r'(.+)_([A-Za-z0-9]+)_seed(\d+)', name)
+        if not match or not osp.isfile(osp.join(run_dir, 'config.py')):
+            continue
+        _, val = read_scalars(run_dir)
+        if not val:
+            raise ValueError(f'{run_dir} holds no validation results: an unfinished run')
+        train, _ = read_scalars(run_dir)
+        runs.append(dict(regime=regime, variant=match.group(1), optimizer=match.group(2),
+                         seed=int(match.group(3)),
+                         curve=[(row['step'], float(row['mIoU'])) for row in val],
+                         train_curve=[(row['step'], float(row['train_mIoU'])) for row in train
+                                      if 'train_mIoU' in row],
+                         seconds=_logged_seconds(run_dir), work_dir=run_dir))
+    if not runs:
+        raise ValueError(f'{work_dir} holds no run folders (<variant>_<optimizer>_seed<seed>)')
+    lengths = {run['curve'][-1][0] for run in runs}
+    if len(lengths) > 1:
+        raise ValueError(f'the runs in {work_dir} end at different iterations {sorted(lengths)}'
+                         ': not one study')
+    return write_report(work_dir, config, title, runs)
+
+
 def merge(work_dir, sources, title=''):
     """One table and figure from the runs of several finished studies (each
     named once, none of them ``work_dir``; no run twice)."""
@@ -399,14 +447,19 @@ def main():
                              'every validation')
     parser.add_argument('--replot', action='store_true',
                         help='only rewrite study.md/.png of --work-dir from its study.json')
+    parser.add_argument('--collect', action='store_true',
+                        help='only rebuild study.md/.json/.png of --work-dir from the run '
+                        'folders in it (a study interrupted, or run in parts)')
     parser.add_argument('--merge', nargs='+', metavar='STUDY_DIR',
                         help='only write one table and figure in --work-dir from the runs of '
                         'these finished studies (CONFIG is ignored)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every run, as in tools/train.py')
     args = parser.parse_args()
-    if not args.config and not args.merge:
-        parser.error('CONFIG is required (except with --merge)')
+    if not args.config and not args.merge and not args.collect:
+        parser.error('CONFIG is required (except with --merge and --collect)')
+    if args.collect and not args.work_dir:
+        parser.error('--collect needs --work-dir')
     if args.merge and not args.work_dir:
         parser.error('--merge needs --work-dir for the merged table')
     work_dir = args.work_dir or osp.join('work_dirs', 'study',
@@ -414,6 +467,8 @@ def main():
     try:
         if args.replot:
             replot(work_dir)
+        elif args.collect:
+            collect(work_dir, args.config or '', args.title, args.regime)
         elif args.merge:
             merge(work_dir, args.merge, args.title)
         else:
