@@ -7,7 +7,8 @@ VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-
 VOC_DATA := data/synthetic/voc
 
 .PHONY: install demo test lint benchmark figures study study-noise study-noise-sgd \
-	study-pretrained study-coco-bias study-regimes study-noise-long
+	study-noise-sgd-clean study-noise-sgd-uniform-40 study-pretrained study-coco-bias \
+	study-regimes study-noise-long
 
 install:
 	bash tools/setup_env.sh
@@ -91,9 +92,11 @@ study-noise: install $(addprefix noise-data-,$(NOISE_REGIMES))
 		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-adamw-$$r || exit 1; done
 # ... and under SGD (mmseg's schedule), clean (CE also with a loss weight of 3: under SGD a
 # learning-rate factor, the knob auto_weight turns for NGL) and uniform-40: about 25 min.
-study-noise-sgd: install $(addprefix noise-data-,$(NOISE_REGIMES_SGD))
+study-noise-sgd: study-noise-sgd-clean study-noise-sgd-uniform-40
+study-noise-sgd-clean: install noise-data-clean
 	$(NOISE_STUDY) $(SGD_SET) --regime clean --data-root $(NOISE_DATA)/clean/VOCdevkit/VOC2012 \
 		--work-dir $(W)/noise-sgd-clean
+study-noise-sgd-uniform-40: install noise-data-uniform-40
 	$(NOISE_STUDY) --variants ce ngl --optimizers sgd --regime uniform-40 \
 		--data-root $(NOISE_DATA)/uniform-40/VOCdevkit/VOC2012 --work-dir $(W)/noise-sgd-uniform-40
 # A CE-pretrained backbone (500 iterations on other scenes) with a fresh head: AdamW, then SGD
