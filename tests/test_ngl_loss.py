@@ -249,10 +249,13 @@ def test_bad_weight_and_class_weight_and_reduction():
     logits, label, weight = make_inputs()
     with pytest.raises(ValueError, match='3 class weights but the head predicts 5 classes'):
         NGLLoss(class_weight=[1.0, 2.0, 3.0])(logits, label)
-    with pytest.raises(ValueError, match='class_weight must be finite and >= 0'):
-        NGLLoss(class_weight=[1.0, -2.0, 3.0, 1.0, 1.0])(logits, label)
-    with pytest.raises(ValueError, match='class_weight must be finite'):
-        NGLLoss(class_weight=[1.0, float('nan'), 3.0, 1.0, 1.0])(logits, label)
+    # refused when the loss is built, before any forward
+    with pytest.raises(ValueError, match='must be finite and >= 0, got -2.0'):
+        NGLLoss(class_weight=[1.0, -2.0, 3.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match='must be finite and >= 0, got nan'):
+        NGLLoss(class_weight=[1.0, float('nan'), 3.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match='class_weight must be finite and >= 0'):  # functional
+        ngl_loss(logits, label, class_weight=torch.tensor([1.0, -2.0, 3.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match='weight shape'):
         NGLLoss()(logits, label, weight=weight[:, :2])
     with pytest.raises(ValueError, match='reduction must be one of'):
