@@ -91,7 +91,8 @@ study-noise: install $(addprefix noise-data-,$(NOISE_REGIMES))
 	for r in $(NOISE_REGIMES); do $(NOISE_STUDY) $(ADAMW_PAIR) --regime $$r \
 		--data-root $(NOISE_DATA)/$$r/VOCdevkit/VOC2012 --work-dir $(W)/noise-adamw-$$r || exit 1; done
 # ... and under SGD (mmseg's schedule), clean (CE also with a loss weight of 3: under SGD a
-# learning-rate factor, the knob auto_weight turns for NGL) and uniform-40: about 25 min.
+# learning-rate factor, the knob auto_weight turns for NGL) and uniform-40: about 25 min. Not
+# run yet (0.4.0's session ran out of CPU time): not in study-regimes' merge.
 study-noise-sgd: study-noise-sgd-clean study-noise-sgd-uniform-40
 study-noise-sgd-clean: install noise-data-clean
 	$(NOISE_STUDY) $(SGD_SET) --regime clean --data-root $(NOISE_DATA)/clean/VOCdevkit/VOC2012 \
@@ -124,8 +125,8 @@ study-noise-long: install noise-data-uniform-40
 		--work-dir $(W)/noise-adamw-uniform-40-long
 study-regimes:
 	$(STUDY) --merge $(foreach r,$(NOISE_REGIMES),$(W)/noise-adamw-$(r)) \
-		$(foreach r,$(NOISE_REGIMES_SGD),$(W)/noise-sgd-$(r)) $(W)/pretrained-adamw \
-		$(W)/pretrained-sgd $(W)/noise-adamw-uniform-40-long \
-		--work-dir $(W)/regimes --title "CE vs the NGL recipe by regime (21 classes, synthetic VOC, CPU, 500 iterations, 3 seeds)"
+		$(W)/pretrained-adamw $(W)/pretrained-sgd $(W)/noise-adamw-uniform-40-long \
+		--work-dir $(W)/regimes --title "CE vs the NGL recipe by regime (21 classes, synthetic VOC, CPU, 500 iterations and 3 seeds; uniform-40-long: 1500 and 2)"
+	$(STUDY) --collect --work-dir $(W)/coco-bias --title "171 classes, AdamW: warm-ups (synthetic COCO-Stuff, CPU, 1000 iterations)"
 	mkdir -p docs/study && for d in regimes coco-bias; do cp $(W)/$$d/study.md docs/study/$$d.md; \
 		cp $(W)/$$d/study.png docs/study/$$d.png; cp $(W)/$$d/study.json docs/study/$$d.json; done
