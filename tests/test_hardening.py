@@ -83,9 +83,19 @@ def test_a_folder_holding_a_run_is_refused_and_read_as_one_run(tmp_path):
         check_fresh_run_dir(str(tmp_path / 'ce_sgd_seed0'))
     with pytest.raises(FileExistsError, match='already holds a run'):
         study.study(VOC_CFG, ['ce'], seeds=[0], work_dir=str(tmp_path), iters=4)
-    fake_run(str(tmp_path / 'ce_sgd_seed0'), stamp='20260102_000000')
-    with pytest.raises(ValueError, match='holds 2 runs'):
-        read_scalars(str(tmp_path / 'ce_sgd_seed0'))
+
+def test_scalars_of_a_resumed_run_continue_and_a_restarted_one_replaces(tmp_path):
+    run_dir = str(tmp_path / 'run')
+    fake_run(run_dir, rows=[{'step': s, 'loss': 1.0} for s in (1, 2, 3, 4)] +
+             [{'step': 4, 'mIoU': 40.0}])
+    fake_run(run_dir, stamp='20260102_000000', rows=[{'step': 5, 'loss': 0.5},
+                                                     {'step': 6, 'mIoU': 60.0}])
+    train, val = read_scalars(run_dir)  # --resume from iteration 4
+    assert [r['step'] for r in train] == [1, 2, 3, 4, 5] and [r['step'] for r in val] == [4, 6]
+    fake_run(run_dir, stamp='20260103_000000', rows=[{'step': 1, 'loss': 2.0},
+                                                     {'step': 2, 'mIoU': 10.0}])
+    train, val = read_scalars(run_dir)  # started again from the beginning: only that run
+    assert train == [{'step': 1, 'loss': 2.0}] and val == [{'step': 2, 'mIoU': 10.0}]
 
 
 def test_compare_refuses_a_variant_folder_that_holds_a_run(tmp_path):

@@ -1,9 +1,10 @@
 """Launching training runs and reading what they logged: the machinery that the
 comparison (``compare.py``) and the study (``study.py``) share.
 
-A run is one folder: its config, mmengine's timestamped log folder (scalars in
-``<timestamp>/vis_data/scalars.json``), its checkpoints. A folder holds exactly
-one run: a folder that already holds one is refused, so no table mixes runs.
+A run is one folder: its config, mmengine's timestamped log folders (scalars in
+``<timestamp>/vis_data/scalars.json``; a resumed run adds one), its checkpoints.
+A folder holds exactly one run: the tools refuse a folder that already holds
+one, so no table mixes runs.
 """
 import glob
 import json
@@ -110,17 +111,23 @@ def _follow_progress(proc, log_path, name, every=2.0):
 
 def read_scalars(work_dir):
     """Training and validation scalars that mmengine's LocalVisBackend logged
-    for the one run in ``work_dir`` (several logs there: refused)."""
-    paths = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if len(paths) > 1:
-        raise ValueError(f'{work_dir} holds {len(paths)} runs\' logs ({", ".join(paths)}); '
-                         'a folder must hold one run')
-    train, val = [], []
-    for path in paths:
+    for the one run in ``work_dir``.
+
+    mmengine writes a timestamped log folder per launch. Read in launch order,
+    each folder's rows replace what earlier ones logged from its first step on:
+    a resumed run (``--resume`` from iteration 1000 logs from 1010) continues
+    the run before it, and a run started again from the beginning replaces it,
+    so the curve never holds two runs' points.
+    """
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
-            for line in f:
-                row = json.loads(line)
-                (val if 'mIoU' in row else train).append(row)
+            launch = [json.loads(line) for line in f if line.strip()]
+        if launch:
+            first = min(row['step'] for row in launch)
+            rows = [row for row in rows if row['step'] < first] + launch
+    train = [row for row in rows if 'mIoU' not in row]
+    val = [row for row in rows if 'mIoU' in row]
     return train, val
 
 
