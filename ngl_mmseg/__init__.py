@@ -19,6 +19,7 @@ else:
     compat.allow_checkpoint_globals()
     compat.name_unreadable_label_maps()
     compat.register_config_scope()
+    compat.dump_test_metrics_on_rank_zero()
 
 
 def __getattr__(name):

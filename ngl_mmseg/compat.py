@@ -23,6 +23,11 @@
    distribution's install location, which is wrong for an editable install.
    :func:`register_config_scope` adds ``ngl_mmseg::`` and points it at the
    configs shipped in this package (``ngl_mmseg/.mim/configs``).
+5. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics to
+   ``<log_dir>/<timestamp>.json`` on every rank, and the ranks share that path:
+   with ``dist_test.sh`` two processes write one file at once and it can end up
+   corrupt (``{...}}``). :func:`dump_test_metrics_on_rank_zero` lets only rank 0
+   write it; every rank still logs the metrics line.
 """
 import os.path as osp
 import pickle
@@ -164,3 +169,22 @@ def register_config_scope():
 
     get_installed_path.ngl_mmseg_patched = True
     mmengine_config.get_installed_path = get_installed_path
+
+
+def dump_test_metrics_on_rank_zero():
+    """Only rank 0 writes the test metrics' JSON (workaround 5)."""
+    from mmengine import dist
+    from mmengine.hooks import LoggerHook
+    original = LoggerHook.after_test_epoch
+    if getattr(original, 'ngl_mmseg_patched', False):
+        return
+
+    def after_test_epoch(self, runner, metrics=None):
+        if dist.is_main_process():
+            return original(self, runner, metrics)
+        _, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
+
+    after_test_epoch.ngl_mmseg_patched = True
+    LoggerHook.after_test_epoch = after_test_epoch

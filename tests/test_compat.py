@@ -66,3 +66,26 @@ def test_setup_cpu_distributed_is_a_noop_with_cuda(monkeypatch):
     setup_cpu_distributed(cfg)
     assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
     assert 'model_wrapper_cfg' not in cfg and 'env_cfg' not in cfg
+
+
+def test_only_rank_zero_dumps_the_test_metrics(tmp_path, monkeypatch):
+    """Workaround 5: every rank used to write <log_dir>/<timestamp>.json at once."""
+    import mmengine.dist
+    from mmengine.hooks import LoggerHook
+
+    assert getattr(LoggerHook.after_test_epoch, 'ngl_mmseg_patched', False)
+    logged = []
+    runner = type('R', (), {})()
+    runner.log_dir = str(tmp_path)
+    runner.test_dataloader = [0, 1]
+    runner.logger = type('L', (), {'info': staticmethod(logged.append)})()
+    runner.log_processor = type('P', (), {'get_log_after_epoch': staticmethod(
+        lambda runner, n, mode, with_non_scalar: ({'mIoU': 1.0}, 'Iter(test) mIoU: 1.0'))})()
+    hook = LoggerHook()
+    hook.json_log_path = 'metrics.json'
+    monkeypatch.setattr(mmengine.dist, 'is_main_process', lambda: False)
+    hook.after_test_epoch(runner)
+    assert logged == ['Iter(test) mIoU: 1.0'] and not (tmp_path / 'metrics.json').exists()
+    monkeypatch.setattr(mmengine.dist, 'is_main_process', lambda: True)
+    hook.after_test_epoch(runner)
+    assert (tmp_path / 'metrics.json').read_text().strip() == '{"mIoU": 1.0}'
