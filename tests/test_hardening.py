@@ -247,6 +247,16 @@ def test_monitor_warning_names_float16_when_the_run_uses_it():
 
 # --- 6. the tools check every argument before the first run --------------------------------
 
+def assert_refused_before_writing(tmp_path, tool, args, message):
+    """``python -m ngl_mmseg.experiments.<tool> CONFIG ARGS`` exits with a usage error
+    naming ``message`` and writes nothing."""
+    cmd = [sys.executable, '-m', f'ngl_mmseg.experiments.{tool}', VOC_CFG, *args,
+           '--work-dir', str(tmp_path / 'w')]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / 'w').exists()
+
+
 @pytest.mark.parametrize('args, message', [
     (['--losses', 'ce', 'bogus'], "unknown loss preset 'bogus'"),
     (['--losses', 'ce', 'ce'], 'named more than once'),
@@ -254,11 +264,7 @@ def test_monitor_warning_names_float16_when_the_run_uses_it():
     (['--num-samples', '-1'], 'num_samples must be an integer >= 0'),
 ])
 def test_compare_refuses_bad_arguments_before_training(tmp_path, args, message):
-    cmd = [sys.executable, '-m', 'ngl_mmseg.experiments.compare', VOC_CFG, *args,
-           '--work-dir', str(tmp_path / 'w')]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
-    assert not (tmp_path / 'w').exists()
+    assert_refused_before_writing(tmp_path, 'compare', args, message)
 
 
 @pytest.mark.parametrize('args, message', [
@@ -270,11 +276,7 @@ def test_compare_refuses_bad_arguments_before_training(tmp_path, args, message):
     (['--optimizers', 'sgd', 'lion'], "unknown optimizer 'lion'"),
 ])
 def test_study_refuses_bad_arguments_before_training(tmp_path, args, message):
-    cmd = [sys.executable, '-m', 'ngl_mmseg.experiments.study', VOC_CFG, *args,
-           '--work-dir', str(tmp_path / 'w')]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
-    assert not (tmp_path / 'w').exists()
+    assert_refused_before_writing(tmp_path, 'study', args, message)
 
 
 # --- 7. ignore_index: integers in int32's range only, on every path -------------------------
