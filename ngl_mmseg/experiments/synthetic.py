@@ -203,7 +203,7 @@ def _label_noise(noise_kind, noise_rate, seed, classes, looks):
 
 
 def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0,
-             long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0):
+             long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0, num_test=0):
     """Write ``out_dir/VOCdevkit/VOC2012`` as mmseg's VOC12 (aug) configs read it.
 
     - ``JPEGImages/<id>.jpg``;
@@ -211,7 +211,12 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     - ``SegmentationClassAug/<id>.png``: grayscale PNGs without borders, as
       mmseg's voc_aug converter writes them (for the train and aug ids);
     - ``ImageSets/Segmentation/{train,val,aug}.txt``: aug lists the train
-      ids plus ``num_aug`` extra ones, never a val id.
+      ids plus ``num_aug`` extra ones, never a val id;
+    - with ``num_test`` > 0, ``ImageSets/Segmentation/test.txt``: a second
+      held-out split (the *report* split of a tuned study: ``val`` selects the
+      learning rate, ``test`` scores it), drawn like ``val`` (clean labels,
+      every class cycled) after every other scene, so the other splits are
+      those of a dataset without it.
 
     Every one of the 20 object classes occurs (uniformly, or with
     ``long_tail`` with Zipf frequencies); validation cycles through all 21.
@@ -224,7 +229,7 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     Returns:
         str: The data root, ``out_dir/VOCdevkit/VOC2012``.
     """
-    _check_counts(num_train=num_train, num_val=num_val, num_aug=num_aug)
+    _check_counts(num_train=num_train, num_val=num_val, num_aug=num_aug, num_test=num_test)
     noise = _label_noise(noise_kind, noise_rate, seed, np.arange(1, VOC_CLASSES),
                          _class_looks(VOC_CLASSES))
     root = osp.join(out_dir, 'VOCdevkit', 'VOC2012')
@@ -237,31 +242,33 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     looks = _class_looks(VOC_CLASSES)
     palette = _voc_palette().flatten().tolist()
     h, w = size
-    ids = {'train': [], 'val': [], 'aug_only': []}
-    counts = (('train', num_train), ('val', num_val), ('aug_only', num_aug))
+    ids = {'train': [], 'val': [], 'aug_only': [], 'test': []}
+    counts = (('train', num_train), ('val', num_val), ('aug_only', num_aug), ('test', num_test))
     index = 0
     for split, count in counts:
         for _ in range(count):
             name = f'2007_{index:06d}'
             index += 1
             objects = _pick_classes(rng, np.arange(1, VOC_CLASSES), rng.randint(2, 5), freq)
-            # Val scenes cycle through every class, so each one is scored.
-            if split == 'val':
-                objects[0] = 1 + (len(ids['val']) % (VOC_CLASSES - 1))
+            # Held-out scenes cycle through every class, so each one is scored.
+            held_out = split in ('val', 'test')
+            if held_out:
+                objects[0] = 1 + (len(ids[split]) % (VOC_CLASSES - 1))
             label = _scene(h, w, 0, objects, rng)
             Image.fromarray(_render(label, looks, rng)).save(
                 guard.path('JPEGImages', name + '.jpg'), quality=95)
-            if noise is not None and split != 'val':
+            if noise is not None and not held_out:
                 label = noise(label, background=0)
             seg = Image.fromarray(_voc_borders(label), mode='P')
             seg.putpalette(palette)
             seg.save(guard.path('SegmentationClass', name + '.png'))
-            if split != 'val':
+            if not held_out:
                 Image.fromarray(label, mode='L').save(
                     guard.path('SegmentationClassAug', name + '.png'))
             ids[split].append(name)
     for split, names in (('train', ids['train']), ('val', ids['val']),
-                         ('aug', ids['train'] + ids['aug_only'])):
+                         ('aug', ids['train'] + ids['aug_only'])) + (
+                             (('test', ids['test']), ) if num_test else ()):
         with open(guard.path('ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
     guard.save(label_noise=noise.manifest() if noise else None)
@@ -357,7 +364,8 @@ def coco_stuff_train_ids(raw):
 
 
 def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size=(96, 128),
-                    seed=0, long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0):
+                    seed=0, long_tail=False, overwrite=False, noise_kind=None, noise_rate=0.0,
+                    num_test=0):
     """Write ``out_dir/coco_stuff164k`` as mmseg's COCO-Stuff164k configs read it.
 
     Raw annotations (COCO-Stuff ids, 255 unlabeled) are drawn first, then
@@ -370,7 +378,9 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     cycles through the classes used, so each is scored. A target that already
     holds files is refused unless ``overwrite``, and even then only files
     this function wrote before are replaced. ``noise_kind``/``noise_rate``:
-    label noise in ``train2017`` only, as in ``make_voc``.
+    label noise in ``train2017`` only, as in ``make_voc``. ``num_test``: a
+    second held-out split, ``images/test2017`` and ``annotations/test2017``,
+    drawn like ``val2017`` after it (the report split of a tuned study).
 
     Returns:
         str: The data root, ``out_dir/coco_stuff164k``.
@@ -378,7 +388,7 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     if not 2 <= num_used_classes <= COCO_STUFF_CLASSES:
         raise ValueError(f'num_used_classes must be in [2, {COCO_STUFF_CLASSES}], '
                          f'got {num_used_classes}')
-    _check_counts(num_train=num_train, num_val=num_val)
+    _check_counts(num_train=num_train, num_val=num_val, num_test=num_test)
     root = osp.join(out_dir, 'coco_stuff164k')
     guard = _WriteGuard(root, overwrite)
     raw_ids = coco_stuff_raw_ids()
@@ -394,14 +404,16 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
         freq[rng.permutation(used)] = long_tail_frequencies(len(used))
     h, w = size
     index = 0
-    for split, count in (('train2017', num_train), ('val2017', num_val)):
+    splits = (('train2017', num_train), ('val2017', num_val)) + (
+        (('test2017', num_test), ) if num_test else ())
+    for split, count in splits:
         os.makedirs(osp.join(root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
         for k in range(count):
             name = f'{index:012d}'
             index += 1
             picks = _pick_classes(rng, used, rng.randint(3, 6), freq)
-            if split == 'val2017':  # the background cycles through the classes used
+            if split != 'train2017':  # the background cycles through the classes used
                 scored = used[k % len(used)]
                 if scored in picks[1:]:
                     picks = picks[picks != scored]
@@ -428,6 +440,10 @@ def main():
     parser.add_argument('--num-train', type=int, default=40)
     parser.add_argument('--num-val', type=int, help='default: 20 (voc), 24 (coco-stuff), '
                         '171 (coco-stuff --all-classes): every class used appears in validation')
+    parser.add_argument('--num-test', type=int, default=0,
+                        help='a second held-out split with clean labels (test.txt for voc, '
+                        'test2017 for coco-stuff): the report split of a tuned study, whose '
+                        'learning rates are chosen on val; default 0 (none)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--all-classes', action='store_true',
                         help='every class occurs, long-tailed (Zipf) frequencies')
@@ -444,7 +460,8 @@ def main():
         parser.error('--label-noise needs --noise-kind')
     if args.noise_kind and not args.label_noise:
         parser.error('--noise-kind needs --label-noise F with F > 0')
-    kwargs = dict(num_train=args.num_train, seed=args.seed, long_tail=args.all_classes,
+    kwargs = dict(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                  long_tail=args.all_classes,
                   overwrite=args.overwrite, noise_kind=args.noise_kind,
                   noise_rate=args.label_noise)
     if args.dataset == 'voc':
