@@ -8,6 +8,7 @@ one, so no table mixes runs.
 """
 import glob
 import json
+import os
 import os.path as osp
 import re
 import socket
@@ -44,14 +45,16 @@ def launch_command(module, args, gpus=1, port=None):
             '--launcher', 'pytorch']
 
 
-def run_logged(cmd, log_path, what, progress_name=None, quiet=True):
+def run_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None):
     """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end.
-    Not ``quiet``: the output goes to the terminal instead."""
+    Not ``quiet``: the output goes to the terminal instead. ``env``: variables set
+    for the command on top of this process's environment."""
+    full_env = dict(os.environ, **env) if env else None
     if not quiet:
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env=full_env)
         return
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         if progress_name:
             _follow_progress(proc, log_path, progress_name)
         proc.wait()
@@ -62,18 +65,19 @@ def run_logged(cmd, log_path, what, progress_name=None, quiet=True):
                            f'{log_path}:\n{tail}')
 
 
-def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True):
+def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True, env=None):
     """Train with ngl-mmseg's train tool in ``gpus`` processes; returns seconds.
 
     ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
     terminal (with ``progress``, one progress line stands in for it); if
-    training fails, its last lines are shown in the error.
+    training fails, its last lines are shown in the error. ``env``: extra
+    environment variables (the study pins threads and devices with them).
     """
     cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
                          port)
     start = time.time()
     run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
-               osp.basename(osp.normpath(work_dir)) if progress else None, quiet)
+               osp.basename(osp.normpath(work_dir)) if progress else None, quiet, env)
     return time.time() - start
 
 

@@ -1,40 +1,68 @@
-"""The trainability study: one config, a grid of loss variants x optimizers x seeds.
+"""The trainability study: one config, a grid of loss variants x optimizers x
+learning rates x seeds, trained in parallel and reported with paired statistics.
 
 The engine of ``tools/study_ngl.py``. Every run trains through ngl-mmseg's
 train tool (``python -m ngl_mmseg.cli.train``, under torchrun with
-``gpus > 1``), exactly as a user would, with mmseg's validation every
-``val_interval`` iterations; the study reads the mIoU-vs-iteration curve each run logged and writes
+``gpus > 1``), exactly as a user would, with mmseg's validation every quarter
+of the run; the study reads the mIoU-vs-iteration curve each run logged and
+writes ``study.md`` (tables), ``study.json`` (every number and curve) and
+``study.png`` (curves); ``study_report.py`` builds them.
 
-- ``study.md``: per variant and optimizer, the final mIoU of every seed,
-  their mean and spread, the mIoU at each validation, and the wall time;
-- ``study.json``: the same, with every curve;
-- ``study.png``: mIoU against iteration, the mean over seeds per variant with
-  the seeds' range shaded, one panel per optimizer.
+**Tuned comparisons.** With ``lrs`` (absolute learning rates, replacing the
+optimizer's) and ``search_seeds``, each variant first trains at every lr with
+the search seeds; its lr is the one with the best mean final mIoU on the
+validation split (the *selection* split); then it trains at that lr with the
+remaining ``seeds``. Every run is also scored on a *report* split
+(``report_split``: fields of the validation dataset that make it another
+split, e.g. the ``test.txt`` the synthetic maker writes with ``--num-test``),
+and the tuned table reports that split only: nothing in it was selected on
+the images that score it.
+
+**Runs that reproduce.** Each run pins its CPU threads (``OMP_NUM_THREADS``,
+recorded in its ``run.json``) and asks mmengine for deterministic algorithms
+(``randomness.deterministic``): two runs of one seed give the same numbers on
+one machine (tested).
+
+**Parallel and resumable.** ``jobs`` runs train at once, each with its share
+of the CPU threads (or, with ``gpus_per_run``, its own GPUs). Each run folder
+holds a ``run.json`` naming what it is (variant, losses, optimizer, lr, seed,
+regime, config, data root, iterations, ...). Run again, the study keeps every
+finished run whose record matches, moves an unfinished one aside
+(``<folder>.interrupted-N``) and trains the rest; a folder holding another
+run is refused.
 
 With ``pretrain_iters``, the config is first trained with CE on other
 synthetic scenes (``pretrain_data_root``) and each run starts from that
-backbone with a fresh decode head: the situation of real configs, which start
-from ImageNet weights. ``regime`` labels every run of a study (say
-``uniform-40``, for a dataset with label noise), so that merged studies give
-one row per regime, variant and optimizer; ``train_miou`` also scores each
-run on its training labels as written at every validation (``train_miou.py``),
-to see a model fit label noise while its clean validation mIoU falls.
+backbone with a fresh decode head. ``regime`` labels every run of a study
+(say ``uniform-40``), so that merged studies give one row per regime;
+``train_miou`` also scores each run on its training labels as written.
 """
 import argparse
+import concurrent.futures
 import copy
-import datetime
-import glob
 import json
+import math
 import os
 import os.path as osp
+import queue
 import re
-import statistics
+import threading
 import time
 import warnings
 
 from .compare import check_count
 from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_spec, parse_loss_specs
-from .runs import check_fresh_run_dir, read_scalars, train_run
+from .runs import check_fresh_run_dir, train_run
+from .study_report import (
+    IDENTITY,
+    RUN_RECORD,
+    collect,
+    merge,
+    read_run_record,
+    replot,
+    run_from_folder,
+    write_report,
+)
 
 # Optimizers the study can put under any config. 'config' keeps the config's own.
 OPTIMIZERS = {
@@ -43,6 +71,8 @@ OPTIMIZERS = {
     # What the quickstarts use; the authors trained with Adam.
     'adamw': dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4),
 }
+# Printable labels: one line of a Markdown table, one folder name part.
+REGIME = re.compile(r'[A-Za-z0-9_.+-]{0,64}')
 
 
 def _print(msg):
@@ -59,10 +89,29 @@ def _replace_values(node, old, new):
                 _replace_values(value, old, new)
 
 
+def _scale_schedule(cfg, iters):
+    """``iters`` iterations: validation every quarter; every scheduler's
+    ``begin`` and ``end`` scaled by ``iters / max_iters`` (a warm-up stays the
+    same share of the run and a PolyLR after it still begins where it ends)."""
+    old = cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = max(1, iters // 4)
+    schedulers = cfg.get('param_scheduler') or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for sched in schedulers:
+        if sched.get('by_epoch', False):
+            raise ValueError(f'{sched.get("type")} is scheduled by epoch: --iters rescales '
+                             'iteration-based schedules only')
+        begin = min(sched.get('begin', 0), old)
+        end = min(sched.get('end', old), old)
+        sched['begin'] = int(round(begin * iters / old))
+        sched['end'] = max(sched['begin'] + 1, int(round(end * iters / old)))
+
+
 def load_config(config, cfg_options=None, data_root=None, iters=None):
     """The config with ``cfg_options``, its ``data_root`` replaced in every
-    dataloader, and ``iters`` iterations (validation every quarter, the
-    schedulers ending there)."""
+    dataloader, and ``iters`` iterations (``_scale_schedule``)."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -75,26 +124,34 @@ def load_config(config, cfg_options=None, data_root=None, iters=None):
             _replace_values(cfg[key], old_root, data_root)
         cfg.data_root = data_root
     if iters is not None:
-        cfg.train_cfg.max_iters = iters
-        cfg.train_cfg.val_interval = max(1, iters // 4)
-        for sched in cfg.param_scheduler:
-            sched['end'] = iters
+        _scale_schedule(cfg, iters)
     return cfg
 
 
+def _add_hook(cfg, module, hook):
+    imports = list(cfg.get('custom_imports', {}).get('imports', []))
+    if module not in imports:
+        cfg.custom_imports = dict(imports=imports + [module], allow_failed_imports=False)
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [hook]
+
+
 def run_config(config, losses, optimizer, seed, work_dir, cfg_options=None, backbone=None,
-               data_root=None, iters=None, train_miou=False):
+               data_root=None, iters=None, train_miou=False, lr=None, report_split=None):
     """Write the config of one run (``losses``: its loss dicts); returns its path."""
     cfg = load_config(config, cfg_options, data_root, iters)
     apply_loss_preset(cfg, losses)
     if train_miou:
-        imports = list(cfg.get('custom_imports', {}).get('imports', []))
-        cfg.custom_imports = dict(imports=imports + ['ngl_mmseg.experiments.train_miou'],
-                                  allow_failed_imports=False)
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TrainSetMIoUHook')]
+        _add_hook(cfg, 'ngl_mmseg.experiments.train_miou', dict(type='TrainSetMIoUHook'))
+    if report_split:
+        _add_hook(cfg, 'ngl_mmseg.experiments.heldout_miou',
+                  dict(type='HeldOutMIoUHook', overrides=dict(report_split)))
     if optimizer != 'config':
         cfg.optim_wrapper.optimizer = copy.deepcopy(OPTIMIZERS[optimizer])
-    cfg.randomness = dict(seed=seed)
+    if lr is not None:
+        cfg.optim_wrapper.optimizer.lr = lr
+    # Same seed, same numbers: mmengine's deterministic algorithms (threads are
+    # pinned by the study through the environment).
+    cfg.randomness = dict(seed=seed, deterministic=True)
     if backbone:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=backbone,
                                            prefix='backbone.')
@@ -113,307 +170,303 @@ def _dump_run(cfg, work_dir):
     return path
 
 
-def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus=1):
-    """Train ``config`` with CE for ``iters`` on ``data_root``; returns the checkpoint."""
+def pretrain_backbone(config, work_dir, iters, data_root, cfg_options=None, gpus=1, env=None):
+    """Train ``config`` with CE for ``iters`` on ``data_root``; returns the checkpoint
+    (a finished pretraining in ``work_dir`` is reused)."""
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    if osp.isfile(ckpt) and osp.isfile(osp.join(work_dir, 'pretrain.done')):
+        _print(f'reusing the pretrained backbone {ckpt}')
+        return ckpt
+    _move_aside(work_dir)
     cfg = load_config(config, cfg_options, data_root, iters)
     apply_loss_preset(cfg, parse_loss_spec('ce')[1])
     cfg.train_cfg.val_interval = iters
+    cfg.randomness = dict(seed=0, deterministic=True)
     path = _dump_run(cfg, work_dir)
     _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
-    train_run(path, work_dir, gpus, quiet=True, progress=False)
-    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    train_run(path, work_dir, gpus, quiet=True, progress=False, env=env)
     if not osp.isfile(ckpt):
         raise FileNotFoundError(f'pretraining wrote no {ckpt}')
+    open(osp.join(work_dir, 'pretrain.done'), 'w').close()
     return ckpt
 
 
-def summarise(runs):
-    """Group runs by (variant, optimizer): final mIoU per seed, mean, spread."""
-    groups = {}
-    for run in runs:
-        groups.setdefault((run.get('regime', ''), run['variant'], run['optimizer']),
-                          []).append(run)
-    rows = []
-    for (regime, variant, optimizer), members in groups.items():
-        finals = [m['curve'][-1][1] for m in members if m['curve']]
-        train_curves = [m.get('train_curve') for m in members if m.get('train_curve')]
-        rows.append(dict(
-            regime=regime, variant=variant, optimizer=optimizer,
-            seeds=[m['seed'] for m in members],
-            final_miou=finals,
-            mean=statistics.fmean(finals) if finals else float('nan'),
-            std=statistics.pstdev(finals) if len(finals) > 1 else 0.0,
-            steps=[step for step, _ in members[0]['curve']],
-            mean_curve=[statistics.fmean(vals) for vals in zip(*[[v for _, v in m['curve']]
-                                                                 for m in members])],
-            train_mean_curve=[statistics.fmean(vals) for vals in zip(
-                *[[v for _, v in c] for c in train_curves])] if train_curves else [],
-            peak=statistics.fmean(max(v for _, v in m['curve']) for m in members
-                                  if m['curve']) if finals else float('nan'),
-            seconds=statistics.fmean(m['seconds'] for m in members)))
-    return rows
+def _move_aside(run_dir):
+    """An interrupted run's folder goes to ``<folder>.interrupted-N`` (kept, not deleted)."""
+    if not osp.exists(run_dir) or not os.listdir(run_dir):
+        return
+    k = 1
+    while osp.exists(f'{run_dir}.interrupted-{k}'):
+        k += 1
+    os.rename(run_dir, f'{run_dir}.interrupted-{k}')
+    _print(f'{run_dir} held an unfinished run: moved to {run_dir}.interrupted-{k}')
 
 
-def format_table(rows, reference='ce'):
-    """Markdown: one row per (regime, variant, optimizer); the gap to CE's mean
-    under the same regime and optimizer; with training-set mIoU (labels as
-    written) where the runs scored it."""
-    ce = {(r['regime'], r['optimizer']): r['mean'] for r in rows if r['variant'] == reference}
-    regimes = any(r['regime'] for r in rows)
-    train = any(r['train_mean_curve'] for r in rows)
-    head = (['regime'] if regimes else []) + [
-        'variant', 'optimizer', 'final mIoU (mean of seeds)', 'vs CE', 'best along training',
-        'per seed'] + (['train mIoU (labels as written)'] if train else []) + [
-        'mIoU along training', 's / run']
-    align = {'final mIoU (mean of seeds)', 'vs CE', 'best along training', 's / run',
-             'train mIoU (labels as written)'}
-    lines = ['| ' + ' | '.join(head) + ' |',
-             '|' + '|'.join('---:' if h in align else '---' for h in head) + '|']
-    for r in rows:
-        key = (r['regime'], r['optimizer'])
-        gap = r['mean'] - ce[key] if key in ce else float('nan')
-        along = ', '.join(f'{s}: {v:.1f}' for s, v in zip(r['steps'], r['mean_curve']))
-        seeds = ', '.join(f'{v:.1f}' for v in r['final_miou'])
-        cells = ([r['regime']] if regimes else []) + [
-            r['variant'], r['optimizer'], f"{r['mean']:.2f} (± {r['std']:.2f})",
-            f'{gap:+.2f}', f"{r['peak']:.2f}", seeds]
-        if train:
-            cells.append(f"{r['train_mean_curve'][-1]:.2f}" if r['train_mean_curve'] else '-')
-        cells += [along, f"{r['seconds']:.0f}"]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+def run_dir_name(variant, optimizer, seed, lr=None):
+    lr_part = '' if lr is None else f'_lr{lr:g}'
+    return f'{variant}_{optimizer}{lr_part}_seed{seed}'
 
 
-def format_regime_table(rows, reference='ce'):
-    """Markdown, one row per (regime, optimizer): the final validation mIoU of
-    each variant (mean ± spread of seeds; the gap to CE in brackets) and, where
-    scored, each variant's final training-set mIoU on the labels as written."""
-    variants = list(dict.fromkeys(r['variant'] for r in rows))
-    others = [v for v in variants if v != reference]
-    train = any(r['train_mean_curve'] for r in rows)
-    by_key = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
-    head = ['regime', 'optimizer', f'{reference} (val)'] + [f'{v} (val, vs {reference})'
-                                                           for v in others]
-    if train:
-        head += [f'{v} (train labels)' for v in variants]
-    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|' + '---:|' * (len(head) - 2)]
-    for regime, optimizer in dict.fromkeys((r['regime'], r['optimizer']) for r in rows):
-        ce = by_key.get((regime, optimizer, reference))
-        cells = [regime or '-', optimizer,
-                 f"{ce['mean']:.1f} ± {ce['std']:.1f}" if ce else '-']
-        for v in others:
-            r = by_key.get((regime, optimizer, v))
-            cells.append('-' if r is None else f"{r['mean']:.1f} ± {r['std']:.1f} "
-                         f"({r['mean'] - ce['mean']:+.1f})" if ce else f"{r['mean']:.1f}")
-        if train:
-            for v in variants:
-                r = by_key.get((regime, optimizer, v))
-                cells.append(f"{r['train_mean_curve'][-1]:.1f}" if r and r['train_mean_curve']
-                             else '-')
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+def _check_lrs(lrs):
+    for lr in lrs:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+                or lr <= 0:
+            raise ValueError(f'learning rate {lr!r} must be a positive number')
+    repeated = sorted({lr for lr in lrs if list(lrs).count(lr) > 1})
+    if repeated:
+        raise ValueError(f'learning rate {repeated[0]!r} is given more than once')
 
 
-def plot(rows, runs, path, title=''):
-    """mIoU against iteration: one panel per (regime, optimizer), the mean over
-    seeds per variant with the seeds' range shaded; training-set mIoU dashed."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    panels = list(dict.fromkeys((r['regime'], r['optimizer']) for r in rows))
-    cols = min(len(panels), 4)
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.8 * nrows), squeeze=False)
-    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    variants = list(dict.fromkeys(r['variant'] for r in rows))
-    for ax, (regime, optimizer) in zip(axes.flat, panels):
-        for r in rows:
-            if (r['regime'], r['optimizer']) != (regime, optimizer):
-                continue
-            colour = colours[variants.index(r['variant']) % len(colours)]
-            curves = [m['curve'] for m in runs if m.get('regime', '') == regime and
-                      m['variant'] == r['variant'] and m['optimizer'] == optimizer]
-            steps = r['steps']
-            ax.plot(steps, r['mean_curve'], marker='o', color=colour,
-                    label=f"{r['variant']} ({r['mean']:.1f})")
-            if len(curves) > 1:
-                lo = [min(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
-                hi = [max(vals) for vals in zip(*[[v for _, v in c] for c in curves])]
-                ax.fill_between(steps, lo, hi, color=colour, alpha=0.15)
-            if r['train_mean_curve']:
-                ax.plot(steps[:len(r['train_mean_curve'])], r['train_mean_curve'],
-                        linestyle='--', color=colour, label=f"{r['variant']}: train labels")
-        name = f'{regime}, {optimizer}' if regime else f'optimizer: {optimizer}'
-        ax.set(title=name, xlabel='iteration', ylabel='mIoU (%)')
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(work_dir, config, title, runs):
-    """study.md, study.json and study.png of ``runs`` in ``work_dir``; returns the rows."""
-    rows = summarise(runs)
-    table = format_table(rows)
-    if any(r['regime'] for r in rows):
-        table = ('By regime (final validation mIoU on clean labels, mean ± spread of the seeds; '
-                 'training-set mIoU on the labels as written):\n\n'
-                 f'{format_regime_table(rows)}\n\nEvery variant:\n\n{table}')
-    with open(osp.join(work_dir, 'study.md'), 'w') as f:
-        f.write(f'# {title or osp.basename(config)}\n\n{table}\n')
-    with open(osp.join(work_dir, 'study.json'), 'w') as f:
-        json.dump(dict(config=config, title=title, rows=rows, runs=runs), f, indent=1)
-    plot(rows, runs, osp.join(work_dir, 'study.png'), title)
-    print('\n' + table + '\n', flush=True)
-    _print(f'wrote study.md, study.json and study.png in {work_dir}')
-    return rows
-
-
-def _load_study(work_dir):
-    """A finished study's study.json, its curves as (step, mIoU) tuples again."""
-    with open(osp.join(work_dir, 'study.json')) as f:
-        data = json.load(f)
-    data['runs'] = [dict(r, curve=[tuple(p) for p in r['curve']]) for r in data['runs']]
-    return data
-
-
-def replot(work_dir):
-    """Rewrite the table and figure of a finished study from its study.json."""
-    data = _load_study(work_dir)
-    return write_report(work_dir, data['config'], data['title'], data['runs'])
-
-
-_LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', re.M)
-
-
-def _logged_seconds(run_dir):
-    """Wall time between the first and the last line mmengine logged in the run."""
-    stamps = []
-    for path in glob.glob(osp.join(run_dir, '*', '*.log')):
-        with open(path, errors='replace') as f:
-            stamps += _LOG_TIME.findall(f.read())
-    if len(stamps) < 2:
-        return float('nan')
-    first, last = (datetime.datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
-                   for t in (min(stamps), max(stamps)))
-    return (last - first).total_seconds()
-
-
-def collect(work_dir, config='', title='', regime=''):
-    """Rebuild a study's report from the run folders in ``work_dir``
-    (``<variant>_<optimizer>_seed<seed>``, each holding one finished run): for a
-    study that was interrupted, or run in parts. Returns the rows."""
-    runs = []
-    for run_dir in sorted(glob.glob(osp.join(work_dir, '*_seed*'))):
-        name = osp.basename(run_dir)
-        match = re.fullmatch(r'(.+)_([A-Za-z0-9]+)_seed(\d+)', name)
-        if not match or not osp.isfile(osp.join(run_dir, 'config.py')):
-            continue
-        _, val = read_scalars(run_dir)
-        if not val:
-            raise ValueError(f'{run_dir} holds no validation results: an unfinished run')
-        train, _ = read_scalars(run_dir)
-        runs.append(dict(regime=regime, variant=match.group(1), optimizer=match.group(2),
-                         seed=int(match.group(3)),
-                         curve=[(row['step'], float(row['mIoU'])) for row in val],
-                         train_curve=[(row['step'], float(row['train_mIoU'])) for row in train
-                                      if 'train_mIoU' in row],
-                         seconds=_logged_seconds(run_dir), work_dir=run_dir))
-    if not runs:
-        raise ValueError(f'{work_dir} holds no run folders (<variant>_<optimizer>_seed<seed>)')
-    lengths = {run['curve'][-1][0] for run in runs}
-    if len(lengths) > 1:
-        raise ValueError(f'the runs in {work_dir} end at different iterations {sorted(lengths)}'
-                         ': not one study')
-    return write_report(work_dir, config, title, runs)
-
-
-def merge(work_dir, sources, title=''):
-    """One table and figure from the runs of several finished studies (each
-    named once, none of them ``work_dir``; no run twice)."""
-    real = [osp.realpath(source) for source in sources]
-    for k, path in enumerate(real):
-        if path in real[:k]:
-            raise ValueError(f'study {sources[k]!r} is named twice in --merge')
-    if osp.realpath(work_dir) in real:
-        raise ValueError(f'--work-dir {work_dir!r} is one of the merged studies: the merged '
-                         'table goes to a folder of its own')
-    studies = [_load_study(source) for source in sources]
-    runs = [run for data in studies for run in data['runs']]
-    seen = set()
-    for run in runs:
-        key = (run.get('regime', ''), run['variant'], run['optimizer'], run['seed'])
-        if key in seen:
-            raise ValueError(f'run {key} appears in more than one merged study: give each '
-                             'study its own --regime, or merge each run once')
-        seen.add(key)
-    os.makedirs(work_dir, exist_ok=True)
-    return write_report(work_dir, studies[0]['config'], title, runs)
-
-
-def check_study_args(variants, optimizers, seeds, gpus=1, iters=None, pretrain_iters=0):
+def check_study_args(variants, optimizers, seeds, gpus=1, iters=None, pretrain_iters=0,
+                     lrs=None, search_seeds=None, jobs=1, regime='', report_split=None,
+                     pretrain_data_root=None, gpus_per_run=0, threads_per_run=None):
     """Every argument checked before the first run; returns the parsed variants."""
     for optimizer in optimizers:
         if optimizer != 'config' and optimizer not in OPTIMIZERS:
             raise ValueError(f'unknown optimizer {optimizer!r}: use config or one of '
                              f'{sorted(OPTIMIZERS)}')
-    for name, values in (('optimizer', optimizers), ('seed', seeds)):
+    for name, values in (('optimizer', optimizers), ('seed', seeds),
+                         ('search seed', search_seeds or ())):
         repeated = sorted({v for v in values if list(values).count(v) > 1})
         if repeated:
             raise ValueError(f'{name} {repeated[0]!r} is given more than once: each run '
                              'must be one row of the results')
-    for seed in seeds:
+    for seed in list(seeds) + list(search_seeds or ()):
         check_count('seed', seed, 0)
     check_count('gpus', gpus, 1)
+    check_count('jobs', jobs, 1)
+    check_count('gpus_per_run', gpus_per_run, 0)
+    if threads_per_run is not None:
+        check_count('threads_per_run', threads_per_run, 1)
     if iters is not None:
         check_count('iters', iters, 1)
     check_count('pretrain_iters', pretrain_iters, 0)
+    if pretrain_data_root and not pretrain_iters:
+        raise ValueError('--pretrain-data-root is given without --pretrain-iters: say how long '
+                         'to pretrain (or drop --pretrain-data-root)')
+    if pretrain_iters and not pretrain_data_root:
+        raise ValueError('pretrain_iters needs pretrain_data_root (other scenes)')
+    if not isinstance(regime, str) or not REGIME.fullmatch(regime):
+        raise ValueError(f'regime {regime!r} is not allowed: up to 64 letters, digits and '
+                         '_ . + - (it labels table rows and run records)')
+    if lrs is not None:
+        _check_lrs(lrs)
+        if len(lrs) > 1 and not report_split:
+            raise ValueError('a learning-rate search (--lrs with more than one rate) needs a '
+                             '--report-split: the rate is chosen on the validation split, and '
+                             'the tuned table must not report the split it selected on')
+    if search_seeds and (lrs is None or len(lrs) < 2):
+        raise ValueError('--search-seeds needs --lrs with at least two learning rates')
+    if report_split is not None and (not isinstance(report_split, dict) or not report_split):
+        raise ValueError('--report-split takes KEY=VALUE fields of the validation dataset, '
+                         'e.g. ann_file=ImageSets/Segmentation/test.txt')
     return parse_loss_specs(variants)
+
+
+def _identity(record):
+    return json.dumps({k: record.get(k) for k in IDENTITY}, sort_keys=True, default=str)
+
+
+def _existing_run(run_dir, record):
+    """A finished run in ``run_dir`` with the same identity (reused), or None
+    (nothing there, or an unfinished run of this study, moved aside); a folder
+    holding another run is refused."""
+    if osp.isfile(osp.join(run_dir, RUN_RECORD)):
+        held = read_run_record(run_dir)
+        if _identity(held) != _identity(record):
+            differs = [k for k in IDENTITY if json.dumps(held.get(k), default=str)
+                       != json.dumps(record.get(k), default=str)]
+            raise FileExistsError(f'{run_dir} already holds a run of another study (its '
+                                  f'{", ".join(differs)} differ): use a new --work-dir, or '
+                                  'remove that folder')
+        if held.get('finished'):
+            return run_from_folder(run_dir, held)
+        return None
+    check_fresh_run_dir(run_dir)
+    return None
+
+
+def _write_record(run_dir, record):
+    os.makedirs(run_dir, exist_ok=True)
+    tmp = osp.join(run_dir, RUN_RECORD + '.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, osp.join(run_dir, RUN_RECORD))
+
+
+class _Runner:
+    """Trains a list of runs, ``jobs`` at a time, each with pinned threads (and
+    its own GPUs with ``gpus_per_run``); reuses finished runs."""
+
+    def __init__(self, config, work_dir, jobs=1, gpus=1, gpus_per_run=0, threads_per_run=None,
+                 cfg_options=None, data_root=None, iters=None, train_miou=False,
+                 report_split=None, backbone=None):
+        self.config, self.work_dir, self.jobs, self.gpus = config, work_dir, jobs, gpus
+        self.threads = threads_per_run or max(1, (os.cpu_count() or 1) // jobs)
+        self.devices = queue.Queue()
+        for k in range(jobs):
+            self.devices.put(','.join(str(k * gpus_per_run + g) for g in range(gpus_per_run))
+                             if gpus_per_run else None)
+        self.common = dict(cfg_options=cfg_options, data_root=data_root, iters=iters,
+                           train_miou=train_miou, report_split=report_split)
+        self.backbone = backbone
+        self.lock = threading.Lock()
+        self.done = 0
+
+    def env(self, devices):
+        env = {'OMP_NUM_THREADS': str(self.threads), 'MKL_NUM_THREADS': str(self.threads),
+               'CUBLAS_WORKSPACE_CONFIG': ':4096:8'}
+        if devices is not None:
+            env['CUDA_VISIBLE_DEVICES'] = devices
+        return env
+
+    def _train(self, task, total, started):
+        record, run_dir = task['record'], task['run_dir']
+        devices = self.devices.get()
+        try:
+            _move_aside(run_dir)
+            _write_record(run_dir, dict(record, finished=False))
+            # mmengine's Config (through pkg_resources) is not thread-safe: one at a time.
+            with self.lock:
+                path = run_config(self.config, record['losses'], record['optimizer'],
+                                  record['seed'], run_dir, backbone=self.backbone,
+                                  lr=record['lr'], **self.common)
+            seconds = train_run(path, run_dir, self.gpus, quiet=True, progress=False,
+                                env=self.env(devices))
+        finally:
+            self.devices.put(devices)
+        _write_record(run_dir, dict(record, finished=True, seconds=seconds))
+        run = run_from_folder(run_dir)
+        with self.lock:
+            self.done += 1
+            elapsed = time.time() - started
+            eta = elapsed / self.done * (total - self.done)
+            report = (f', report split {run["report_curve"][-1][1]:.2f}'
+                      if run['report_curve'] else '')
+            lr = '' if record['lr'] is None else f' lr {record["lr"]:g}'
+            _print(f'({self.done}/{total}) {record["regime"] + " " if record["regime"] else ""}'
+                   f'{record["variant"]} {record["optimizer"]}{lr} seed {record["seed"]}: '
+                   f'mIoU {run["curve"][-1][1]:.2f}{report} ({seconds:.0f} s; '
+                   f'eta {eta / 60:.0f} min)')
+        return run
+
+    def run(self, tasks):
+        """Every task's run (reused or trained), in the order of ``tasks``."""
+        results = [None] * len(tasks)
+        pending = []
+        for k, task in enumerate(tasks):
+            results[k] = _existing_run(task['run_dir'], task['record'])
+            if results[k] is None:
+                pending.append(k)
+        if len(pending) < len(tasks):
+            _print(f'{len(tasks) - len(pending)} of {len(tasks)} runs already finished in '
+                   f'{self.work_dir}: reused')
+        if not pending:
+            return results
+        _print(f'training {len(pending)} runs, {self.jobs} at a time, {self.threads} CPU '
+               f'thread(s) each')
+        started = time.time()
+        self.done = 0
+        with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+            futures = {pool.submit(self._train, tasks[k], len(pending), started): k
+                       for k in pending}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    results[futures[future]] = future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return results
 
 
 def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), seeds=(0, ),
           work_dir='work_dirs/study', gpus=1, cfg_options=None, pretrain_iters=0,
           pretrain_data_root=None, title='', data_root=None, iters=None, regime='',
-          train_miou=False):
-    """Train every (variant, optimizer, seed); write study.md/.json/.png. Returns the rows."""
-    parsed = check_study_args(variants, optimizers, seeds, gpus, iters, pretrain_iters)
+          train_miou=False, lrs=None, search_seeds=None, jobs=1, gpus_per_run=0,
+          threads_per_run=None, report_split=None, spec=None):
+    """Train every (variant, optimizer, lr, seed); write study.md/.json/.png.
+    Returns the rows.
+
+    ``lrs``: absolute learning rates (None: the optimizer's own). With
+    ``search_seeds``, only those seeds train at every lr; each variant then
+    trains ``seeds`` at its lr chosen on the validation split.
+    """
+    parsed = check_study_args(variants, optimizers, seeds, gpus, iters, pretrain_iters, lrs,
+                              search_seeds, jobs, regime, report_split, pretrain_data_root,
+                              gpus_per_run, threads_per_run)
     if not osp.isfile(config):
         raise ValueError(f'config {config!r} is not a file')
-    if pretrain_iters and not pretrain_data_root:
-        raise ValueError('pretrain_iters needs pretrain_data_root (other scenes)')
-    grid = [(name, losses, o, s) for o in optimizers for name, losses in parsed for s in seeds]
-    run_dirs = [osp.join(work_dir, f'{name}_{o}_seed{s}') for name, _, o, s in grid]
-    for run_dir in run_dirs + ([osp.join(work_dir, 'pretrain')] if pretrain_iters else []):
-        check_fresh_run_dir(run_dir)
+    if osp.isfile(work_dir):
+        raise ValueError(f'--work-dir {work_dir!r} is a file: the study needs a folder')
+    cfg = load_config(config, cfg_options, data_root, iters)
+    _check_variants(cfg, parsed)
+    lr_axis = list(lrs) if lrs else [None]
+    pretrain = dict(iters=pretrain_iters, data_root=pretrain_data_root) \
+        if pretrain_iters else None
+
+    def task(name, losses, optimizer, lr, seed, phase):
+        record = dict(regime=regime, variant=name, losses=losses, optimizer=optimizer, lr=lr,
+                      seed=seed, config=config, data_root=data_root, iters=iters,
+                      pretrain=pretrain, train_miou=train_miou, report_split=report_split,
+                      cfg_options=cfg_options, phase=phase, threads=None)
+        return dict(record=record,
+                    run_dir=osp.join(work_dir, run_dir_name(name, optimizer, seed, lr)))
+
+    first_seeds = list(search_seeds) if search_seeds else list(seeds)
+    first = [task(name, losses, o, lr, s, 'search' if search_seeds else 'grid')
+             for o in optimizers for name, losses in parsed for lr in lr_axis
+             for s in first_seeds]
+    runner = _Runner(config, work_dir, jobs, gpus, gpus_per_run, threads_per_run, cfg_options,
+                     data_root, iters, train_miou, report_split)
+    for t in first:
+        t['record']['threads'] = runner.threads
+    # Refuse foreign folders before anything trains (pretraining included).
+    for t in first:
+        _existing_run(t['run_dir'], t['record'])
     os.makedirs(work_dir, exist_ok=True)
-    backbone = None
     if pretrain_iters:
-        backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'), pretrain_iters,
-                                     pretrain_data_root, cfg_options, gpus)
-    runs = []
-    started = time.time()
-    for k, ((name, losses, optimizer, seed), run_dir) in enumerate(zip(grid, run_dirs)):
-        path = run_config(config, losses, optimizer, seed, run_dir, cfg_options, backbone,
-                          data_root, iters, train_miou)
-        seconds = train_run(path, run_dir, gpus, quiet=True, progress=False)
-        train, val = read_scalars(run_dir)
-        curve = [(row['step'], float(row['mIoU'])) for row in val]
-        train_curve = [(row['step'], float(row['train_mIoU'])) for row in train
-                       if 'train_mIoU' in row]
-        runs.append(dict(regime=regime, variant=name, optimizer=optimizer, seed=seed,
-                         curve=curve, train_curve=train_curve, seconds=seconds,
-                         work_dir=run_dir))
-        final = f'{curve[-1][1]:.2f}' if curve else 'n/a'
-        elapsed = time.time() - started
-        eta = elapsed / (k + 1) * (len(grid) - k - 1)
-        _print(f'({k + 1}/{len(grid)}) {regime + " " if regime else ""}{name} {optimizer} '
-               f'seed {seed}: mIoU {final} ({seconds:.0f} s; eta {eta / 60:.0f} min)')
-    return write_report(work_dir, config, title, runs)
+        runner.backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'),
+                                            pretrain_iters, pretrain_data_root, cfg_options,
+                                            gpus, runner.env(None))
+    runs = runner.run(first)
+    if search_seeds:
+        finals = [s for s in seeds if s not in search_seeds]
+        second = []
+        for o in optimizers:
+            for name, losses in parsed:
+                scores = {lr: [r['curve'][-1][1] for r in runs if r['variant'] == name and
+                               r['optimizer'] == o and r['lr'] == lr] for lr in lr_axis}
+                best = max(lr_axis, key=lambda lr: sum(scores[lr]) / len(scores[lr]))
+                _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean final '
+                       'mIoU over the search seeds: ' + ', '.join(
+                           f'{lr:g}: {sum(v) / len(v):.2f}' for lr, v in scores.items()) + ')')
+                second += [task(name, losses, o, best, s, 'final') for s in finals]
+        for t in second:
+            t['record']['threads'] = runner.threads
+        runs += runner.run(second)
+    return write_report(work_dir, config, title, runs, spec)
+
+
+def _check_variants(cfg, parsed):
+    """Build every variant's losses on the config's heads before the first run."""
+    from . import presets
+    check = getattr(presets, 'check_variant_losses', None)
+    if check is not None:
+        check(cfg, parsed)
+
+
+def _report_split_arg(values):
+    """``--report-split KEY=VALUE ...`` as a dict (values kept as strings)."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, value = item.partition('=')
+        if not sep or not key or not value:
+            raise ValueError(f'--report-split takes KEY=VALUE, got {item!r}')
+        out[key] = value
+    return out
 
 
 def main():
@@ -422,13 +475,30 @@ def main():
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Does NGL train? One config under a grid of loss variants x optimizers x '
-                    'seeds; writes study.md, study.json and study.png.')
+                    'learning rates x seeds; writes study.md, study.json and study.png.')
     parser.add_argument('config', nargs='?', help='the config to train (not with --merge)')
     parser.add_argument('--variants', nargs='+', default=['ce', 'ngl-plain', 'ngl'],
                         help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
     parser.add_argument('--optimizers', nargs='+', default=['sgd'],
                         help=f"config (the config's own) or {sorted(OPTIMIZERS)}")
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--lrs', nargs='+', type=float,
+                        help="absolute learning rates, replacing the optimizer's (default: "
+                        "the optimizer's own); more than one needs --report-split")
+    parser.add_argument('--search-seeds', nargs='+', type=int,
+                        help='with --lrs: only these seeds train at every lr; each variant '
+                        'then trains --seeds at the lr best on the validation split')
+    parser.add_argument('--report-split', nargs='+', metavar='KEY=VALUE',
+                        help='fields of the validation dataset that make it the report split, '
+                        'scored at every validation (e.g. ann_file=ImageSets/Segmentation/'
+                        'test.txt, which make_synthetic_dataset.py --num-test writes)')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs trained at once, each with its share of the CPU threads '
+                        '(default 1)')
+    parser.add_argument('--gpus-per-run', type=int, default=0,
+                        help='with --jobs: GPUs given to each run (CUDA_VISIBLE_DEVICES)')
+    parser.add_argument('--threads-per-run', type=int,
+                        help='CPU threads per run (default: CPU cores / --jobs)')
     parser.add_argument('--work-dir', help='default: work_dirs/study/<config name>')
     parser.add_argument('--gpus', type=int, default=1,
                         help='processes per run (> 1: under torchrun)')
@@ -453,31 +523,50 @@ def main():
     parser.add_argument('--merge', nargs='+', metavar='STUDY_DIR',
                         help='only write one table and figure in --work-dir from the runs of '
                         'these finished studies (CONFIG is ignored)')
+    parser.add_argument('--overwrite-merge', action='store_true',
+                        help='with --merge: replace a study already in --work-dir')
+    parser.add_argument('--spec', metavar='FILE',
+                        help='run a study spec (JSON: datasets, studies, merges; see '
+                        'docs/tools.md); resumable')
+    parser.add_argument('--only', nargs='+', metavar='STUDY',
+                        help='with --spec: run only these studies of the spec')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every run, as in tools/train.py')
     args = parser.parse_args()
-    if not args.config and not args.merge and not args.collect:
-        parser.error('CONFIG is required (except with --merge and --collect)')
-    if args.collect and not args.work_dir:
-        parser.error('--collect needs --work-dir')
+    modes = [m for m in ('merge', 'collect', 'replot', 'spec') if getattr(args, m)]
+    if len(modes) > 1:
+        parser.error(f'--{modes[0]} and --{modes[1]} do not go together')
+    if not args.config and not modes:
+        parser.error('CONFIG is required (except with --merge, --collect, --replot, --spec)')
+    if (args.collect or args.replot) and not args.work_dir:
+        parser.error(f'--{modes[0]} needs --work-dir')
     if args.merge and not args.work_dir:
         parser.error('--merge needs --work-dir for the merged table')
+    if modes and modes[0] in ('merge', 'replot') and args.regime:
+        parser.error(f'--regime labels the runs of a new study; with --{modes[0]} each run '
+                     'keeps the regime it was trained under')
     work_dir = args.work_dir or osp.join('work_dirs', 'study',
                                          osp.splitext(osp.basename(args.config or ''))[0])
     try:
-        if args.replot:
+        if args.spec:
+            from .study_spec import run_spec
+            run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run)
+        elif args.replot:
             replot(work_dir)
         elif args.collect:
-            collect(work_dir, args.config or '', args.title, args.regime)
+            collect(work_dir, args.config or '', args.title)
         elif args.merge:
-            merge(work_dir, args.merge, args.title)
+            merge(work_dir, args.merge, args.title, args.overwrite_merge)
         else:
             study(args.config, args.variants, optimizers=args.optimizers, seeds=args.seeds,
                   work_dir=work_dir, gpus=args.gpus, cfg_options=args.cfg_options,
                   pretrain_iters=args.pretrain_iters,
                   pretrain_data_root=args.pretrain_data_root, title=args.title,
                   data_root=args.data_root, iters=args.iters, regime=args.regime,
-                  train_miou=args.train_miou)
+                  train_miou=args.train_miou, lrs=args.lrs, search_seeds=args.search_seeds,
+                  jobs=args.jobs, gpus_per_run=args.gpus_per_run,
+                  threads_per_run=args.threads_per_run,
+                  report_split=_report_split_arg(args.report_split))
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))
 

@@ -1,0 +1,255 @@
+"""The tuned study: the learning-rate axis, selection on one split and report on
+another, paired statistics, convergence, parallel and resumed runs, and runs
+that reproduce."""
+import json
+import math
+import os
+import os.path as osp
+import threading
+import time
+
+import pytest
+
+from ngl_mmseg.experiments import stats, study, study_report
+from ngl_mmseg.experiments.heldout_miou import report_dataset
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VOC_CFG = osp.join(REPO, 'configs', 'quickstart',
+                   'fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
+TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
+
+
+# --- paired statistics -------------------------------------------------------------
+
+def test_paired_interval_matches_a_hand_computed_case():
+    # d = (2, 2, -1, 4, 2): mean 1.8, sd = sqrt(12.8 / 4) = 1.78885,
+    # half width = 2.776 * 1.78885 / sqrt(5) = 2.2208
+    other = {0: 52.0, 1: 52.0, 2: 49.0, 3: 54.0, 4: 52.0}
+    ref = {0: 50.0, 1: 50.0, 2: 50.0, 3: 50.0, 4: 50.0, 9: 10.0}  # seed 9: not paired
+    d = stats.paired_difference(other, ref)
+    assert d['seeds'] == [0, 1, 2, 3, 4] and d['diffs'] == [2.0, 2.0, -1.0, 4.0, 2.0]
+    assert d['mean'] == pytest.approx(1.8)
+    assert d['low'] == pytest.approx(1.8 - 2.2208, abs=1e-4)
+    assert d['high'] == pytest.approx(1.8 + 2.2208, abs=1e-4)
+    assert d['ahead'] == 4 and d['n'] == 5 and d['verdict'] == 'tie'
+    assert stats.format_difference(d) == '+1.80 [-0.42, +4.02], ahead 4/5, tie'
+    # shift every difference up by 1: the interval clears 0, a win
+    assert stats.paired_difference({k: v + 1 for k, v in other.items()}, ref)['verdict'] == 'win'
+    assert stats.paired_difference(ref, {k: v + 1 for k, v in other.items()})['verdict'] == 'loss'
+
+
+def test_t_quantiles_and_small_samples():
+    assert stats.t975(4) == 2.776 and stats.t975(2) == 4.303
+    assert stats.t975(100) == pytest.approx(1.984, abs=1e-3)
+    one = stats.paired_difference({0: 3.0}, {0: 1.0})
+    assert one['mean'] == 2.0 and math.isnan(one['low']) and one['verdict'] == 'tie'
+    with pytest.raises(ValueError, match='NaN'):
+        stats.mean_interval([1.0, float('nan')])
+
+
+def test_convergence_is_the_last_quarter_gain():
+    assert stats.is_converged([(25, 10.0), (50, 30.0), (75, 50.0), (100, 50.9)])
+    assert not stats.is_converged([(25, 10.0), (50, 30.0), (75, 40.0), (100, 45.0)])
+    assert stats.last_quarter_gain([(25, 10.0), (50, 30.0), (75, 40.0), (100, 45.0)]) == 5.0
+
+
+# --- selection split and report split ----------------------------------------------
+
+def _run(variant, lr, seed, val_final, report_final, regime='clean'):
+    curve = [(25, val_final - 10), (50, val_final - 2), (75, val_final), (100, val_final)]
+    report = [(s, v - val_final + report_final) for s, v in curve]
+    return dict(regime=regime, variant=variant, optimizer='adamw', lr=lr, seed=seed,
+                curve=curve, report_curve=report, train_curve=[], seconds=1.0,
+                work_dir=f'{variant}_{lr}_{seed}')
+
+
+def test_the_lr_is_chosen_on_the_selection_split_and_scored_on_the_report_split():
+    runs = []
+    for seed in (0, 1):
+        # lr 0.01 is best on validation, lr 0.001 would be best on the report split
+        runs += [_run('ce', 0.001, seed, 60.0, 70.0), _run('ce', 0.01, seed, 65.0, 62.0 + seed)]
+        runs += [_run('ngl', 0.001, seed, 64.0, 60.0 + 2 * seed),
+                 _run('ngl', 0.01, seed, 50.0, 80.0)]
+    runs += [_run('ce', 0.01, 2, 66.0, 63.0), _run('ngl', 0.001, 2, 63.0, 61.0)]
+    rows = {r['variant']: r for r in study_report.tuned_rows(runs)}
+    assert rows['ce']['lr'] == 0.01 and rows['ngl']['lr'] == 0.001
+    assert rows['ce']['search_seeds'] == [0, 1]
+    assert rows['ce']['report_final'] == {0: 62.0, 1: 63.0, 2: 63.0}
+    assert rows['ngl']['report_final'] == {0: 60.0, 1: 62.0, 2: 61.0}
+    diff = rows['ngl']['vs_ce']
+    assert diff['diffs'] == [-2.0, -1.0, -2.0] and diff['ahead'] == 0
+    assert rows['ngl']['edge']  # the chosen lr is the grid's smallest
+    table = study_report.format_tuned_table(list(rows.values()))
+    assert '| clean | adamw | ngl | 0.001 (grid edge) |' in table
+
+
+def test_tuned_rows_refuse_runs_without_report_scores():
+    runs = [_run('ce', lr, 0, 60.0, 60.0) for lr in (0.001, 0.01)]
+    for run in runs:
+        run['report_curve'] = []
+    with pytest.raises(ValueError, match='no report-split scores'):
+        study_report.tuned_rows(runs)
+
+
+def test_report_split_must_differ_from_the_validation_split():
+    val = dict(type='PascalVOCDataset', data_root='d', ann_file='ImageSets/Segmentation/val.txt',
+               data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'))
+    assert report_dataset(val, TEST_SPLIT)['ann_file'].endswith('test.txt')
+    assert val['ann_file'].endswith('val.txt')  # the validation config is untouched
+    with pytest.raises(ValueError, match='the validation split itself'):
+        report_dataset(val, {'ann_file': 'ImageSets/Segmentation/val.txt'})
+    got = report_dataset(val, {'data_prefix.img_path': 'other'})
+    assert got['data_prefix'] == dict(img_path='other', seg_map_path='SegmentationClass')
+    with pytest.raises(ValueError, match='names no field'):
+        report_dataset(val, {'nothing.here': 'x'})
+
+
+def test_a_search_without_a_report_split_is_refused():
+    with pytest.raises(ValueError, match='needs a --report-split'):
+        study.check_study_args(['ce'], ['adamw'], [0], lrs=[1e-3, 1e-2])
+    with pytest.raises(ValueError, match='--search-seeds needs --lrs'):
+        study.check_study_args(['ce'], ['adamw'], [0], search_seeds=[0])
+    with pytest.raises(ValueError, match='learning rate 0.001 is given more than once'):
+        study.check_study_args(['ce'], ['adamw'], [0], lrs=[1e-3, 1e-3], report_split=TEST_SPLIT)
+    with pytest.raises(ValueError, match='must be a positive number'):
+        study.check_study_args(['ce'], ['adamw'], [0], lrs=[-1.0])
+
+
+def test_run_config_sets_the_lr_the_report_hook_and_determinism(tmp_path):
+    from ngl_mmseg.experiments.presets import LOSS_PRESETS
+    path = study.run_config(VOC_CFG, LOSS_PRESETS['ce'], 'adamw', 3, str(tmp_path / 'r'),
+                            lr=0.0123, report_split=TEST_SPLIT)
+    text = open(path).read()
+    assert "lr=0.0123" in text
+    assert "type='HeldOutMIoUHook'" in text and 'test.txt' in text
+    assert 'deterministic=True' in text and 'seed=3' in text
+
+
+# --- the study end to end, with training stood in for --------------------------------
+
+class FakeTraining:
+    """Stands in for train_run: logs a curve set by the run's record (variant,
+    lr, seed), counts the runs in flight and records each run's environment."""
+
+    def __init__(self, seconds=0.0, fail=(), rendezvous=0):
+        self.seconds, self.fail = seconds, set(fail)
+        # the first `rendezvous` runs wait (up to 60 s) until they are all in flight
+        self.barrier = threading.Barrier(rendezvous) if rendezvous else None
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+        self.calls = []
+
+    def score(self, record, split):
+        lr_bonus = {'ce': {1e-3: 0, 1e-2: 8}, 'ngl': {1e-3: 5, 1e-2: 1}}[record['variant']]
+        return 50.0 + lr_bonus[record['lr']] + record['seed'] + (3 if split == 'report' else 0)
+
+    def __call__(self, config_path, work_dir, gpus=1, quiet=True, progress=False, env=None):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.calls.append((osp.basename(work_dir), dict(env or {})))
+        try:
+            if self.barrier is not None and len(self.calls) <= self.barrier.parties:
+                try:
+                    self.barrier.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    pass
+            time.sleep(self.seconds)
+            if osp.basename(work_dir) in self.fail:
+                raise RuntimeError('training failed')
+            with open(osp.join(work_dir, 'run.json')) as f:
+                record = json.load(f)
+            vis = osp.join(work_dir, '20260101_000000', 'vis_data')
+            os.makedirs(vis)
+            iters = record['iters']
+            rows = []
+            for k in range(1, 5):
+                step = iters * k // 4
+                rows.append({'step': step, 'mIoU': self.score(record, 'val') - 4 + k})
+                rows.append({'step': step, 'report_mIoU': self.score(record, 'report') - 4 + k})
+            with open(osp.join(vis, 'scalars.json'), 'w') as f:
+                f.write(''.join(json.dumps(r) + '\n' for r in rows))
+            return 1.0
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def _tuned_study(tmp_path, fake, monkeypatch, **kwargs):
+    monkeypatch.setattr(study, 'train_run', fake)
+    args = dict(optimizers=['adamw'], seeds=[0, 1, 2], lrs=[1e-3, 1e-2], search_seeds=[0, 1],
+                work_dir=str(tmp_path / 'study'), iters=8, regime='clean',
+                report_split=TEST_SPLIT, jobs=2, threads_per_run=1)
+    args.update(kwargs)
+    return study.study(VOC_CFG, ['ce', 'ngl'], **args)
+
+
+def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypatch):
+    fake = FakeTraining(rendezvous=2)
+    _tuned_study(tmp_path, fake, monkeypatch)
+    names = sorted(name for name, _ in fake.calls)
+    # 2 variants x 2 lrs x 2 search seeds, then seed 2 at each variant's chosen lr
+    assert len(names) == 10
+    assert 'ce_adamw_lr0.01_seed2' in names and 'ngl_adamw_lr0.001_seed2' in names
+    assert 'ce_adamw_lr0.001_seed2' not in names
+    assert fake.most_in_flight == 2  # --jobs 2: two runs at once
+    assert all(env['OMP_NUM_THREADS'] == '1' for _, env in fake.calls)
+    with open(tmp_path / 'study' / 'study.json') as f:
+        data = json.load(f)
+    tuned = {r['variant']: r for r in data['tuned']}
+    assert tuned['ce']['lr'] == 0.01 and tuned['ngl']['lr'] == 0.001
+    assert tuned['ce']['report_final'] == {'0': 61.0, '1': 62.0, '2': 63.0}
+    assert tuned['ngl']['vs_ce']['diffs'] == [-3.0, -3.0, -3.0]
+    assert all(run['lr'] in (1e-3, 1e-2) and run['threads'] == 1 for run in data['runs'])
+    md = (tmp_path / 'study' / 'study.md').read_text()
+    assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 (grid edge) |' in md
+
+
+def test_an_interrupted_study_resumes_from_its_finished_runs(tmp_path, monkeypatch):
+    first = FakeTraining(fail={'ngl_adamw_lr0.01_seed1'})
+    with pytest.raises(RuntimeError, match='training failed'):
+        _tuned_study(tmp_path, first, monkeypatch, jobs=1)
+    trained_first = {name for name, _ in first.calls}
+    second = FakeTraining()
+    _tuned_study(tmp_path, second, monkeypatch, jobs=1)
+    again = {name for name, _ in second.calls}
+    assert 'ngl_adamw_lr0.01_seed1' in again  # the failed run trains again ...
+    assert not (again & (trained_first - {'ngl_adamw_lr0.01_seed1'}))  # ... finished ones don't
+    assert (tmp_path / 'study' / 'ngl_adamw_lr0.01_seed1.interrupted-1').is_dir()  # kept
+    third = FakeTraining()
+    _tuned_study(tmp_path, third, monkeypatch, jobs=1)
+    assert third.calls == []  # everything finished: nothing retrains
+
+
+def test_a_folder_of_another_study_is_refused_before_anything_trains(tmp_path, monkeypatch):
+    _tuned_study(tmp_path, FakeTraining(), monkeypatch)
+    fake = FakeTraining()
+    with pytest.raises(FileExistsError, match=r'already holds a run of another study \(its '
+                                              r'regime differ'):
+        _tuned_study(tmp_path, fake, monkeypatch, regime='noisy')
+    assert fake.calls == []
+
+
+# --- runs that reproduce -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_runs_with_one_seed_give_the_same_numbers(tmp_path):
+    """The real train tool, twice, same seed, threads pinned: every logged
+    number (losses at every iteration, mIoU) is identical."""
+    from ngl_mmseg.experiments.synthetic import make_voc
+    root = make_voc(str(tmp_path / 'voc'), num_train=8, num_val=4, num_test=4)
+    rows = []
+    for k in range(2):
+        work = str(tmp_path / f'study{k}')
+        study.study(VOC_CFG, ['ngl'], optimizers=['adamw'], seeds=[5], work_dir=work,
+                    data_root=root, iters=8, report_split=TEST_SPLIT, threads_per_run=1,
+                    cfg_options={'default_hooks.logger.interval': 1})
+        run_dir = osp.join(work, 'ngl_adamw_seed5')
+        train, val = study_report.read_scalars(run_dir)
+        rows.append(([(r['step'], r.get('loss')) for r in train if 'loss' in r],
+                     [(r['step'], r['mIoU'], r['aAcc']) for r in val],
+                     [(r['step'], r['report_mIoU']) for r in train if 'report_mIoU' in r]))
+        with open(osp.join(run_dir, 'run.json')) as f:
+            assert json.load(f)['threads'] == 1
+    assert len(rows[0][0]) >= 8 and len(rows[0][1]) == 4 and len(rows[0][2]) == 4
+    assert rows[0] == rows[1]
