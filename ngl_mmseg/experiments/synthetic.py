@@ -1,205 +1,179 @@
 """Small synthetic datasets in the exact on-disk layouts of VOC 2012 and COCO-Stuff164k.
 
 Real data cannot be downloaded here, so tests, the demo and the quickstart
-configs use scenes drawn by this module: a textured background of one class
-with several shapes of other classes on it. Every class has its own look (a
-colour and a stripe pattern), so a short training run learns it and beats
-chance by far. The files are written the way the real datasets ship them, and
-for COCO-Stuff the train-id labels follow mmseg's own converter's id table.
+configs use scenes drawn by ``synthetic_scenes`` (a textured background of one
+class with several shapes of other classes on it; label noise). This module
+writes them the way the real datasets ship, and for COCO-Stuff the train-id
+labels follow mmseg's own converter's id table. ``WriteGuard`` keeps every
+write inside the dataset's folder and never touches files it did not write;
+the command line: ``synthetic_cli`` (``tools/make_synthetic_dataset.py``).
 """
-import argparse
 import json
 import os
 import os.path as osp
-import sys
+import shutil
+import tempfile
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
-VOC_CLASSES = 21
-COCO_STUFF_CLASSES = 171
-IGNORE = 255
+from .synthetic_scenes import (
+    COCO_STUFF_CLASSES,
+    IGNORE,
+    NOISE_KINDS,
+    VOC_CLASSES,
+    LabelNoise,
+    class_looks,
+    draw_scene,
+    long_tail_frequencies,
+    make_label_noise,
+    pick_classes,
+    render_image,
+    voc_borders,
+    voc_palette,
+)
 
+# The public names, those of the scenes' module included (imported from here as before).
+__all__ = ['COCO_STUFF_CLASSES', 'COCO_STUFF_UNUSED_RAW_IDS', 'IGNORE', 'MANIFEST', 'NOISE_KINDS',
+           'VOC_CLASSES', 'LabelNoise', 'WriteGuard', 'coco_stuff_raw_ids', 'coco_stuff_train_ids',
+           'long_tail_frequencies', 'main', 'make_coco_stuff', 'make_voc', 'read_manifest']
 
-def _class_looks(num_classes, seed=12345):
-    """Per class: an RGB colour and a stripe (period, angle, amplitude)."""
-    rng = np.random.RandomState(seed)
-    # Spread colours over the cube: a greedy farthest-point sample.
-    pool = rng.randint(0, 256, size=(4000, 3)).astype(np.float64)
-    colours = [pool[0]]
-    dist = np.linalg.norm(pool - pool[0], axis=1)
-    for _ in range(num_classes - 1):
-        colours.append(pool[int(dist.argmax())])
-        dist = np.minimum(dist, np.linalg.norm(pool - colours[-1], axis=1))
-    periods = rng.choice([4.0, 6.0, 9.0, 14.0], size=num_classes)
-    angles = rng.uniform(0, np.pi, size=num_classes)
-    return np.stack(colours), periods, angles
-
-
-def long_tail_frequencies(num_classes, exponent=0.5):
-    """Zipf frequencies ``1 / rank**exponent``, normalised: a long tail like the
-    real datasets' (COCO-Stuff's commonest class is ~100x its rarest in pixels;
-    0.5 gives 13x over 171 classes, so a CPU-sized dataset still shows each
-    class a few times)."""
-    freq = 1.0 / np.arange(1, num_classes + 1) ** exponent
-    return freq / freq.sum()
+MANIFEST = '.ngl_mmseg_synthetic.json'
+MIN_SIZE = 8  # pixels of a side: the shapes are 1/8 to 1/3 of it
 
 
-def _pick_classes(rng, candidates, count, freq=None):
-    """``count`` distinct classes of ``candidates``, uniformly or by ``freq``."""
-    candidates = np.asarray(candidates)
-    p = None if freq is None else freq[candidates] / freq[candidates].sum()
-    return rng.choice(candidates, size=count, replace=False, p=p)
+def read_manifest(root):
+    """The manifest a synthetic dataset's root holds (``files``, ``label_noise``)."""
+    with open(osp.join(root, MANIFEST)) as f:
+        return json.load(f)
 
 
-def _voc_palette():
-    """The 256-entry palette of PASCAL VOC's SegmentationClass PNGs."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
+def _inside(path, folder):
+    """Whether ``path`` lies inside ``folder`` (both as they are: resolve links first)."""
+    return path != folder and osp.commonpath([path, folder]) == folder
 
 
-def _render(label, looks, rng):
-    """An RGB image whose pixels of class c show class c's look, plus noise."""
-    colours, periods, angles = looks
-    h, w = label.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.zeros((h, w, 3), dtype=np.float64)
-    for c in np.unique(label):
-        mask = label == c
-        phase = (xx * np.cos(angles[c]) + yy * np.sin(angles[c])) * 2 * np.pi / periods[c]
-        texture = 28.0 * np.sign(np.sin(phase))[..., None]
-        img[mask] = (colours[c] + texture)[mask]
-    img += rng.normal(0, 12, size=img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+def _check_out_dir(out_dir, root):
+    """Refuse an ``out_dir`` (or a folder above it, or below it on the way to the
+    dataset's root) that exists and is not a folder."""
+    path = osp.abspath(root)
+    while not osp.isdir(path):
+        if osp.lexists(path):
+            raise ValueError(f'{path} is a file, not a folder, so the dataset cannot be written '
+                             f'to {root}: give an out_dir that is a folder or does not exist yet '
+                             f'(out_dir: {out_dir})')
+        parent = osp.dirname(path)
+        if parent == path:
+            break
+        path = parent
 
 
-def _scene(h, w, background, objects, rng):
-    """A label map: ``background`` everywhere, then random ellipses/boxes/polygons."""
-    canvas = Image.new('L', (w, h), int(background))
-    draw = ImageDraw.Draw(canvas)
-    for cls in objects:
-        cx, cy = rng.randint(0, w), rng.randint(0, h)
-        rx, ry = rng.randint(w // 8, w // 3), rng.randint(h // 8, h // 3)
-        kind = rng.randint(3)
-        box = [cx - rx, cy - ry, cx + rx, cy + ry]
-        if kind == 0:
-            draw.ellipse(box, fill=int(cls))
-        elif kind == 1:
-            draw.rectangle(box, fill=int(cls))
-        else:
-            pts = [(cx + rx * np.cos(t), cy + ry * np.sin(t))
-                   for t in np.sort(rng.uniform(0, 2 * np.pi, size=5))]
-            draw.polygon(pts, fill=int(cls))
-    return np.array(canvas, dtype=np.uint8)
+def _owned_files(root):
+    """The files the manifest in ``root`` lists, checked: relative paths that stay
+    inside ``root`` once links are resolved; a manifest of another shape is refused."""
+    path = osp.join(root, MANIFEST)
+    if not osp.lexists(path):
+        return set()
+    what = ('--overwrite cannot tell which files there are synthetic, so it deletes nothing: '
+            'remove that folder yourself if it holds nothing you need, or use a new folder')
+    try:
+        with open(path, encoding='utf-8') as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'{path} is not a manifest this tool wrote ({exc}); {what}') from None
+    files = manifest.get('files') if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or not all(isinstance(rel, str) for rel in files):
+        raise ValueError(f'{path} is not a manifest this tool wrote (it must be a JSON object '
+                         f'whose "files" is a list of paths); {what}')
+    real_root = osp.realpath(root)
+    for rel in files:
+        if not rel or '\0' in rel or osp.isabs(rel) or \
+                not _inside(osp.realpath(osp.join(real_root, rel)), real_root):
+            raise ValueError(f'{path} lists {rel!r}, which is not a file inside {root} (an '
+                             'absolute path, or one that leaves the folder, links resolved); '
+                             f'{what}')
+    return set(files)
 
 
-def _voc_borders(label, width=3):
-    """VOC marks object outlines 255 ("void"): pixels where the class changes nearby."""
-    img = Image.fromarray(label)
-    grown = np.array(img.filter(ImageFilter.MaxFilter(width)))
-    shrunk = np.array(img.filter(ImageFilter.MinFilter(width)))
-    out = label.copy()
-    out[grown != shrunk] = IGNORE
-    return out
+class WriteGuard:
+    """Writes a dataset's root without touching data this tool did not write.
 
+    Checked when made, before anything is written: ``out_dir`` and the folders
+    down to ``root`` are folders; a root that holds files is refused unless
+    ``overwrite``, and then only if every file there is listed by the manifest
+    of an earlier synthetic run (so a real dataset is never touched), whose
+    entries must be paths inside the root (an edited manifest cannot make it
+    delete files elsewhere). Linked folders inside the root are refused.
 
-NOISE_KINDS = {
-    'uniform': 'an object is given another class, drawn uniformly',
-    'confusion': 'an object is given the class that looks most like its own (nearest colour)',
-    'boundary': "an object's outline is moved by 2-4 pixels, outwards or inwards",
-    'unlabelled-ignore': 'an object is left unlabelled: its pixels are 255 (ignored)',
-    'unlabelled-background': "an object is left unlabelled: its pixels get the scene's "
-                             'background class',
-}
-
-
-class LabelNoise:
-    """Corrupts training label maps the way annotators do, object by object.
-
-    An object is the visible region of one class other than the scene's
-    background (the scenes never repeat a class). Each object is hit
-    independently with probability ``rate``; ``kind`` (a key of
-    ``NOISE_KINDS``) says what happens to it. The random stream is its own
-    (``seed``), so a noisy dataset has exactly the images, clean labels and
-    validation set of the noise-free one with the same seed: only training
-    labels differ. ``counts`` tallies what was done, for the manifest.
+    Files are written into a staging folder beside the root (``path``); only
+    ``save``, after the last one, deletes the old dataset's files and moves
+    the new ones in, with the manifest (every file written, and the label
+    noise). A run that fails (an exception) removes the staging folder and
+    leaves the old dataset as it was. Use it as a context manager.
     """
 
-    def __init__(self, kind, rate, seed, classes, looks):
-        if kind not in NOISE_KINDS:
-            raise ValueError(f'unknown label-noise kind {kind!r}: use one of '
-                             f'{sorted(NOISE_KINDS)}')
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or \
-                not 0.0 <= rate <= 1.0:
-            raise ValueError(f'label-noise rate must be a fraction in [0, 1], got {rate!r}')
-        self.kind, self.rate, self.seed = kind, float(rate), seed
-        self.rng = np.random.RandomState([seed, 7919])  # apart from the scenes' stream
-        self.classes = np.asarray(classes)
-        colours = looks[0][self.classes]
-        dist = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
-        np.fill_diagonal(dist, np.inf)
-        self.lookalike = dict(zip(self.classes.tolist(),
-                                  self.classes[dist.argmin(axis=1)].tolist()))
-        self.counts = dict(objects=0, hit=0, labelled_pixels=0, changed_pixels=0)
+    def __init__(self, root, overwrite, out_dir=None):
+        self.root = root
+        self.files = set()
+        self.staging = None
+        _check_out_dir(out_dir or root, root)
+        existing = []
+        if osp.isdir(root):
+            for folder, dirs, files in os.walk(root):
+                existing += [osp.relpath(osp.join(folder, name), root) for name in files]
+                existing += [osp.relpath(osp.join(folder, name), root) + '/' for name in dirs
+                             if osp.islink(osp.join(folder, name))]  # never written by us
+        self.old = set()
+        if not existing:
+            return
+        if not overwrite:
+            raise FileExistsError(
+                f'{root} already holds {len(existing)} files; refusing to write a synthetic '
+                'dataset over them (use a new folder, or --overwrite to replace an earlier '
+                'synthetic dataset written by this tool)')
+        owned = _owned_files(root)
+        foreign = sorted(set(existing) - owned - {MANIFEST})
+        if foreign:
+            shown = ', '.join(foreign[:5]) + (' ...' if len(foreign) > 5 else '')
+            raise FileExistsError(
+                f'{root} holds {len(foreign)} files this tool did not write ({shown}); '
+                '--overwrite only replaces an earlier synthetic dataset: use a new folder')
+        self.old = owned & set(existing)
 
-    def __call__(self, label, background):
-        """A noisy copy of ``label`` (uint8 class map; ``background``: its scene's
-        background class)."""
-        out = label.copy()
-        for cls in np.unique(label):
-            if cls == background or cls == IGNORE:
-                continue
-            self.counts['objects'] += 1
-            if self.rng.uniform() >= self.rate:
-                continue
-            self.counts['hit'] += 1
-            mask = label == cls
-            if self.kind == 'uniform':
-                others = self.classes[self.classes != cls]
-                out[mask] = self.rng.choice(others)
-            elif self.kind == 'confusion':
-                out[mask] = self.lookalike[int(cls)]
-            elif self.kind == 'unlabelled-ignore':
-                out[mask] = IGNORE
-            elif self.kind == 'unlabelled-background':
-                out[mask] = background
-            else:  # boundary: grow (over whatever is next to it) or shrink (to background)
-                size = 2 * self.rng.randint(2, 5) + 1
-                img = Image.fromarray(mask.astype(np.uint8) * 255)
-                if self.rng.uniform() < 0.5:
-                    out[np.array(img.filter(ImageFilter.MaxFilter(size))) > 0] = cls
-                else:
-                    shrunk = np.array(img.filter(ImageFilter.MinFilter(size))) > 0
-                    out[mask & ~shrunk] = background
-        valid = label != IGNORE
-        self.counts['labelled_pixels'] += int(valid.sum())
-        self.counts['changed_pixels'] += int((out != label)[valid].sum())
-        return out
+    def __enter__(self):
+        parent = osp.dirname(osp.realpath(self.root))
+        os.makedirs(parent, exist_ok=True)
+        self.staging = tempfile.mkdtemp(prefix=f'.{osp.basename(self.root)}.partial-',
+                                        dir=parent)
+        return self
 
-    def manifest(self):
-        c = self.counts
-        return dict(kind=self.kind, rate=self.rate, seed=self.seed, description=NOISE_KINDS[
-            self.kind], objects=c['objects'], objects_hit=c['hit'],
-            object_rate=c['hit'] / max(c['objects'], 1),
-            pixel_rate=c['changed_pixels'] / max(c['labelled_pixels'], 1))
+    def __exit__(self, *exc_info):
+        if self.staging is not None:  # not saved: the old dataset stays as it was
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
 
+    def path(self, *parts):
+        """Where to write the file ``parts`` of the dataset (in the staging folder)."""
+        rel = osp.join(*parts)
+        self.files.add(rel)
+        full = osp.join(self.staging, rel)
+        os.makedirs(osp.dirname(full), exist_ok=True)
+        return full
 
-def _label_noise(noise_kind, noise_rate, seed, classes, looks):
-    """A LabelNoise, or None without noise (rate 0 or no kind)."""
-    if not noise_rate:
-        return None
-    if noise_kind is None:
-        raise ValueError('a label-noise rate needs a noise kind: one of '
-                         f'{sorted(NOISE_KINDS)}')
-    return LabelNoise(noise_kind, noise_rate, seed, classes, looks)
+    def save(self, label_noise=None):
+        """The manifest (every file written, and the label noise; None: clean), then
+        the old dataset's files out and the new ones in."""
+        with open(osp.join(self.staging, MANIFEST), 'w') as f:
+            json.dump(dict(files=sorted(self.files), label_noise=label_noise), f, indent=1)
+        for rel in self.old:  # the old synthetic dataset goes, so no stale ids stay behind
+            if osp.isfile(osp.join(self.root, rel)):
+                os.remove(osp.join(self.root, rel))
+        for rel in sorted(self.files) + [MANIFEST]:
+            target = osp.join(self.root, rel)
+            os.makedirs(osp.dirname(target), exist_ok=True)
+            shutil.move(osp.join(self.staging, rel), target)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging = None
 
 
 def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=0,
@@ -221,7 +195,9 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
     Every one of the 20 object classes occurs (uniformly, or with
     ``long_tail`` with Zipf frequencies); validation cycles through all 21.
     A target that already holds files is refused unless ``overwrite``, and
-    even then only files this function wrote before are replaced. With
+    even then only files this function wrote before are replaced; every
+    argument is checked before the disk is touched, and a run that fails
+    leaves an earlier dataset as it was (``WriteGuard``). With
     ``noise_rate`` > 0, the training labels (train and aug ids, both folders)
     carry label noise of ``noise_kind`` (see ``LabelNoise``); images and
     validation are those of the clean dataset with the same seed.
@@ -230,17 +206,20 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
         str: The data root, ``out_dir/VOCdevkit/VOC2012``.
     """
     _check_counts(num_train=num_train, num_val=num_val, num_aug=num_aug, num_test=num_test)
-    noise = _label_noise(noise_kind, noise_rate, seed, np.arange(1, VOC_CLASSES),
-                         _class_looks(VOC_CLASSES))
+    _check_seed_and_size(seed, size)
+    noise = make_label_noise(noise_kind, noise_rate, seed, np.arange(1, VOC_CLASSES),
+                             class_looks(VOC_CLASSES))
     root = osp.join(out_dir, 'VOCdevkit', 'VOC2012')
-    guard = _WriteGuard(root, overwrite)
-    for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
-                'ImageSets/Segmentation'):
-        os.makedirs(osp.join(root, sub), exist_ok=True)
+    with WriteGuard(root, overwrite, out_dir) as guard:  # arguments checked: now the disk
+        _write_voc(guard, num_train, num_val, num_aug, num_test, size, seed, long_tail, noise)
+    return root
+
+
+def _write_voc(guard, num_train, num_val, num_aug, num_test, size, seed, long_tail, noise):
     rng = np.random.RandomState(seed)
     freq = long_tail_frequencies(VOC_CLASSES) if long_tail else None
-    looks = _class_looks(VOC_CLASSES)
-    palette = _voc_palette().flatten().tolist()
+    looks = class_looks(VOC_CLASSES)
+    palette = voc_palette().flatten().tolist()
     h, w = size
     ids = {'train': [], 'val': [], 'aug_only': [], 'test': []}
     counts = (('train', num_train), ('val', num_val), ('aug_only', num_aug), ('test', num_test))
@@ -249,17 +228,17 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
         for _ in range(count):
             name = f'2007_{index:06d}'
             index += 1
-            objects = _pick_classes(rng, np.arange(1, VOC_CLASSES), rng.randint(2, 5), freq)
+            objects = pick_classes(rng, np.arange(1, VOC_CLASSES), rng.randint(2, 5), freq)
             # Held-out scenes cycle through every class, so each one is scored.
             held_out = split in ('val', 'test')
             if held_out:
                 objects[0] = 1 + (len(ids[split]) % (VOC_CLASSES - 1))
-            label = _scene(h, w, 0, objects, rng)
-            Image.fromarray(_render(label, looks, rng)).save(
+            label = draw_scene(h, w, 0, objects, rng)
+            Image.fromarray(render_image(label, looks, rng)).save(
                 guard.path('JPEGImages', name + '.jpg'), quality=95)
             if noise is not None and not held_out:
                 label = noise(label, background=0)
-            seg = Image.fromarray(_voc_borders(label), mode='P')
+            seg = Image.fromarray(voc_borders(label), mode='P')
             seg.putpalette(palette)
             seg.save(guard.path('SegmentationClass', name + '.png'))
             if not held_out:
@@ -272,12 +251,11 @@ def make_voc(out_dir, num_train=40, num_val=20, num_aug=0, size=(96, 128), seed=
         with open(guard.path('ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
     guard.save(label_noise=noise.manifest() if noise else None)
-    return root
 
 
 def _check_counts(**counts):
     for name, value in counts.items():
-        if not isinstance(value, (int, np.integer)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
     if counts.get('num_train', 1) == 0 and counts.get('num_aug', 0) == 0:
         raise ValueError('num_train must be at least 1: a dataset needs training images')
@@ -285,61 +263,16 @@ def _check_counts(**counts):
         raise ValueError('num_val must be at least 1: validation needs images')
 
 
-MANIFEST = '.ngl_mmseg_synthetic.json'
-
-
-class _WriteGuard:
-    """Refuses to write into a folder that holds data this tool did not write.
-
-    A dataset root that exists and holds files is refused, unless
-    ``overwrite``, and then only if every file there is listed in the
-    manifest of an earlier synthetic run (so a real dataset is never touched).
-    The manifest records every file written.
-    """
-
-    def __init__(self, root, overwrite):
-        self.root = root
-        self.files = set()
-        manifest = osp.join(root, MANIFEST)
-        existing = [osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root)
-                    for f in fs] if osp.isdir(root) else []
-        if not existing:
-            return
-        if not overwrite:
-            raise FileExistsError(
-                f'{root} already holds {len(existing)} files; refusing to write a synthetic '
-                'dataset over them (use a new folder, or --overwrite to replace an earlier '
-                'synthetic dataset written by this tool)')
-        owned = set()
-        if osp.isfile(manifest):
-            with open(manifest) as f:
-                owned = set(json.load(f).get('files', []))
-        foreign = sorted(set(existing) - owned - {MANIFEST})
-        if foreign:
-            shown = ', '.join(foreign[:5]) + (' ...' if len(foreign) > 5 else '')
-            raise FileExistsError(
-                f'{root} holds {len(foreign)} files this tool did not write ({shown}); '
-                '--overwrite only replaces an earlier synthetic dataset: use a new folder')
-        for rel in owned:  # the old synthetic dataset goes, so no stale ids stay behind
-            if osp.isfile(osp.join(root, rel)):
-                os.remove(osp.join(root, rel))
-
-    def path(self, *parts):
-        rel = osp.join(*parts)
-        self.files.add(rel)
-        os.makedirs(osp.dirname(osp.join(self.root, rel)), exist_ok=True)
-        return osp.join(self.root, rel)
-
-    def save(self, label_noise=None):
-        """The manifest: every file written, and the label noise (None: clean)."""
-        with open(osp.join(self.root, MANIFEST), 'w') as f:
-            json.dump(dict(files=sorted(self.files), label_noise=label_noise), f, indent=1)
-
-
-def read_manifest(root):
-    """The manifest a synthetic dataset's root holds (``files``, ``label_noise``)."""
-    with open(osp.join(root, MANIFEST)) as f:
-        return json.load(f)
+def _check_seed_and_size(seed, size):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed < 2**32:
+        raise ValueError(f'seed must be an integer in [0, 2**32 - 1] (a numpy RandomState '
+                         f'seed), got {seed!r}')
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < MIN_SIZE
+            for s in size):
+        raise ValueError(f'size must be (height, width), two integers >= {MIN_SIZE}, '
+                         f'got {size!r}')
 
 
 # COCO-Stuff's raw ids run 0-181; these 11 (COCO thing ids never annotated) are
@@ -377,7 +310,8 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     ``long_tail`` is the hard case: every class, Zipf frequencies. Validation
     cycles through the classes used, so each is scored. A target that already
     holds files is refused unless ``overwrite``, and even then only files
-    this function wrote before are replaced. ``noise_kind``/``noise_rate``:
+    this function wrote before are replaced, as in ``make_voc`` (arguments
+    checked first; a failed run changes nothing). ``noise_kind``/``noise_rate``:
     label noise in ``train2017`` only, as in ``make_voc``. ``num_test``: a
     second held-out split, ``images/test2017`` and ``annotations/test2017``,
     drawn like ``val2017`` after it (the report split of a tuned study).
@@ -385,18 +319,27 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     Returns:
         str: The data root, ``out_dir/coco_stuff164k``.
     """
-    if not 2 <= num_used_classes <= COCO_STUFF_CLASSES:
-        raise ValueError(f'num_used_classes must be in [2, {COCO_STUFF_CLASSES}], '
-                         f'got {num_used_classes}')
+    if isinstance(num_used_classes, bool) or not isinstance(num_used_classes, (int, np.integer)) \
+            or not 2 <= num_used_classes <= COCO_STUFF_CLASSES:
+        raise ValueError(f'num_used_classes must be an integer in [2, {COCO_STUFF_CLASSES}], '
+                         f'got {num_used_classes!r}')
     _check_counts(num_train=num_train, num_val=num_val, num_test=num_test)
+    _check_seed_and_size(seed, size)
+    looks = class_looks(COCO_STUFF_CLASSES)
+    used = np.linspace(0, COCO_STUFF_CLASSES - 1, num_used_classes).round().astype(int)
+    noise = make_label_noise(noise_kind, noise_rate, seed, used, looks)
     root = osp.join(out_dir, 'coco_stuff164k')
-    guard = _WriteGuard(root, overwrite)
+    with WriteGuard(root, overwrite, out_dir) as guard:  # arguments checked: now the disk
+        _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail, noise,
+                          looks, used)
+    return root
+
+
+def _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail, noise, looks,
+                      used):
     raw_ids = coco_stuff_raw_ids()
     assert len(raw_ids) == COCO_STUFF_CLASSES, len(raw_ids)
     rng = np.random.RandomState(seed)
-    looks = _class_looks(COCO_STUFF_CLASSES)
-    used = np.linspace(0, COCO_STUFF_CLASSES - 1, num_used_classes).round().astype(int)
-    noise = _label_noise(noise_kind, noise_rate, seed, used, looks)
     # Ranks are shuffled so that frequent classes are spread over things and stuff.
     freq = None
     if long_tail:
@@ -407,19 +350,17 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
     splits = (('train2017', num_train), ('val2017', num_val)) + (
         (('test2017', num_test), ) if num_test else ())
     for split, count in splits:
-        os.makedirs(osp.join(root, 'images', split), exist_ok=True)
-        os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
         for k in range(count):
             name = f'{index:012d}'
             index += 1
-            picks = _pick_classes(rng, used, rng.randint(3, 6), freq)
+            picks = pick_classes(rng, used, rng.randint(3, 6), freq)
             if split != 'train2017':  # the background cycles through the classes used
                 scored = used[k % len(used)]
                 if scored in picks[1:]:
                     picks = picks[picks != scored]
                 picks[0] = scored
-            label = _scene(h, w, picks[0], picks[1:], rng)
-            Image.fromarray(_render(label, looks, rng)).save(
+            label = draw_scene(h, w, picks[0], picks[1:], rng)
+            Image.fromarray(render_image(label, looks, rng)).save(
                 guard.path('images', split, name + '.jpg'), quality=95)
             if noise is not None and split == 'train2017':
                 label = noise(label, background=picks[0])
@@ -429,62 +370,13 @@ def make_coco_stuff(out_dir, num_train=40, num_val=24, num_used_classes=24, size
             Image.fromarray(coco_stuff_train_ids(raw), mode='L').save(
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
     guard.save(label_noise=noise.manifest() if noise else None)
-    return root
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.synthetic`` (``tools/make_synthetic_dataset.py``)."""
-    parser = argparse.ArgumentParser(description='Make a synthetic VOC or COCO-Stuff dataset')
-    parser.add_argument('dataset', choices=['voc', 'coco-stuff'])
-    parser.add_argument('out_dir')
-    parser.add_argument('--num-train', type=int, default=40)
-    parser.add_argument('--num-val', type=int, help='default: 20 (voc), 24 (coco-stuff), '
-                        '171 (coco-stuff --all-classes): every class used appears in validation')
-    parser.add_argument('--num-test', type=int, default=0,
-                        help='a second held-out split with clean labels (test.txt for voc, '
-                        'test2017 for coco-stuff): the report split of a tuned study, whose '
-                        'learning rates are chosen on val; default 0 (none)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--all-classes', action='store_true',
-                        help='every class occurs, long-tailed (Zipf) frequencies')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace a synthetic dataset this tool wrote in OUT_DIR before')
-    parser.add_argument('--label-noise', type=float, default=0.0, metavar='F',
-                        help='corrupt the training labels of a fraction F of the objects '
-                             '(validation stays clean); default 0')
-    parser.add_argument('--noise-kind', choices=sorted(NOISE_KINDS),
-                        help='what the noise does to an object: ' + '; '.join(
-                            f'{k}: {v}' for k, v in NOISE_KINDS.items()))
-    args = parser.parse_args()
-    if args.label_noise and not args.noise_kind:
-        parser.error('--label-noise needs --noise-kind')
-    if args.noise_kind and not args.label_noise:
-        parser.error('--noise-kind needs --label-noise F with F > 0')
-    kwargs = dict(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                  long_tail=args.all_classes,
-                  overwrite=args.overwrite, noise_kind=args.noise_kind,
-                  noise_rate=args.label_noise)
-    if args.dataset == 'voc':
-        if args.num_val is not None:
-            kwargs['num_val'] = args.num_val
-        make = make_voc
-    else:
-        make = make_coco_stuff
-        if args.all_classes:
-            kwargs['num_used_classes'] = COCO_STUFF_CLASSES
-        kwargs['num_val'] = (args.num_val if args.num_val is not None else
-                             kwargs.get('num_used_classes', 24))
-    try:
-        root = make(args.out_dir, **kwargs)
-    except (FileExistsError, ValueError) as exc:
-        sys.exit(f'make_synthetic_dataset: error: {exc}')
-    print(f'{args.dataset}: synthetic dataset written to {root}')
-    noise = read_manifest(root)['label_noise']
-    if noise:
-        print(f"label noise ({noise['kind']}, rate {noise['rate']:g}, seed {noise['seed']}): "
-              f"{noise['objects_hit']} of {noise['objects']} training objects "
-              f"({100 * noise['object_rate']:.1f}%), {100 * noise['pixel_rate']:.1f}% of "
-              'the labelled training pixels changed; validation is clean')
+    """``python -m ngl_mmseg.experiments.synthetic``: the command line of
+    ``synthetic_cli`` (``tools/make_synthetic_dataset.py``)."""
+    from .synthetic_cli import main as cli_main
+    cli_main()
 
 
 if __name__ == '__main__':
