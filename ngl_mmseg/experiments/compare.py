@@ -10,14 +10,16 @@ variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
+import sys
 import warnings
 
 import numpy as np
 
-from .presets import LOSS_PRESETS, apply_loss_preset, parse_loss_specs
+from .presets import LOSS_PRESETS, apply_loss_preset, check_variant_losses, parse_loss_specs
 from .runs import (
     check_fresh_run_dir,
     last_checkpoint,
@@ -27,22 +29,41 @@ from .runs import (
     train_run,
 )
 
+# What a comparison writes in its work dir, beside one folder per variant.
+REPORT_FILES = ('report.md', 'report.json', 'curves.png', 'predictions.png')
+
+
+class DamagedRunError(ValueError):
+    """A run trained, but what it left on disk cannot be read (the file is named)."""
+
 
 def _print(msg):
     print(f'[compare_losses] {msg}', flush=True)
 
 
-def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=0):
-    """Write the config of one variant (``parsed``: its name and loss dicts)
-    in a fresh folder; returns (name, config path, losses)."""
+def load_config(config, cfg_options=None):
+    """``config`` as an mmengine Config, with ``cfg_options`` merged in."""
     from mmengine.config import Config
-    name, losses = parsed
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=None):
+    """Write the config of one variant (``parsed``: its name and loss dicts)
+    in a fresh folder; returns (name, config path, losses).
+
+    ``seed`` replaces the config's ``randomness.seed`` (the quickstarts set
+    one); None keeps the config's, or 0 if it sets none."""
+    name, losses = parsed
+    cfg = load_config(config, cfg_options)
     apply_loss_preset(cfg, losses)
     cfg.setdefault('randomness', {})
-    cfg.randomness.setdefault('seed', seed)
+    if seed is None:
+        cfg.randomness.setdefault('seed', 0)
+    else:
+        cfg.randomness.seed = seed
     variant_dir = osp.join(work_dir, name)
     check_fresh_run_dir(variant_dir)
     os.makedirs(variant_dir, exist_ok=True)
@@ -204,27 +225,87 @@ def plot_predictions(results, path):
     plt.close(fig)
 
 
-def check_count(name, value, minimum):
-    """An int >= ``minimum``, else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+def check_count(name, value, minimum, maximum=None):
+    """An int in [``minimum``, ``maximum``], else a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        within = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
+        raise ValueError(f'{name} must be an integer {within}, got {value!r}')
     return value
 
 
+def check_work_dir(work_dir, names):
+    """Refuse a work dir that is a file or holds an earlier comparison's report
+    (a new report would replace it), and variant names that are the report's
+    file names (the variant's folder would take the file's place)."""
+    for name in names:
+        if name.lower() in REPORT_FILES:
+            raise ValueError(f'variant name {name!r} is the name of a file of the report '
+                             f'({", ".join(REPORT_FILES)}), written beside the variant folders '
+                             'in the work dir: choose another name')
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise ValueError(f'work dir {work_dir} is a file, not a folder: use a new --work-dir')
+    held = [f for f in REPORT_FILES if osp.lexists(osp.join(work_dir, f))]
+    if held:
+        raise FileExistsError(
+            f'{work_dir} already holds the report of an earlier comparison ({", ".join(held)}); '
+            'a new comparison would replace it: use a new --work-dir (or move that report '
+            'away first)')
+
+
+def _damaged_scalars(run_dir):
+    """The first unreadable line of the run's ``scalars.json`` files, described, or None."""
+    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path, errors='replace') as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    return f'{path}, line {number}, is not JSON ({exc})'
+                if not isinstance(row, dict) or isinstance(row.get('step'), bool) or \
+                        not isinstance(row.get('step'), (int, float)):
+                    return f'{path}, line {number}, is not a JSON object with a "step"'
+    return None
+
+
+def read_run_scalars(run_dir, name):
+    """``read_scalars(run_dir)``; a damaged scalars file is named (DamagedRunError)."""
+    try:
+        return read_scalars(run_dir)
+    except Exception:
+        damage = _damaged_scalars(run_dir)
+        if damage is None:
+            raise
+        raise DamagedRunError(
+            f"variant {name!r} trained, but the scalars mmengine logged are damaged: {damage} "
+            '(a full disk or a killed process?); its checkpoints and train.log are in '
+            f'{run_dir}: fix or remove that file, or train the variant again in a new '
+            '--work-dir') from None
+
+
 def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1,
-            cfg_options=None, seed=0, num_samples=4, verbose=False):
+            cfg_options=None, seed=None, num_samples=4, verbose=False):
     """Train and evaluate every variant; write report.md, report.json,
     curves.png and predictions.png in ``work_dir``. Returns the results.
 
-    mmengine's logs go to ``<work_dir>/<variant>/train.log`` (``verbose``:
-    to the terminal as well)."""
+    Every argument is checked first: the variants (each loss built on the
+    config's heads), the work dir (a fresh folder per variant; no earlier
+    report there). ``seed`` replaces the config's ``randomness.seed`` (None:
+    the config's, else 0). mmengine's logs go to
+    ``<work_dir>/<variant>/train.log`` (``verbose``: to the terminal as well)."""
     check_count('gpus', gpus, 1)
     check_count('num_samples', num_samples, 0)
+    if seed is not None:
+        check_count('seed', seed, 0, 2**32 - 1)
     if not osp.isfile(config):
         raise ValueError(f'config {config!r} is not a file')
     parsed = parse_loss_specs(specs)  # every spec, before anything trains
+    check_work_dir(work_dir, [name for name, _ in parsed])
     for name, _ in parsed:
         check_fresh_run_dir(osp.join(work_dir, name))
+    check_variant_losses(load_config(config, cfg_options), parsed)
     os.makedirs(work_dir, exist_ok=True)
     results = []
     for k, spec in enumerate(parsed):
@@ -237,7 +318,7 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
                + (f' in {gpus} processes' if gpus > 1 else ''))
         metrics = evaluate_checkpoint(cfg_path, checkpoint, variant_dir, gpus, quiet=not verbose,
                            num_samples=num_samples)
-        train, val = read_scalars(variant_dir)
+        train, val = read_run_scalars(variant_dir, name)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
                             train=train, val=val, **metrics))
     report = format_report(results)
@@ -270,7 +351,9 @@ def main():
                         help='processes per variant, for training and evaluation '
                              '(> 1: under torchrun)')
     parser.add_argument('--work-dir', help='default: work_dirs/compare/<config name>')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int,
+                        help="every variant's seed (replaces the config's randomness.seed); "
+                             "default: the config's, else 0")
     parser.add_argument('--num-samples', type=int, default=4,
                         help='validation images in predictions.png')
     parser.add_argument('--verbose', action='store_true',
@@ -284,6 +367,8 @@ def main():
         compare(args.config, args.losses, work_dir=work_dir, gpus=args.gpus,
                 cfg_options=args.cfg_options, seed=args.seed, num_samples=args.num_samples,
                 verbose=args.verbose)
+    except DamagedRunError as exc:
+        sys.exit(f'compare_losses: error: {exc}')
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))
 

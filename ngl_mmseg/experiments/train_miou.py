@@ -5,6 +5,7 @@ mIoU up) while it loses the truth (validation mIoU on clean labels down).
 Used by the study (``--train-miou``); a run's config imports this module.
 """
 import copy
+import numbers
 
 import torch
 from mmengine.hooks import Hook
@@ -12,10 +13,17 @@ from mmseg.registry import HOOKS
 
 
 def _with_pipeline(dataset_cfg, pipeline):
-    """``dataset_cfg`` (a ConcatDataset's parts too) with ``pipeline``."""
+    """``dataset_cfg`` (a ConcatDataset's parts too) with ``pipeline``.
+
+    A wrapper of one dataset (``RepeatDataset``, as mmseg's DRIVE, CHASE_DB1,
+    HRF and STARE configs train on; ``ClassBalancedDataset``;
+    ``MultiImageMixDataset``) gives way to the dataset it wraps: each training
+    image is scored once, with its labels as written."""
     cfg = copy.deepcopy(dataset_cfg)
     if 'datasets' in cfg:
         cfg['datasets'] = [_with_pipeline(d, pipeline) for d in cfg['datasets']]
+    elif 'dataset' in cfg:
+        return _with_pipeline(cfg['dataset'], pipeline)
     else:
         cfg['pipeline'] = copy.deepcopy(pipeline)
     return cfg
@@ -35,7 +43,11 @@ class TrainSetMIoUHook(Hook):
     priority = 'LOW'
 
     def __init__(self, max_images=200):
-        self.max_images = max_images
+        if isinstance(max_images, bool) or not isinstance(max_images, numbers.Integral) or \
+                max_images < 1:
+            raise ValueError('TrainSetMIoUHook: max_images must be an integer >= 1 (how many '
+                             f'training images to score), got {max_images!r}')
+        self.max_images = int(max_images)
         self._loader = None
 
     def _build(self, runner):
