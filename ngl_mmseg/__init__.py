@@ -1,7 +1,25 @@
 """ngl-mmseg: the Next Generation Loss (NGL) for MMSegmentation.
 
-Importing the package registers ``NGLLoss`` in ``mmseg.registry.MODELS`` and
-lets checkpoints written by mmengine load under torch's weights-only loading.
+With mmsegmentation installed, importing the package:
+
+- registers ``NGLLoss`` in ``mmseg.registry.MODELS``, ``NGLMonitorHook`` in
+  ``mmseg.registry.HOOKS`` and the ``CheckSegLabels`` transform, and creates
+  the ``ngl_mmseg`` registry scope;
+- changes four things of OpenMMLab's, process-wide, each a workaround
+  documented in ``compat.py`` (numbers as there):
+
+  1. torch's weights-only loading allow-lists the few classes mmengine's
+     checkpoints hold (``HistoryBuffer``, numpy arrays and scalars), so
+     ``--resume``, ``tools/test.py`` and ``load_from`` work with torch >= 2.6;
+  3. mmseg's ``LoadAnnotations._load_seg_map`` is wrapped to name the label
+     file it cannot decode;
+  4. mmengine's ``get_installed_path`` (and ``MODULE2PACKAGE``) resolve
+     ``ngl_mmseg::`` in configs' ``_base_`` to the configs shipped here;
+  5. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics' JSON
+     from rank 0 only.
+
+Each patch is applied once and marks itself. Without mmsegmentation only the
+fused ops (``ngl_pixel_loss``) load and nothing is patched.
 """
 from .ops import ALPHA, ngl_literal, ngl_pixel_loss
 

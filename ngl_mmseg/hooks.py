@@ -12,17 +12,25 @@ If after ``check_iter`` iterations the progress is still below
 start and proportional to the target's probability, see docs/training.md):
 the hook logs one warning that names the cause and the recipe, instead of
 letting a day of GPUs produce a model that predicts at chance.
+
+The loss keeps nothing between calls: each training call posts its value
+(``losses/monitor.py``) as tensors, and the hook reads the post after the
+iteration, where mmengine's RuntimeInfoHook has already waited for the device
+to log the losses.
 """
 import math
+from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
+from .losses import monitor
 from .losses.ngl_loss import NGLLoss
 from .losses.recipe import ce_matched_weight, ngl_progress
 
 
-def find_ngl_losses(model):
+def find_ngl_losses(model: torch.nn.Module) -> list:
     """The NGLLoss modules of the decode head (else of the whole model)."""
     model = getattr(model, 'module', model)  # DDP / other wrappers
     head = getattr(model, 'decode_head', None)
@@ -38,14 +46,17 @@ class NGLMonitorHook(Hook):
         check_iter (int, optional): Iteration of the check. Default: None
             (5% of ``max_iters``, at least 50 and at most 2000).
         min_progress (float): Progress below which the run is called stuck,
-            averaged over the ``window`` iterations before ``check_iter``.
-            Default: 0.05.
+            averaged over the ``window`` iterations before ``check_iter``; in
+            [0, 1) (0: chance, 1: NGL's minimum). Default: 0.05.
         window (int): Iterations averaged. Default: 20.
     """
 
     priority = 'LOW'
 
-    def __init__(self, check_iter=None, min_progress=0.05, window=20):
+    def __init__(self,
+                 check_iter: Optional[int] = None,
+                 min_progress: float = 0.05,
+                 window: int = 20) -> None:
         if check_iter is not None and (isinstance(check_iter, bool) or
                                        not isinstance(check_iter, int) or check_iter < 1):
             raise ValueError('NGLMonitorHook: check_iter must be a positive integer (the '
@@ -54,6 +65,11 @@ class NGLMonitorHook(Hook):
                 not math.isfinite(min_progress):
             raise ValueError('NGLMonitorHook: min_progress must be a number (a fraction of '
                              f'the way from chance to NGL\'s minimum), got {min_progress!r}')
+        if not 0 <= min_progress < 1:
+            raise ValueError(f'NGLMonitorHook: min_progress={min_progress!r} is outside [0, 1): '
+                             'it is a fraction of the way from chance (0) to NGL\'s minimum '
+                             '(1); below 0 the check never fires and at 1 or above it always '
+                             'does. The default is 0.05')
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError('NGLMonitorHook: window must be a positive integer (iterations '
                              f'averaged), got {window!r}')
@@ -82,13 +98,20 @@ class NGLMonitorHook(Hook):
                                   f'after the last iteration ({runner.max_iters}); the '
                                   'plateau check will not run')
 
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        for loss in self._losses_of(runner):  # a post from before this iteration is stale
+            monitor.take(loss.monitor_key)
+
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        losses = [m for m in self._losses_of(runner) if m.last_value is not None]
-        if not losses:
+        posts = [(m, monitor.peek(m.monitor_key)) for m in self._losses_of(runner)]
+        posts = [(m, p) for m, p in posts if p is not None]
+        if not posts:
             return
-        loss = losses[0]
-        progress = ngl_progress(float(loss.last_value), loss.last_num_classes, loss.alpha,
-                                loss.scaling)
+        loss, (mean, total, num_classes) = posts[0]
+        value, summed = torch.stack([mean.float(), total.float()]).tolist()  # one read
+        if summed <= 0:  # no pixel summed in this iteration: nothing to read
+            return
+        progress = ngl_progress(value, num_classes, loss.alpha, loss.scaling)
         runner.message_hub.update_scalar('train/decode.ngl_progress', progress)
         self._recent = (self._recent + [progress])[-self.window:]
         if self.warned or runner.iter + 1 != self._check_at(runner):
@@ -97,11 +120,18 @@ class NGLMonitorHook(Hook):
         if math.isfinite(mean) and mean >= self.min_progress:
             return
         self.warned = True
-        runner.logger.warning(self.stuck_message(runner, loss, mean, outputs))
+        runner.logger.warning(self.stuck_message(runner, loss, mean, outputs, num_classes))
 
     @staticmethod
-    def stuck_message(runner, loss, progress, outputs=None):
-        num_classes = loss.last_num_classes
+    def stuck_message(runner,
+                      loss: NGLLoss,
+                      progress: float,
+                      outputs: Optional[dict] = None,
+                      num_classes: Optional[int] = None) -> str:
+        """The warning for a run whose progress is ``progress`` at the check."""
+        if num_classes is None:  # the last post's, else what a caller set on the loss
+            posted = monitor.peek(loss.monitor_key)
+            num_classes = posted[2] if posted else getattr(loss, 'last_num_classes', None)
         optimizer = type(runner.optim_wrapper.optimizer).__name__
         if not math.isfinite(progress):
             return (f'NGL is not learning: after {runner.iter + 1} iterations its loss is '
@@ -135,9 +165,8 @@ class NGLMonitorHook(Hook):
         return ' '.join(lines)
 
 
-def _uses_fp16(runner):
+def _uses_fp16(runner) -> bool:
     """Whether the run trains under float16 autocast (AmpOptimWrapper's default)."""
-    import torch
     wrapper = runner.optim_wrapper
     dtype = getattr(wrapper, 'cast_dtype', None)
     return type(wrapper).__name__ == 'AmpOptimWrapper' and dtype in (None, torch.float16)

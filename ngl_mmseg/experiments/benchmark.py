@@ -283,9 +283,10 @@ def plot(results, png_path):
 
 
 def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=print):
-    """One training step (forward + backward of a real model) with its loss as
-    configured (NGL) and with mmseg's CE swapped in: same weights, same batch,
-    steps alternated between the two."""
+    """One training step (forward, backward and an SGD step of a real model) with
+    its loss as configured (NGL) and with mmseg's CE swapped in: same weights,
+    same batch, steps alternated between the two; median of ``repeats``. Outside a
+    Runner the warm-ups are off: this is a steady-state step."""
     from mmengine.config import Config
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
@@ -305,29 +306,33 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
         torch.manual_seed(0)
         models[preset] = MODELS.build(cfg.model).to(device).train()
         times[preset] = []
+    optimizers = {preset: torch.optim.SGD(model.parameters(), lr=1e-6)
+                  for preset, model in models.items()}
     num_classes = cfg.model.decode_head.num_classes
     inputs, samples = fake_batch(batch, size, num_classes, device)
 
-    def step(model):
+    def step(preset):
+        model = models[preset]
         model.zero_grad(set_to_none=True)
         _sync(device)
         t0 = time.perf_counter()
         losses = model.loss(inputs, samples)
         sum(v for k, v in losses.items() if 'loss' in k).backward()
+        optimizers[preset].step()
         _sync(device)
         return time.perf_counter() - t0
 
-    for model in models.values():
-        step(model)  # warm-up
+    for preset in models:
+        step(preset)  # warm-up
     for _ in range(repeats):
-        for preset, model in models.items():
-            times[preset].append(step(model))
+        for preset in models:
+            times[preset].append(step(preset))
     out = []
     for preset in models:
         ms = statistics.median(times[preset]) * 1e3
         log(f'  iteration {preset}: {ms:.0f} ms')
         out.append(dict(config=os.path.basename(config), preset=preset, size=size, batch=batch,
-                        ms=ms))
+                        repeats=repeats, ms=ms, ms_all=[t * 1e3 for t in times[preset]]))
     out[1]['ratio'] = out[1]['ms'] / out[0]['ms']
     return out
 
@@ -377,6 +382,7 @@ def parse_args():
                         help='also time one training step of CONFIG with NGL and with CE')
     parser.add_argument('--iter-size', type=int, default=512)
     parser.add_argument('--iter-batch', type=int, default=2)
+    parser.add_argument('--iter-repeats', type=int, default=3)
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     return parser.parse_args()
 
@@ -392,8 +398,8 @@ def main():
                   getattr(torch, args.dtype), log=lambda m: print(m, flush=True))
     if args.iteration:
         results['iteration'] = iteration_benchmark(
-            args.iteration, args.iter_size, args.iter_batch, device=args.device,
-            log=lambda m: print(m, flush=True))
+            args.iteration, args.iter_size, args.iter_batch, args.iter_repeats,
+            device=args.device, log=lambda m: print(m, flush=True))
     table = format_table(results)
     print(table)
     for row in results.get('iteration', []):

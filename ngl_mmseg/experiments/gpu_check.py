@@ -1,7 +1,10 @@
-"""On a CUDA machine: every NGL path against the float64 formula on the GPU, then
-the benchmark against CE and the device's copy bandwidth (``tools/gpu_check.py``).
+"""On a CUDA machine: every NGL path against the float64 formula on the GPU, the
+Triton kernels' self-check and its cost, host syncs per training iteration, a
+forward and backward past 2^31 logits against the eager path, then the benchmark
+against CE and the device's copy bandwidth (``tools/gpu_check.py``).
 
     python -m ngl_mmseg.experiments.gpu_check --out work_dirs/gpu_check
+    python -m ngl_mmseg.experiments.gpu_check --quick     # the checks only, no benchmark
 
 Needs only torch (and Triton for the kernels); mmseg is used when importable.
 """
@@ -10,10 +13,12 @@ import json
 import os
 import os.path as osp
 import sys
+import time
+import warnings
 
 import torch
 
-from ..ops import ngl_literal, ngl_pixel_loss
+from ..ops import backends, checks, ngl_literal, ngl_pixel_loss
 from . import benchmark
 
 CASES = [((2, 21, 33, 47), False), ((2, 171, 16, 20), False), ((2, 4, 9, 9), True),
@@ -37,12 +42,107 @@ def check(impl, shape, scaling, dtype):
     return v_err, g_err
 
 
+def self_check_costs(cases=((21, False, torch.float32), (171, False, torch.float32),
+                             (21, True, torch.bfloat16), (171, False, torch.float16))):
+    """The Triton kernels' self-check per variant: passed or why not, and its seconds
+    (the kernels' first compile included, which the first call pays anyway)."""
+    out = []
+    for classes, scaling, dtype in cases:
+        probe = torch.empty(1, classes, 1, device='cuda', dtype=dtype)
+        result = backends.triton_self_check(probe, scaling)
+        out.append(dict(classes=classes, scaling=scaling, dtype=str(dtype),
+                        failure=result.failure, seconds=result.seconds,
+                        value_error=result.value_error, grad_error=result.grad_error))
+    again = time.perf_counter()
+    backends.triton_self_check(torch.empty(1, 21, 1, device='cuda'), False)  # cached
+    return out, time.perf_counter() - again
+
+
+def _training_step(model, loss, x, label, optimizer):
+    optimizer.zero_grad(set_to_none=True)
+    loss(model(x), label).backward()
+    optimizer.step()
+
+
+def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4):
+    """Host syncs (``torch.cuda.set_sync_debug_mode('warn')``) per training iteration of
+    a one-layer model with NGLLoss and the recipe, both warm-ups running (or, without
+    mmseg, ``ngl_pixel_loss`` and the ops' label check), after the first
+    ``checks.EXACT_DEVICE_CHECKS`` calls (which check labels exactly, with syncs).
+
+    Returns ``(syncs in the first iterations, syncs per steady-state iteration, what ran)``.
+    """
+    device = torch.device('cuda')
+    model = torch.nn.Conv2d(3, classes, 3, padding=1).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(batch, 3, size, size, device=device)
+    label = torch.randint(0, classes, (batch, size, size), device=device)
+    label[:, ::7] = 255
+    try:
+        from mmengine.logging import MessageHub
+
+        from ..losses import NGLLoss
+        hub = MessageHub.get_instance('gpu_check')
+        hub.update_info('max_iters', 10 ** 6)
+        hub.update_info('iter', 0)
+        loss = NGLLoss(auto_weight=True, ce_warmup=0.1, target_bias_warmup=0.1).train()
+        what = 'NGLLoss(auto_weight, ce_warmup, target_bias_warmup), impl auto'
+    except ImportError:
+        def loss(logits, target):
+            checks.check_labels(target, logits.shape[1], 255)
+            return ngl_pixel_loss(logits, target).sum() / (target != 255).sum()
+        what = 'ngl_pixel_loss (mmseg not importable), impl auto'
+
+    def count(n):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                for _ in range(n):
+                    _training_step(model, loss, x, label, optimizer)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        torch.cuda.synchronize()
+        return sum('synchronizing' in str(w.message) for w in caught)
+    first = count(1)
+    for _ in range(checks.EXACT_DEVICE_CHECKS):
+        _training_step(model, loss, x, label, optimizer)
+    return first, count(iterations) / iterations, what
+
+
+def check_beyond_2_31(classes=65, pixels=2 ** 24 + 3, images=2):
+    """A forward and backward on logits of more than 2^31 elements (fp32, ~8.7 GB),
+    Triton against the eager path: largest relative differences, value and gradient,
+    overall and in the last image (whose addresses pass 2^31)."""
+    assert images * classes * pixels > 2 ** 31
+    g = torch.Generator(device='cuda').manual_seed(0)
+    z = torch.randn(images, classes, pixels, device='cuda', generator=g)
+    label = torch.randint(0, classes, (images, pixels), device='cuda', generator=g)
+    label[:, ::7] = 255
+    up = torch.rand(images, pixels, device='cuda', generator=g)
+    out = {}
+    for impl in ('triton', 'torch'):
+        x = z.clone().requires_grad_()
+        loss = ngl_pixel_loss(x, label, impl=impl)
+        (loss * up).sum().backward()
+        out[impl] = (loss.detach(), x.grad)
+        del x
+    (lt, gt), (le, ge) = out['triton'], out['torch']
+
+    def rel(a, b):
+        return ((a - b).abs().max() / b.abs().max()).item()
+    return dict(elements=images * classes * pixels, value_rel=rel(lt, le), grad_rel=rel(gt, ge),
+                last_image_value_rel=rel(lt[-1], le[-1]), last_image_grad_rel=rel(gt[-1], ge[-1]))
+
+
 def main():
     """``python -m ngl_mmseg.experiments.gpu_check`` (``tools/gpu_check.py``)."""
     parser = argparse.ArgumentParser(description='Check every NGL path against the float64 '
                                      'formula on a CUDA GPU, then benchmark them')
     parser.add_argument('--out', default='work_dirs/gpu_check')
     parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--quick', action='store_true',
+                        help='the checks only (no benchmark, no bandwidth)')
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     report = dict(gpu=torch.cuda.get_device_name(0), torch=torch.__version__, checks=[])
@@ -56,6 +156,34 @@ def main():
                                          grad_rel=g, passed=passed))
             print(f'check {impl:8s} {str(shape):18s} scaling={sig!s:5s} value {v:.1e} '
                   f'grad {g:.1e} {"ok" if passed else "FAIL"}', flush=True)
+    costs, cached = self_check_costs()
+    report['self_check'] = dict(cases=costs, cached_seconds=cached)
+    for case in costs:
+        ok &= case['failure'] is None
+        print(f"self-check triton {case['classes']} classes scaling={case['scaling']} "
+              f"{case['dtype']}: {case['seconds'] * 1e3:.0f} ms "
+              f"{'ok' if case['failure'] is None else 'FAIL: ' + case['failure']}", flush=True)
+    print(f'self-check once cached: {cached * 1e6:.0f} us', flush=True)
+    first, steady, what = host_syncs_per_iteration()
+    report['host_syncs'] = dict(first_iteration=first, per_steady_iteration=steady, loss=what)
+    ok &= steady == 0
+    print(f'host syncs per training iteration ({what}): first {first}, steady state {steady:g} '
+          f"{'ok' if steady == 0 else 'FAIL'}", flush=True)
+    big = check_beyond_2_31()
+    report['beyond_2_31'] = big
+    big_ok = max(big['value_rel'], big['last_image_value_rel']) < 1e-5 and \
+        max(big['grad_rel'], big['last_image_grad_rel']) < 3e-5
+    ok &= big_ok
+    print(f"> 2^31 logits ({big['elements']}): triton vs eager value {big['value_rel']:.1e} "
+          f"(last image {big['last_image_value_rel']:.1e}), grad {big['grad_rel']:.1e} "
+          f"(last image {big['last_image_grad_rel']:.1e}) {'ok' if big_ok else 'FAIL'}",
+          flush=True)
+    torch.cuda.empty_cache()
+    if args.quick:
+        with open(osp.join(args.out, 'gpu_check.json'), 'w') as f:
+            json.dump(report, f, indent=2)
+        print('ALL CHECKS PASSED' if ok else 'SOME CHECKS FAILED')
+        sys.exit(0 if ok else 1)
     report['copy_gbps'] = benchmark.copy_bandwidth_gbps('cuda')
     print(f"device copy bandwidth: {report['copy_gbps']:.0f} GB/s", flush=True)
     for dtype in (torch.float32, torch.bfloat16):

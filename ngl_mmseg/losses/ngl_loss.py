@@ -9,6 +9,9 @@ per pixel the mean over the C classes of::
 """
 import math
 import numbers
+import warnings
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -17,15 +20,17 @@ from mmengine.logging import MessageHub
 from mmseg.registry import MODELS
 
 from ..ops import ALPHA, IMPLS, ngl_pixel_loss
-from .recipe import ce_matched_weight, default_target_bias, warmup_share
-from .utils import (
-    REDUCTIONS,
-    check_bool,
-    check_inputs,
-    load_class_weight,
-    mean_over_summed_pixels,
-    reduce_pixel_loss,
+from ..ops.compiling import constant_result, outside_graph
+from ..ops.formula import compute_dtype
+from . import monitor
+from .class_weight import load_class_weight
+from .recipe import (
+    ce_matched_weight,
+    default_target_bias,
+    steepest_target_probability,
+    warmup_share,
 )
+from .utils import REDUCTIONS, check_bool, check_inputs, mean_over_summed_pixels, reduce_pixel_loss
 
 # exp(alpha) must stay far inside float32's range once summed over millions of pixels.
 MAX_ABS_ALPHA = 20.0
@@ -40,25 +45,25 @@ SIGMOID_ERROR = (
     'probabilities) use scaling=True.')
 
 
-def _check_real(name, value, low, high):
+def _check_real(name: str, value: float, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
             not math.isfinite(value) or not low <= value <= high:
         raise ValueError(f'{name} must be a number in [{low}, {high}], got {value!r}')
     return float(value)
 
 
-def ngl_loss(pred,
-             label,
-             weight=None,
-             class_weight=None,
-             reduction='mean',
-             avg_factor=None,
-             ignore_index=255,
-             avg_non_ignore=True,
-             alpha=ALPHA,
-             scaling=False,
-             impl='auto',
-             use_sigmoid=False):
+def ngl_loss(pred: torch.Tensor,
+             label: torch.Tensor,
+             weight: Optional[torch.Tensor] = None,
+             class_weight: Optional[Union[Sequence[float], torch.Tensor]] = None,
+             reduction: str = 'mean',
+             avg_factor: Optional[Union[int, float, torch.Tensor]] = None,
+             ignore_index: int = 255,
+             avg_non_ignore: bool = True,
+             alpha: float = ALPHA,
+             scaling: bool = False,
+             impl: str = 'auto',
+             use_sigmoid: bool = False) -> torch.Tensor:
     """Next Generation Loss, per pixel, then reduced.
 
     Args:
@@ -106,14 +111,63 @@ def ngl_loss(pred,
                              ignore_index, avg_non_ignore)
 
 
-def shift_target_logit(logits, label, bias, ignore_index=255):
+def shift_target_logit(logits: torch.Tensor, label: torch.Tensor, bias: float,
+                       ignore_index: int = 255) -> torch.Tensor:
     """``logits`` with ``bias`` added to each pixel's target logit (ignored
     pixels unchanged): NGL evaluated there sees the target ``bias`` nats more
-    likely. The gradient passes through unchanged (d/dz of z + b y is 1)."""
+    likely. The gradient passes through unchanged (d/dz of z + b y is 1).
+
+    Computed and returned in the compute dtype (float32 for float16/bfloat16
+    logits), as the rest of the loss: in float16 a logit near its largest
+    value (65504) plus the bias would overflow to inf and the loss to NaN.
+    """
+    logits = logits.to(compute_dtype(logits.dtype))
     valid = label != ignore_index
     index = torch.where(valid, label, 0).unsqueeze(1)
     add = (valid.unsqueeze(1) * bias).to(logits.dtype)
     return logits.scatter_add(1, index, add)
+
+
+@lru_cache(maxsize=256)
+def _warmup_shares(iteration, max_iters, ce_fraction, bias_fraction):
+    """Both warm-ups' shares, computed once per iteration and configuration
+    (the decode and auxiliary heads' losses of an iteration share them)."""
+    return (warmup_share(iteration, max_iters, ce_fraction),
+            warmup_share(iteration, max_iters, bias_fraction))
+
+
+@outside_graph
+def _runner_warmup_shares(ce_fraction: float, bias_fraction: float) -> Tuple[float, float]:
+    """``(CE share, target-bias share)`` at the Runner's iteration, read from
+    mmengine's MessageHub ((0, 0) outside a Runner). Runs outside any compiled
+    graph: with a warm-up and mmengine's ``compile = True`` this is one graph
+    break, and the shares enter the graph as numbers."""
+    hub = MessageHub.get_current_instance()
+    return _warmup_shares(hub.get_info('iter'), hub.get_info('max_iters'), ce_fraction,
+                          bias_fraction)
+
+
+# Numbers computed on the host from constants: inside a compiled graph, constants of it.
+@constant_result
+def _ce_matched_weight(num_classes, alpha, scaling):
+    return ce_matched_weight(num_classes, alpha, scaling)
+
+
+@constant_result
+def _default_target_bias(num_classes, alpha, scaling):
+    return default_target_bias(num_classes, alpha, scaling)
+
+
+@outside_graph
+@lru_cache(maxsize=None)  # once per setting
+def _warn_no_default_bias(warmup, num_classes, alpha, scaling):
+    p = steepest_target_probability(num_classes, alpha, scaling)
+    warnings.warn(
+        f'NGLLoss: target_bias_warmup={warmup} does nothing at {num_classes} classes: a '
+        f'uniform softmax (p_t = 1/{num_classes}) is already at or past p_t = {p:.3f}, where '
+        "NGL's gradient on the target logit is steepest, so the default target_bias is 0 and "
+        'the warm-up adds no bias. Give target_bias explicitly to use one, or drop '
+        'target_bias_warmup (docs/usage.md)')
 
 
 def _drop_ignored_logits(logits, label, ignore_index):
@@ -150,7 +204,7 @@ class NGLLoss(nn.Module):
             without running code). Default: None.
         loss_weight (float): Weight of the loss. Default: 1.0.
         auto_weight (bool): Multiply ``loss_weight`` by
-            ``ce_matched_weight(C)`` (46.2 at 21 classes, 2675 at 171), so
+            ``ce_matched_weight(C)`` (45.8 at 21 classes, 2675 at 171), so
             that a fresh head gets cross entropy's gradient. NGL's own gradient
             is that much smaller, which under SGD is a learning-rate cut of
             that size; under Adam/AdamW a constant weight cancels out.
@@ -164,11 +218,18 @@ class NGLLoss(nn.Module):
             by a bias that falls linearly from ``target_bias`` to 0: NGL stays
             the loss, but a pixel at chance gets the gradient of a pixel where
             NGL's gradient is steepest (the logit-bias remedy for losses whose
-            gradient is weighted by ``p_t``, arXiv 2306.05497). Default: 0.
-        target_bias (float, optional): The bias at the start of that warm-up.
+            gradient is weighted by ``p_t``, arXiv 2306.05497). Computed in
+            float32 for float16/bfloat16 logits. While it runs, each training
+            call also evaluates NGL (forward only) at the model's own logits,
+            for the monitor. Default: 0.
+        target_bias (float, optional): The bias at the start of that warm-up,
+            in [0, 20]; only with ``target_bias_warmup`` > 0 (else refused).
             Default: None (``recipe.default_target_bias(C)``: a uniform
             softmax then sits at ``p_t ~ 0.15``, where NGL's target-logit
-            gradient peaks; 1.26 at 21 classes, 3.36 at 171).
+            gradient peaks; 1.26 at 21 classes, 3.36 at 171). At 6 classes or
+            fewer (without ``scaling``) chance is already past that point and
+            the default is 0: the warm-up then adds no bias, and the first
+            call warns once saying so (give ``target_bias`` to use one).
         loss_name (str): Name of the loss item; must start with ``loss_`` to
             be backpropagated. Default: 'loss_ngl'.
         avg_non_ignore (bool): Average over non-ignored pixels only (True) or
@@ -180,19 +241,19 @@ class NGLLoss(nn.Module):
     """
 
     def __init__(self,
-                 use_sigmoid=False,
-                 scaling=False,
-                 alpha=ALPHA,
-                 reduction='mean',
-                 class_weight=None,
-                 loss_weight=1.0,
-                 loss_name='loss_ngl',
-                 avg_non_ignore=True,
-                 impl='auto',
-                 auto_weight=False,
-                 ce_warmup=0.0,
-                 target_bias_warmup=0.0,
-                 target_bias=None):
+                 use_sigmoid: bool = False,
+                 scaling: bool = False,
+                 alpha: float = ALPHA,
+                 reduction: str = 'mean',
+                 class_weight: Optional[Union[Sequence[float], str]] = None,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_ngl',
+                 avg_non_ignore: bool = True,
+                 impl: str = 'auto',
+                 auto_weight: bool = False,
+                 ce_warmup: float = 0.0,
+                 target_bias_warmup: float = 0.0,
+                 target_bias: Optional[float] = None) -> None:
         super().__init__()
         if check_bool('use_sigmoid', use_sigmoid):
             raise ValueError(SIGMOID_ERROR)
@@ -203,6 +264,10 @@ class NGLLoss(nn.Module):
                 raise ValueError(f'{name} is a fraction of training and must be in '
                                  f'[0, {MAX_WARMUP}], got {value!r}: NGL must stay the loss '
                                  'that trains the model')
+        if target_bias is not None and not target_bias_warmup:
+            raise ValueError(f'target_bias={target_bias!r} is the bias at the start of the '
+                             'target-bias warm-up, which is off (target_bias_warmup=0): set '
+                             'target_bias_warmup (e.g. 0.1) or drop target_bias')
         if reduction not in REDUCTIONS:
             raise ValueError(f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
         if impl not in IMPLS:
@@ -219,27 +284,51 @@ class NGLLoss(nn.Module):
         self.reduction = reduction
         self.ce_warmup = float(ce_warmup)
         self.target_bias_warmup = float(target_bias_warmup)
-        self.class_weight = load_class_weight(class_weight)
-        # What the last training call saw, for NGLMonitorHook: NGL's mean over
-        # the pixels the reduction summed (None when none was), unweighted and
-        # at the true logits, and the number of classes.
-        self.last_value = None
-        self.last_num_classes = None
+        self.class_weight: Optional[List[float]] = load_class_weight(class_weight)
+        # On the module's device, moved with it: no copy to the device per call.
+        self.register_buffer(
+            'class_weight_tensor', None if self.class_weight is None else
+            torch.tensor(self.class_weight, dtype=torch.float32), persistent=False)
         self.impl = impl
         self._loss_name = loss_name
+        # Where training calls post what NGLMonitorHook reads (losses/monitor.py):
+        # a number given at construction, not state kept between calls.
+        self.monitor_key = monitor.new_key()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'scaling={self.scaling}, alpha={self.alpha}, loss_weight={self.loss_weight}, '
                 f'auto_weight={self.auto_weight}, ce_warmup={self.ce_warmup}, '
                 f'target_bias_warmup={self.target_bias_warmup}, '
                 f'reduction={self.reduction!r}, '
                 f'avg_non_ignore={self.avg_non_ignore}, impl={self.impl!r}')
 
-    def effective_weight(self, num_classes):
+    def effective_weight(self, num_classes: int) -> float:
         """``loss_weight``, times the CE-matched factor with ``auto_weight``."""
         if not self.auto_weight:
             return self.loss_weight
-        return self.loss_weight * ce_matched_weight(num_classes, self.alpha, self.scaling)
+        return self.loss_weight * _ce_matched_weight(num_classes, self.alpha, self.scaling)
+
+    def start_bias(self, num_classes: int) -> float:
+        """The target bias at the start of the target-bias warm-up: ``target_bias``,
+        else ``recipe.default_target_bias(C)``. Where that default is 0 (6 classes
+        or fewer without ``scaling``) the warm-up does nothing: one warning says so."""
+        if self.target_bias is not None:
+            return self.target_bias
+        bias = _default_target_bias(num_classes, self.alpha, self.scaling)
+        if bias <= 0:
+            _warn_no_default_bias(self.target_bias_warmup, num_classes, self.alpha,
+                                  self.scaling)
+        return bias
+
+    def warmup_shares(self) -> Tuple[float, float]:
+        """``(CE share, target-bias share)`` at the Runner's current iteration:
+        each falls linearly from 1 at the start of training to 0 at its fraction
+        of ``max_iters`` (``recipe.warmup_share``), read from mmengine's
+        MessageHub (so it survives resuming); (0, 0) outside a Runner, and
+        without reading anything when neither warm-up is configured."""
+        if not (self.ce_warmup or self.target_bias_warmup):
+            return 0.0, 0.0
+        return _runner_warmup_shares(self.ce_warmup, self.target_bias_warmup)
 
     def _class_weight_for(self, cls_score):
         if self.class_weight is None:
@@ -247,17 +336,34 @@ class NGLLoss(nn.Module):
         if len(self.class_weight) != cls_score.shape[1]:
             raise ValueError(f'NGLLoss has {len(self.class_weight)} class weights but the '
                              f'head predicts {cls_score.shape[1]} classes')
-        return cls_score.new_tensor(self.class_weight, dtype=torch.float32)
+        return self.class_weight_tensor.to(device=cls_score.device, dtype=torch.float32)
+
+    @property
+    def last_value(self) -> Optional[torch.Tensor]:
+        """NGL's mean over the pixels the last training call summed, at the
+        model's own logits (None when it summed none, or before any training
+        call). The loss does not keep it: this reads the call's post
+        (``losses/monitor.py``), and waits for the device to compute it."""
+        posted = monitor.peek(self.monitor_key)
+        if posted is None or not bool(posted[1] > 0):
+            return None
+        return posted[0]
 
     def forward(self,
-                cls_score,
-                label,
-                weight=None,
-                avg_factor=None,
-                reduction_override=None,
-                ignore_index=255,
-                **kwargs):
+                cls_score: torch.Tensor,
+                label: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                avg_factor: Optional[Union[int, float, torch.Tensor]] = None,
+                reduction_override: Optional[str] = None,
+                ignore_index: int = 255,
+                **kwargs) -> torch.Tensor:
         """Forward function.
+
+        Queues work on the device and returns: nothing is read on the host in
+        a steady-state training iteration (labels are checked as
+        ``ngl_mmseg.ops.checks`` describes), and nothing is kept on the module.
+        In training mode the call posts NGL's value for ``NGLMonitorHook``
+        (``losses/monitor.py``).
 
         Args:
             cls_score (torch.Tensor): Logits, (N, C, H, W) or (N, C).
@@ -273,30 +379,29 @@ class NGLLoss(nn.Module):
         """
         reduction = reduction_override if reduction_override else self.reduction
         class_weight = self._class_weight_for(cls_score)
-        check_inputs(cls_score, label, weight, class_weight, reduction, ignore_index)
+        check_inputs(cls_score, label, weight, class_weight, reduction, ignore_index,
+                     class_weight_checked=True)
         label = label.long()
         num_classes = cls_score.shape[1]
-        bias_share = self.warmup_share(self.target_bias_warmup) if self.training else 0.0
+        start_bias = self.start_bias(num_classes) if self.target_bias_warmup else 0.0
+        ce_share, bias_share = self.warmup_shares() if self.training else (0.0, 0.0)
+        bias_share = bias_share if start_bias > 0 else 0.0
         logits = cls_score
         if bias_share > 0:
-            start = (default_target_bias(num_classes, self.alpha, self.scaling)
-                     if self.target_bias is None else self.target_bias)
-            logits = shift_target_logit(cls_score, label, bias_share * start, ignore_index)
+            logits = shift_target_logit(cls_score, label, bias_share * start_bias, ignore_index)
         pixel = ngl_pixel_loss(logits, label, alpha=self.alpha, scaling=self.scaling,
                                ignore_index=ignore_index, impl=self.impl)
         ngl = reduce_pixel_loss(pixel, label, weight, class_weight, reduction, avg_factor,
                                 ignore_index, self.avg_non_ignore)
         if self.training:
-            self.last_num_classes = int(num_classes)
             if bias_share > 0:  # the monitor reads NGL at the model's own logits
                 with torch.no_grad():
                     pixel = ngl_pixel_loss(cls_score.detach(), label, alpha=self.alpha,
                                            scaling=self.scaling, ignore_index=ignore_index,
                                            impl=self.impl)
-            self.last_value = mean_over_summed_pixels(pixel.detach(), label, weight,
-                                                      ignore_index)
+            mean, total = mean_over_summed_pixels(pixel.detach(), label, weight, ignore_index)
+            monitor.post(self.monitor_key, mean, total, num_classes)
         loss = self.effective_weight(num_classes) * ngl
-        ce_share = self.ce_share() if self.training else 0.0
         if ce_share > 0:
             ce = F.cross_entropy(_drop_ignored_logits(cls_score.float(), label, ignore_index),
                                  label, reduction='none', ignore_index=ignore_index)
@@ -305,22 +410,8 @@ class NGLLoss(nn.Module):
             loss = ce_share * self.loss_weight * ce + (1 - ce_share) * loss
         return loss
 
-    @staticmethod
-    def warmup_share(fraction):
-        """1 at the start of training, falling linearly to 0 at ``fraction``
-        of ``max_iters``; 0 after it and outside an mmengine Runner (read from
-        the MessageHub, so it survives resuming)."""
-        if not fraction:
-            return 0.0
-        hub = MessageHub.get_current_instance()
-        return warmup_share(hub.get_info('iter'), hub.get_info('max_iters'), fraction)
-
-    def ce_share(self):
-        """The share of cross entropy in the CE warm-up at the current iteration."""
-        return self.warmup_share(self.ce_warmup)
-
     @property
-    def loss_name(self):
+    def loss_name(self) -> str:
         """Loss name, used as the key of this loss in the log.
 
         Returns:

@@ -7,6 +7,7 @@ See docs/training.md for the derivations and the study behind them.
 """
 import math
 from functools import lru_cache
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..ops.formula import ALPHA, ngl_term_derivatives_np, ngl_terms_np
 
 
 @lru_cache(maxsize=None)
-def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
+def ce_matched_weight(num_classes: int, alpha: float = ALPHA, scaling: bool = False) -> float:
     """The loss weight that gives NGL cross entropy's gradient at the start.
 
     With near-uniform logits (a fresh head) ``p = 1/C`` and the softmax
@@ -22,7 +23,7 @@ def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
     ``h = dL/dp`` of the target and of another class: ``h_t - h_c =
     q' (e^(a - q) - 2 e^(a - 2q))`` at ``q = p`` (``q' = 1``) or, with
     ``scaling``, ``q = sigmoid(p)`` (``q' = q (1 - q)``); the cos terms cancel.
-    CE's is ``-(C - 1) / C``, so the weight is ``C^2 / |h_t - h_c|``: 46.2 at
+    CE's is ``-(C - 1) / C``, so the weight is ``C^2 / |h_t - h_c|``: 45.8 at
     21 classes and 2675 at 171 (``C^2 / e^a``, 40 and 2630, is its limit for
     large C). Under SGD this weight is the difference between NGL training and
     not; under Adam/AdamW a constant weight cancels out.
@@ -35,7 +36,8 @@ def ce_matched_weight(num_classes, alpha=ALPHA, scaling=False):
 
 
 @lru_cache(maxsize=None)  # NGLMonitorHook asks every iteration; a 1e5-point grid each time
-def ngl_reference_values(num_classes, alpha=ALPHA, scaling=False):
+def ngl_reference_values(num_classes: int, alpha: float = ALPHA,
+                         scaling: bool = False) -> Tuple[float, float]:
     """Per-pixel NGL at chance and at its minimum, for reading training progress.
 
     Returns:
@@ -56,13 +58,14 @@ def ngl_reference_values(num_classes, alpha=ALPHA, scaling=False):
     return float(pixel(1.0 / c)), float(pixel(grid).min())
 
 
-def ngl_progress(value, num_classes, alpha=ALPHA, scaling=False):
+def ngl_progress(value: float, num_classes: int, alpha: float = ALPHA,
+                 scaling: bool = False) -> float:
     """Where a per-pixel NGL value lies from chance (0) to NGL's minimum (1)."""
     at_chance, minimum = ngl_reference_values(num_classes, alpha, scaling)
     return (at_chance - value) / max(at_chance - minimum, 1e-12)
 
 
-def warmup_share(iteration, max_iters, fraction):
+def warmup_share(iteration: Optional[int], max_iters: Optional[int], fraction: float) -> float:
     """1 at iteration 0, falling linearly to 0 at ``fraction`` of ``max_iters``;
     0 after it, and 0 when any of the three is unknown or 0."""
     if not fraction or iteration is None or not max_iters:
@@ -71,7 +74,8 @@ def warmup_share(iteration, max_iters, fraction):
 
 
 @lru_cache(maxsize=None)
-def steepest_target_probability(num_classes, alpha=ALPHA, scaling=False):
+def steepest_target_probability(num_classes: int, alpha: float = ALPHA,
+                                scaling: bool = False) -> float:
     """The target probability ``p_t`` (the other classes equal) where NGL's
     gradient on the target logit is largest, below NGL's soft minimum.
 
@@ -79,6 +83,10 @@ def steepest_target_probability(num_classes, alpha=ALPHA, scaling=False):
     and of another class: ~0.15 at 21 and at 171 classes. Not 1/2, where
     ``p_t (1 - p_t)`` peaks: NGL's minimiser is ``p_t* ~ 0.36``, so at 1/2 its
     gradient already pushes the target logit down.
+
+    At few classes (6 or fewer without ``scaling``) chance, ``p_t = 1/C``, is
+    already at or past that point: the push only weakens as ``p_t`` grows, and
+    this returns ``1/C`` exactly.
     """
     c = num_classes
     pt = np.linspace(1.0 / c, 1.0, 200001)[1:-1]
@@ -90,13 +98,16 @@ def steepest_target_probability(num_classes, alpha=ALPHA, scaling=False):
     else:
         gt, go = ngl_term_derivatives_np(pt, alpha)[1], ngl_term_derivatives_np(po, alpha)[0]
     grad = pt * (1 - pt) * (gt - go)
-    return float(pt[int(np.argmin(grad))])  # most negative: the strongest push up
+    best = int(np.argmin(grad))  # most negative: the strongest push up
+    return 1.0 / c if best == 0 else float(pt[best])
 
 
-def default_target_bias(num_classes, alpha=ALPHA, scaling=False):
+def default_target_bias(num_classes: int, alpha: float = ALPHA, scaling: bool = False) -> float:
     """The target-logit bias that puts a uniform softmax at
     ``steepest_target_probability``: ``ln(p / (1 - p) * (C - 1))``, 1.26 at 21
     classes and 3.36 at 171 (not ``ln(C - 1)``, which puts it at 1/2, past NGL's
-    minimum: measured, that hurts; see docs/training.md)."""
+    minimum: measured, that hurts; see docs/training.md). 0 where chance is
+    already the steepest point (6 classes or fewer without ``scaling``):
+    ``NGLLoss`` then refuses a target-bias warm-up without an explicit bias."""
     p = steepest_target_probability(num_classes, alpha, scaling)
     return max(0.0, math.log(p / (1 - p) * (num_classes - 1)))

@@ -15,16 +15,23 @@ Neither keeps anything logits-sized between the passes: the autograd Function
 
 A new implementation is one more record in ``IMPLEMENTATIONS`` (and, if
 ``'auto'`` should pick it, a line in ``resolve_impl``).
+
+The Triton kernels check themselves: the first time ``resolve_impl`` would take
+them for a device, dtype and kernel variant (classes, ``scaling``), they run on
+a small probe against the eager math (``selfcheck.py``). With ``'auto'`` a
+kernel that fails to compile, to launch, or to agree gives one warning and the
+compiled path for the rest of the run; a named ``impl='triton'`` raises.
 """
 import dataclasses
 import functools
 import os
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from . import ngl_torch
+from . import ngl_torch, selfcheck
+from .compiling import is_compiling, outside_graph
 
 # The Triton releases the kernels were run on: 3.6 on an H200, 3.9 in the
 # interpreter. Below MIN_TRITON, impl='auto' takes the compiled path instead.
@@ -54,13 +61,13 @@ class Implementation:
     unusable: Callable[[torch.Tensor], Optional[str]]
 
     @property
-    def fused(self):
+    def fused(self) -> bool:
         return self.forward is not None
 
 
 # --- Triton: imported here and nowhere else -----------------------------------------------
 
-def triton_version():
+def triton_version() -> Optional[Tuple[int, ...]]:
     """Triton's version as a tuple of ints, or None when it is not installed."""
     try:
         from importlib.metadata import PackageNotFoundError, version
@@ -80,7 +87,7 @@ def _triton_module():
     return ngl_triton
 
 
-def triton_available(device_type='cuda'):
+def triton_available(device_type: str = 'cuda') -> bool:
     """Whether the Triton kernels can run on tensors of ``device_type``."""
     if device_type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
         return False
@@ -105,12 +112,55 @@ def _triton_unusable(logits):
     return None
 
 
+# Inside a torch.compile graph the kernels run outside it (a graph break): dynamo
+# does not trace their launch.
+@outside_graph
 def _triton_forward(*args):
     return _triton_module().forward(*args)
 
 
+@outside_graph
 def _triton_backward(*args):
     return _triton_module().backward(*args)
+
+
+def _on_triton_device(logits):
+    """Where ``'auto'`` considers the kernels: CUDA tensors (tests stand in other ones)."""
+    return logits.is_cuda
+
+
+# (device, dtype, classes, scaling) -> the self-check's result; and the keys warned about.
+_TRITON_CHECKS: Dict[tuple, selfcheck.Result] = {}
+_TRITON_WARNED = set()
+
+
+@outside_graph
+def triton_self_check(logits: torch.Tensor, scaling: bool = False) -> selfcheck.Result:
+    """The kernels against the eager math on a probe, once per device, dtype and
+    kernel variant (the classes of ``logits``, ``scaling``); cached for the run."""
+    key = (str(logits.device), logits.dtype, int(logits.shape[1]), bool(scaling))
+    if key not in _TRITON_CHECKS:
+        _TRITON_CHECKS[key] = selfcheck.run(_triton_forward, _triton_backward, logits.device,
+                                            logits.dtype, int(logits.shape[1]), bool(scaling))
+    return _TRITON_CHECKS[key]
+
+
+def _triton_checks_out(logits, scaling, named):
+    result = triton_self_check(logits, scaling)
+    if result.failure is None:
+        return True
+    where = f'{logits.device} {logits.dtype}, {logits.shape[1]} classes, scaling={scaling}'
+    if named:
+        raise RuntimeError(f"impl='triton': the Triton kernels failed their self-check on "
+                           f"{where}: {result.failure}; use impl='compile' (or impl='auto', "
+                           'which falls back to it)')
+    key = (str(logits.device), logits.dtype, int(logits.shape[1]), bool(scaling))
+    if key not in _TRITON_WARNED:
+        _TRITON_WARNED.add(key)
+        warnings.warn(f'NGL: the Triton kernels failed their self-check on {where}: '
+                      f"{result.failure}; impl='auto' uses the torch.compile path instead for "
+                      'the rest of the run (impl=\'triton\' would raise)')
+    return False
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,9 +213,13 @@ class _CompiledMath:
         return eager(*args)
 
     def forward(self, *args):
+        if is_compiling():  # already inside a graph: the math is traced into it
+            return ngl_torch.forward_chunked(*args)
         return self._call(lambda: self._forward, ngl_torch.forward_chunked, args)
 
     def backward(self, *args):
+        if is_compiling():
+            return ngl_torch.backward_chunked(*args)
         return self._call(lambda: self._backward, ngl_torch.backward_chunked, args)
 
 
@@ -200,17 +254,27 @@ def _unknown_impl(what, impl):
                       f"can run; {described}; 'reference': the earlier name of 'literal')")
 
 
-def resolve_impl(impl, logits):
+def resolve_impl(impl: str, logits: torch.Tensor, scaling: bool = False) -> Implementation:
     """The ``Implementation`` that ``impl`` means for ``logits``.
 
     ``'auto'`` (or the environment variable ``NGL_MMSEG_IMPL``) takes Triton for
-    CUDA float tensors when a recent enough Triton is installed, the compiled
-    path for large tensors, else the eager one; float64 always runs eagerly
-    (the kernels compute in float32). A named implementation that cannot run on
-    these logits raises ``ValueError`` with the reason.
+    CUDA float tensors when a recent enough Triton is installed and the kernels
+    pass their self-check for this device, dtype, class count and ``scaling``
+    (run once, see ``triton_self_check``), the compiled path for large
+    tensors, else the eager one; float64 always runs eagerly (the kernels
+    compute in float32). A named implementation that cannot run on these
+    logits raises ``ValueError`` with the reason; a named ``'triton'`` whose
+    self-check fails raises ``RuntimeError``.
+
+    Inside a ``torch.compile`` graph, ``'auto'``, ``'compile'`` and ``'torch'``
+    all mean the torch math traced into the graph (inductor fuses it); the
+    environment variable is not read there.
     """
     if impl not in IMPLS:
         raise _unknown_impl('impl', impl)
+    if is_compiling():
+        name = ALIASES.get(impl, impl)
+        return IMPLEMENTATIONS['torch' if name in ('auto', 'compile') else name]
     if impl == 'auto':
         impl = os.environ.get('NGL_MMSEG_IMPL', 'auto')
         if impl not in IMPLS:
@@ -220,10 +284,13 @@ def resolve_impl(impl, logits):
         reason = chosen.unusable(logits)
         if reason:
             raise ValueError(reason)
+        if chosen.name == 'triton':
+            _triton_checks_out(logits, scaling, named=True)
         return chosen
     if logits.dtype == torch.float64:
         return IMPLEMENTATIONS['torch']
-    if (logits.is_cuda and _triton_unusable(logits) is None and _triton_recent_enough()):
+    if (_on_triton_device(logits) and _triton_unusable(logits) is None
+            and _triton_recent_enough() and _triton_checks_out(logits, scaling, named=False)):
         return IMPLEMENTATIONS['triton']
     if logits.numel() >= COMPILE_MIN_ELEMENTS and not COMPILED.failed:
         return IMPLEMENTATIONS['compile']

@@ -1,12 +1,14 @@
 """The autograd Function around a fused implementation's forward/backward pair."""
 import math
+from typing import Tuple
 
 import torch
 
+from .backends import IMPLEMENTATIONS
 from .formula import compute_dtype
 
 
-def as_bcs(logits, label):
+def as_bcs(logits: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Views of logits as (B, C, S) and labels as (B, S), without copies.
 
     (N, C, *spatial) keeps images as B; (M, C) classification rows become the
@@ -20,8 +22,9 @@ def as_bcs(logits, label):
 
 
 class NGLPixelLossFunction(torch.autograd.Function):
-    """Per-pixel NGL through ``impl`` (an ``Implementation`` with a forward/backward
-    pair). Saves only the logits and labels; backward recomputes the rest."""
+    """Per-pixel NGL through the implementation named ``impl`` (a key of
+    ``IMPLEMENTATIONS`` with a forward/backward pair). Saves only the logits
+    and labels; backward recomputes the rest."""
 
     @staticmethod
     def forward(ctx, logits, label, alpha, scaling, ignore_index, impl):
@@ -31,7 +34,8 @@ class NGLPixelLossFunction(torch.autograd.Function):
         if label.numel() == 0:  # an empty batch: nothing to launch
             return logits.new_zeros(label.shape, dtype=compute_dtype(logits.dtype))
         z, lab = as_bcs(logits, label)
-        return impl.forward(z, lab, alpha, scaling, ignore_index).view(label.shape)
+        return IMPLEMENTATIONS[impl].forward(z, lab, alpha, scaling, ignore_index).view(
+            label.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -41,7 +45,8 @@ class NGLPixelLossFunction(torch.autograd.Function):
         if label.numel() == 0:
             return (torch.zeros_like(logits),) + no_grad_args
         z, lab = as_bcs(logits, label)
-        grad = ctx.impl.backward(z, lab, grad_out.reshape(lab.shape), *ctx.args)
+        grad = IMPLEMENTATIONS[ctx.impl].backward(z, lab, grad_out.reshape(lab.shape),
+                                                  *ctx.args)
         if logits.dim() == 2:
             grad = grad.squeeze(0).t()
         return (grad.view(logits.shape),) + no_grad_args

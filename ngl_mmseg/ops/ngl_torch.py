@@ -20,12 +20,19 @@ Both q = p and q = sigmoid(p) lie in [0, 1], where the polynomials are fitted.
 ``f`` and ``f'`` are evaluated as polynomials (see
 ``poly.py``); only the target class needs real ``exp`` calls. The same two
 functions serve the eager path (on chunks of pixels, so temporaries stay
-bounded) and the compiled path (on the whole tensor, fused by inductor).
+bounded) and the compiled path (on the whole tensor, fused by inductor), and
+inside a caller's ``torch.compile`` graph they run unchunked, traced into it.
 """
 import torch
 
+from .compiling import constant_result, is_compiling
 from .formula import compute_dtype
 from .poly import ngl_coefficients
+
+
+@constant_result  # inside a graph: constants of the graph, not numpy traced into it
+def _coefficients(alpha):
+    return ngl_coefficients(alpha)
 
 # Elements of logits processed at once by the eager path. On CPU the
 # temporaries of one chunk (a few fp32 copies) stay in cache; on CUDA chunks
@@ -100,7 +107,7 @@ def _run_chunked(math, z, per_pixel, args, out_shape, out_dtype, chunk):
     (None: all at once). Pixels are the last dim of ``z`` (B, C, S), of each
     ``per_pixel`` tensor (B, S) and of the output."""
     chunk = _default_chunk(z) if chunk == 'default' else chunk
-    if chunk is None or z.numel() <= chunk:
+    if chunk is None or is_compiling() or z.numel() <= chunk:
         return math(z, *per_pixel, *args)
     out = torch.empty(out_shape, dtype=out_dtype, device=z.device)
     for s in _chunks(z.shape[2], z.shape[0] * z.shape[1], chunk):
@@ -111,7 +118,7 @@ def _run_chunked(math, z, per_pixel, args, out_shape, out_dtype, chunk):
 def forward_chunked(z, label, alpha, scaling, ignore_index, math=forward_math,
                     chunk='default'):
     """Per-pixel loss (B, S) in the compute dtype; ``math`` over chunks of pixels."""
-    coef_f = ngl_coefficients(alpha)[0]
+    coef_f = _coefficients(alpha)[0]
     return _run_chunked(math, z, (label,), (alpha, scaling, ignore_index, coef_f),
                         label.shape, compute_dtype(z.dtype), chunk)
 
@@ -119,6 +126,6 @@ def forward_chunked(z, label, alpha, scaling, ignore_index, math=forward_math,
 def backward_chunked(z, label, grad_out, alpha, scaling, ignore_index, math=backward_math,
                      chunk='default'):
     """Gradient w.r.t. ``z`` (B, C, S) in its dtype; ``math`` over chunks of pixels."""
-    coef_df = ngl_coefficients(alpha)[1]
+    coef_df = _coefficients(alpha)[1]
     return _run_chunked(math, z, (label, grad_out), (alpha, scaling, ignore_index, coef_df),
                         z.shape, z.dtype, chunk)
