@@ -50,30 +50,14 @@ def test_report_names_the_recipe_and_what_the_logged_loss_is():
 
 
 def test_collect_rebuilds_a_study_from_its_run_folders(tmp_path):
-    import json
-    import os
+    from study_helpers import fake_study_run
 
     from ngl_mmseg.experiments.study import collect
-
-    def run(name, finals, log_lines=('2026/11/28 00:00:00', '2026/11/28 00:01:40')):
-        stamp = tmp_path / name / '20261128_000000'
-        os.makedirs(stamp / 'vis_data')
-        (tmp_path / name / 'config.py').write_text('')
-        rows = [{'step': 2 * (k + 1), 'mIoU': v} for k, v in enumerate(finals)]
-        rows += [{'step': 4, 'train_mIoU': 70.0}]
-        (stamp / 'vis_data' / 'scalars.json').write_text(
-            ''.join(json.dumps(r) + '\n' for r in rows))
-        (stamp / '20261128_000000.log').write_text(
-            ''.join(f'{t} - mmengine - INFO - x\n' for t in log_lines))
-
-    run('ce_adamw_seed0', [10.0, 40.0])
-    run('ce_adamw_seed1', [10.0, 50.0])
-    run('ngl-bias-half_adamw_seed0', [5.0, 20.0])
-    rows = collect(str(tmp_path), regime='r')
+    fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
+    fake_study_run(tmp_path, 'ce', 1, [10.0, 50.0])
+    fake_study_run(tmp_path, 'ngl-bias-half', 0, [5.0, 20.0])
+    rows = collect(str(tmp_path))
     assert [(r['variant'], r['mean'], r['seeds']) for r in rows] == [
         ('ce', 45.0, [0, 1]), ('ngl-bias-half', 20.0, [0])]
     assert rows[0]['seconds'] == 100.0 and rows[0]['train_mean_curve'] == [70.0]
     assert (tmp_path / 'study.md').read_text().count('| r |') >= 2
-    run('ngl_adamw_seed0', [5.0, 20.0, 30.0])  # a run of another length: not one study
-    with pytest.raises(ValueError, match='end at different iterations'):
-        collect(str(tmp_path))

@@ -1,0 +1,164 @@
+"""The study tool's records, merges and arguments, refused with a message:
+copied or foreign runs, merges over a study, bad labels, NaN scores, specs."""
+import json
+import os
+
+import pytest
+from study_helpers import fake_study_run
+
+from ngl_mmseg.experiments import study, study_report, study_spec
+
+
+def test_collect_refuses_a_copied_run_folder(tmp_path):
+    fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
+    fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0], name='ce_adamw_seed00')  # a copy
+    with pytest.raises(ValueError, match='ce_adamw_seed0 and .*ce_adamw_seed00 are the same run'):
+        study.collect(str(tmp_path))
+
+
+@pytest.mark.parametrize('field, value', [('data_root', 'other'), ('iters', 8),
+                                          ('config', 'other.py')])
+def test_collect_refuses_runs_of_another_study(tmp_path, field, value):
+    fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
+    fake_study_run(tmp_path, 'ngl', 0, [10.0, 40.0], **{field: value})
+    with pytest.raises(ValueError, match='not one study|different data roots|different '
+                                         'iterations'):
+        study.collect(str(tmp_path))
+
+
+def test_collect_refuses_a_folder_without_a_record_or_unfinished(tmp_path):
+    run_dir = fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
+    (run_dir / 'run.json').write_text('{"variant": "ce"}')
+    with pytest.raises(ValueError, match='is not a run record'):
+        study.collect(str(tmp_path))
+    (run_dir / 'run.json').unlink()
+    with pytest.raises(ValueError, match='holds no run folders'):
+        study.collect(str(tmp_path))
+    unfinished = fake_study_run(tmp_path, 'ngl', 0, [10.0, 40.0])
+    record = json.loads((unfinished / 'run.json').read_text())
+    (unfinished / 'run.json').write_text(json.dumps(dict(record, iters=100)))
+    with pytest.raises(ValueError, match='unfinished run'):
+        study.collect(str(tmp_path))
+
+
+def write_study(path, runs):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, 'study.json'), 'w') as f:
+        json.dump(dict(config='c.py', title='', rows=[], runs=runs), f)
+
+
+RUN = dict(variant='ce', optimizer='adamw', seed=0, curve=[[4, 50.0]], seconds=1.0)
+
+
+def test_merge_does_not_write_over_a_study(tmp_path):
+    a, out = str(tmp_path / 'a'), str(tmp_path / 'out')
+    write_study(a, [RUN])
+    write_study(out, [dict(RUN, seed=7)])
+    before = open(os.path.join(out, 'study.json')).read()
+    with pytest.raises(ValueError, match='already holds a study'):
+        study.merge(out, [a])
+    assert open(os.path.join(out, 'study.json')).read() == before
+    study.merge(out, [a], overwrite=True)  # asked for: replaced
+    assert json.load(open(os.path.join(out, 'study.json')))['runs'][0]['seed'] == 0
+
+
+def test_merge_refuses_one_row_of_two_schedules_and_bad_sources(tmp_path):
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    write_study(a, [RUN])
+    write_study(b, [dict(RUN, seed=1, curve=[[8, 50.0]])])
+    with pytest.raises(ValueError, match='runs of different lengths'):
+        study.merge(str(tmp_path / 'm'), [a, b])
+    with pytest.raises(ValueError, match='does not exist'):
+        study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'missing')])
+    os.makedirs(tmp_path / 'corrupt')
+    (tmp_path / 'corrupt' / 'study.json').write_text('{"runs": 3')
+    with pytest.raises(ValueError, match=r'corrupt.study\.json is not a study record'):
+        study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'corrupt')])
+    write_study(str(tmp_path / 'empty'), [])
+    with pytest.raises(ValueError, match='holds no runs'):
+        study.merge(str(tmp_path / 'm'), [str(tmp_path / 'empty')])
+    assert not (tmp_path / 'm').exists()  # nothing written by a refused merge
+
+
+def test_a_nan_score_is_refused_before_any_file_is_written(tmp_path):
+    a = str(tmp_path / 'a')
+    write_study(a, [RUN, dict(RUN, seed=1, curve=[[4, float('nan')]])])
+    with pytest.raises(ValueError, match='NaN score'):
+        study.merge(str(tmp_path / 'm'), [a])
+    assert not (tmp_path / 'm' / 'study.md').exists()
+
+
+def test_no_ce_variant_gives_no_difference_column_values():
+    rows = study_report.summarise([dict(RUN, variant='ngl')])
+    table = study_report.format_table(rows)
+    assert 'nan' not in table and '| ngl | adamw | config | 50.00 (± 0.00) | - |' in table
+
+
+@pytest.mark.parametrize('regime', ['a|b', 'two\nlines', 'x' * 65])
+def test_regime_labels_that_break_tables_are_refused(regime):
+    with pytest.raises(ValueError, match='regime .* is not allowed'):
+        study.check_study_args(['ce'], ['adamw'], [0], regime=regime)
+
+
+def test_pretrain_data_root_without_iters_is_refused():
+    with pytest.raises(ValueError, match='without --pretrain-iters'):
+        study.check_study_args(['ce'], ['adamw'], [0], pretrain_data_root='x')
+
+
+def test_study_refuses_a_work_dir_that_is_a_file(tmp_path):
+    from helpers import VOC_CFG
+    (tmp_path / 'f').write_text('')
+    with pytest.raises(ValueError, match='is a file'):
+        study.study(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'f'), iters=4)
+
+
+# --- schedules shortened with --iters --------------------------------------------------
+
+def test_iters_scales_every_scheduler_begin_and_end(tmp_path):
+    """SegFormer: a LinearLR warm-up over 1500 iterations, then PolyLR from 1500."""
+    from helpers import REPO
+    cfg = study.load_config(os.path.join(REPO, 'configs', 'ngl',
+                                         'segformer_mit-b0_ngl_8xb2-40k_voc12aug-512x512.py'),
+                            iters=400)
+    warmup, poly = cfg.param_scheduler
+    assert (warmup['begin'], warmup['end']) == (0, 15)  # 1500 / 40000 of 400
+    assert (poly['begin'], poly['end']) == (15, 400)
+    assert cfg.train_cfg.max_iters == 400 and cfg.train_cfg.val_interval == 100
+
+
+# --- study specs -----------------------------------------------------------------------
+
+def test_every_shipped_spec_loads(tmp_path):
+    from helpers import REPO
+    folder = os.path.join(REPO, 'configs', 'studies')
+    names = sorted(os.listdir(folder))
+    assert {'tuned.json', 'regimes.json', 'coco-bias.json', 'trainability.json'} <= set(names)
+    for name in names:
+        spec = study_spec.load_spec(os.path.join(folder, name))
+        for entry in spec['studies'].values():
+            assert os.path.isfile(os.path.join(REPO, entry['config']))
+            study.check_study_args(entry.get('variants', ['ce']), entry.get('optimizers',
+                                                                            ['adamw']),
+                                   entry.get('seeds', [0]), lrs=entry.get('lrs'),
+                                   search_seeds=entry.get('search_seeds'),
+                                   regime=entry.get('regime', ''),
+                                   report_split=study_spec._report_split(entry,
+                                                                         spec['datasets']))
+
+
+@pytest.mark.parametrize('spec, message', [
+    ({'studies': {}}, '"work_dir"'),
+    ({'work_dir': 'w', 'studeis': {}}, r"unknown key\(s\) \['studeis'\]"),
+    ({'work_dir': 'w', 'studies': {'a': {'config': 'c', 'data': 'nope'}}},
+     "names dataset 'nope'"),
+    ({'work_dir': 'w', 'studies': {'a': {'config': 'c'}}, 'merges': {'m': {'studies': ['b']}}},
+     r"unknown: \['b'\]"),
+])
+def test_bad_specs_are_refused_with_the_key_named(tmp_path, spec, message):
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=message):
+        study_spec.load_spec(str(path))
+    path.write_text('{not json')
+    with pytest.raises(ValueError, match='not valid JSON'):
+        study_spec.load_spec(str(path))
