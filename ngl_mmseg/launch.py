@@ -17,6 +17,27 @@ def check_config_path(config):
         raise SystemExit(f'error: config file {config!r} does not exist')
 
 
+def load_config(config, launcher='none', cfg_options=None, work_dir=None):
+    """The config at ``config`` as ngl-mmseg's train and test tools start from it.
+
+    Checked to be a config file (:func:`check_config_path`), loaded, ``launcher``
+    set, ``cfg_options`` (``--cfg-options``) merged, and ``work_dir`` set in this
+    priority: the argument (``--work-dir``), the config's own, then
+    ``./work_dirs/<config file name without .py>``, as mmseg's tools do.
+    """
+    from mmengine.config import Config
+    check_config_path(config)
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
 def _insert_label_check(dataset_cfg, num_classes, ignore_index):
     for child in dataset_cfg.get('datasets', []) or []:
         _insert_label_check(child, num_classes, ignore_index)
@@ -99,7 +120,8 @@ def load_checkpoint_strictly(runner, checkpoint, config, tool, remedy=''):
                          f'{exc}' + (f'\n{remedy}' if remedy else '')) from None
 
 
-def _loads(path):
+def _load_error(path):
+    """Why the checkpoint at ``path`` does not load (one line), or None when it loads."""
     import torch
     try:
         torch.load(path, map_location='cpu', weights_only=True)
@@ -126,7 +148,7 @@ def pick_resume_checkpoint(work_dir, logger=None):
         return None
     with open(record) as f:
         last = f.read().strip()
-    last_error = _loads(last) if last and osp.isfile(last) else 'missing'
+    last_error = _load_error(last) if last and osp.isfile(last) else 'missing'
     if last_error is None:
         return None
 
@@ -138,7 +160,7 @@ def pick_resume_checkpoint(work_dir, logger=None):
     for path in candidates:
         if osp.abspath(path) == osp.abspath(last):
             continue
-        error = _loads(path)
+        error = _load_error(path)
         if error is None:
             print_log(f'ngl_mmseg: the last checkpoint does not load: {"; ".join(broken)}; '
                       f'resuming from {path}, the newest one that does',

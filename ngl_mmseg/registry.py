@@ -23,7 +23,6 @@ def _child(name):
     return Registry(parent.name, parent=parent, scope='ngl_mmseg', locations=['ngl_mmseg'])
 
 
-RUNNERS, RUNNER_CONSTRUCTORS, LOOPS, HOOKS, DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS, \
-    MODEL_WRAPPERS, WEIGHT_INITIALIZERS, OPTIMIZERS, OPTIM_WRAPPERS, \
-    OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, METRICS, EVALUATOR, TASK_UTILS, \
-    VISUALIZERS, VISBACKENDS, LOG_PROCESSORS, INFERENCERS = map(_child, NAMES)
+# One registry per name, as module attributes: RUNNERS, HOOKS, MODELS, ...
+globals().update({name: _child(name) for name in NAMES})
+__all__ = list(NAMES)

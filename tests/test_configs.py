@@ -8,6 +8,7 @@ import os.path as osp
 import mmseg
 import pytest
 import torch
+from helpers import REPO
 from mmengine.config import Config
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
@@ -16,7 +17,6 @@ import ngl_mmseg  # noqa: F401
 from ngl_mmseg.compat import sync_bn_to_bn
 from ngl_mmseg.experiments.benchmark import fake_batch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMSEG_CONFIGS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 NGL_CONFIGS = [c for c in CONFIGS if '_ngl_' in osp.basename(c)]  # the recipe
@@ -43,6 +43,7 @@ def test_every_dataset_and_model_of_the_issue_has_a_config():
         assert any(osp.basename(c).startswith(plain) for c in PLAIN_CONFIGS), plain
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS, ids=rel)
 def test_config_builds_and_trains_one_iteration(config):
     register_all_modules()

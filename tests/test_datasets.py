@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO, VOC_CFG
 from mmengine.config import Config
 from mmseg.registry import DATASETS
 from PIL import Image
@@ -16,11 +17,6 @@ import ngl_mmseg  # noqa: F401
 from ngl_mmseg.datasets import check_dataset_paths
 from ngl_mmseg.experiments.synthetic import coco_stuff_raw_ids, make_coco_stuff, make_voc
 from ngl_mmseg.launch import prepare_config
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-VOC_CFG = osp.join(REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
-COCO_CFG = osp.join(REPO,
-                    'configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164k-synthetic-64x64.py')
 
 
 def read_ids(path):

@@ -2,28 +2,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.structures import PixelData
+from helpers import batch
 from mmseg.models.decode_heads import FCNHead
-from mmseg.structures import SegDataSample
 from reference import ref_loss
 
 import ngl_mmseg  # noqa: F401
 
 NUM_CLASSES = 6
-
-
-def batch(n=2, size=(16, 16), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    feats = [torch.randn(n, 8, *size, generator=g)]
-    samples = []
-    for _ in range(n):
-        label = torch.randint(0, NUM_CLASSES, (1, ) + size, generator=g)
-        label[torch.rand((1, ) + size, generator=g) < 0.1] = 255
-        sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(data=label)
-        sample.set_metainfo(dict(img_shape=size, pad_shape=size))
-        samples.append(sample)
-    return feats, samples
 
 
 def head(loss_decode, sampler=None):

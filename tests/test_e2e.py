@@ -8,20 +8,17 @@ import json
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
+from helpers import COCO_CFG, REPO, TOOLS, VOC_CFG
 
 from ngl_mmseg.experiments.compare import read_scalars
+from ngl_mmseg.experiments.runs import free_port
 from ngl_mmseg.experiments.synthetic import make_coco_stuff, make_voc
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS = osp.join(REPO, 'tools')
-VOC_CFG = osp.join(REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
-COCO_CFG = osp.join(REPO,
-                    'configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164k-synthetic-64x64.py')
+pytestmark = pytest.mark.slow  # minutes: training runs
 MIOU_BAR = 50.0
 
 
@@ -31,12 +28,6 @@ def workspace(tmp_path_factory):
     make_voc(str(root / 'data' / 'synthetic' / 'voc'))
     make_coco_stuff(str(root / 'data' / 'synthetic' / 'coco-stuff'))
     return root
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, cwd, env=None, timeout=900, expect_ok=True):

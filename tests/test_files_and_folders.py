@@ -15,11 +15,13 @@ from ngl_mmseg.launch import pick_resume_checkpoint
 
 # --- one run per folder -----------------------------------------------------------------------
 
+
 def fake_run(run_dir, stamp='20260101_000000', rows=({'step': 4, 'mIoU': 50.0}, )):
     vis = osp.join(run_dir, stamp, 'vis_data')
     os.makedirs(vis)
     with open(osp.join(vis, 'scalars.json'), 'w') as f:
         f.write(''.join(json.dumps(r) + '\n' for r in rows))
+
 
 def test_a_folder_holding_a_run_is_refused_and_read_as_one_run(tmp_path):
     check_fresh_run_dir(str(tmp_path / 'new'))  # nothing there: fine
@@ -28,6 +30,7 @@ def test_a_folder_holding_a_run_is_refused_and_read_as_one_run(tmp_path):
         check_fresh_run_dir(str(tmp_path / 'ce_sgd_seed0'))
     with pytest.raises(FileExistsError, match='already holds a run'):
         study.study(VOC_CFG, ['ce'], seeds=[0], work_dir=str(tmp_path), iters=4)
+
 
 def test_scalars_of_a_resumed_run_continue_and_a_restarted_one_replaces(tmp_path):
     run_dir = str(tmp_path / 'run')
@@ -42,6 +45,7 @@ def test_scalars_of_a_resumed_run_continue_and_a_restarted_one_replaces(tmp_path
     train, val = read_scalars(run_dir)  # started again from the beginning: only that run
     assert train == [{'step': 1, 'loss': 2.0}] and val == [{'step': 2, 'mIoU': 10.0}]
 
+
 def test_compare_refuses_a_variant_folder_that_holds_a_run(tmp_path):
     fake_run(str(tmp_path / 'ce'))
     with pytest.raises(FileExistsError, match='already holds a run'):
@@ -55,6 +59,7 @@ def write_study(path, runs):
     os.makedirs(path, exist_ok=True)
     with open(osp.join(path, 'study.json'), 'w') as f:
         json.dump(dict(config='c.py', title='', rows=[], runs=runs), f)
+
 
 def test_merge_counts_every_run_once(tmp_path):
     run = dict(variant='ce', optimizer='sgd', seed=0, curve=[[4, 50.0]], seconds=1.0)
@@ -72,6 +77,7 @@ def test_merge_counts_every_run_once(tmp_path):
     assert len(rows) == 1 and rows[0]['final_miou'] == [50.0, 50.0]
     with open(osp.join(a, 'study.json')) as f:
         assert len(json.load(f)['runs']) == 1  # the source is untouched
+
 
 def test_merged_regimes_are_rows_of_their_own(tmp_path):
     run = dict(variant='ce', optimizer='adamw', seed=0, curve=[[4, 50.0]], seconds=1.0)

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO
 from PIL import Image
 
 from ngl_mmseg.experiments.synthetic import NOISE_KINDS, make_coco_stuff, make_voc
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(num_train=70, num_val=6, size=(48, 64), seed=3)
 RATE = 0.4
 

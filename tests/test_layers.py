@@ -8,10 +8,11 @@ import re
 import subprocess
 import sys
 
+from helpers import REPO
+
 import ngl_mmseg
 
 PACKAGE = pathlib.Path(ngl_mmseg.__file__).parent
-REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def imported_after(statement):
@@ -103,7 +104,7 @@ def test_static_import_rules_hold_for_every_module():
         checked += 1
     assert checked >= 20
     # The tests' float64 reference is independent of what it checks.
-    reference = ast.parse((REPO / 'tests' / 'reference.py').read_text())
+    reference = ast.parse(pathlib.Path(REPO, 'tests', 'reference.py').read_text())
     assert not {m for m in imports_of('reference', reference) if m.startswith('ngl_mmseg')}
 
 
@@ -130,7 +131,7 @@ def test_no_module_reads_paths_of_tools_or_tests():
         assert 'sys.path' not in source, name
         if '__file__' in source:
             assert name == 'ngl_mmseg.compat', name
-    for script in (REPO / 'tools').glob('*.py'):
+    for script in pathlib.Path(REPO, 'tools').glob('*.py'):
         source = script.read_text()
         assert 'sys.path' not in source and "'tests'" not in source, script.name
 

@@ -10,13 +10,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 from impls import FUSED_IMPLS, TRITON_INTERPRET
 from reference import ALPHA, ref_loss
 
 from ngl_mmseg.ops import IMPLS, backends, ngl_pixel_loss, resolve_impl
 from ngl_mmseg.ops.poly import ngl_coefficients
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('alpha', [ALPHA, 0.5, 4.0])
@@ -226,6 +225,7 @@ def test_fused_paths_save_no_logits_sized_tensor_but_the_input():
     assert len(saved) == 2 and saved[0] is x and saved[1] is label
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(TRITON_INTERPRET, reason='already in interpreter mode')
 def test_triton_kernels_in_interpreter_mode():
     """The Triton kernels on CPU tensors through TRITON_INTERPRET=1, in a

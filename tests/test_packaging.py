@@ -10,13 +10,14 @@ import sysconfig
 import zipfile
 
 import pytest
+from helpers import REPO
 from packaging.requirements import Requirement
 
 import ngl_mmseg
 from ngl_mmseg.experiments.synthetic import make_voc
 from ngl_mmseg.ops import MIN_TRITON
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+pytestmark = pytest.mark.slow  # builds a wheel and a fresh venv
 
 
 def read_requirements(name):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
+from helpers import FakeRunner, head_with_loss
 from reference import ALPHA, ref_loss
 
 from ngl_mmseg import NGLLoss
@@ -58,48 +58,26 @@ def test_reference_values_bound_the_loss(num_classes, scaling):
     assert minimum < at_chance
 
 
-def test_ce_warmup_goes_from_cross_entropy_to_ngl():
+def test_ce_warmup_goes_from_cross_entropy_to_ngl(message_hub):
     logits = torch.randn(2, 5, 4, 4, dtype=torch.float64)
     label = torch.randint(0, 5, (2, 4, 4))
     label[0, 0, 0] = 255
     ce = F.cross_entropy(logits, label, ignore_index=255)
     ngl = ref_loss(logits, label)
     loss = NGLLoss(impl='torch', ce_warmup=0.1, loss_weight=0.5)
-    hub = MessageHub.get_instance('test_ce_warmup')
-    hub.update_info('max_iters', 1000)
+    message_hub.update_info('max_iters', 1000)
     for it, share in ((0, 1.0), (50, 0.5), (100, 0.0), (700, 0.0)):
-        hub.update_info('iter', it)
+        message_hub.update_info('iter', it)
         expected = 0.5 * (share * ce + (1 - share) * ngl)
         assert loss(logits, label).item() == pytest.approx(expected.item(), rel=1e-6), it
     loss.eval()  # validation and inference: NGL only
-    hub.update_info('iter', 0)
+    message_hub.update_info('iter', 0)
     assert loss(logits, label).item() == pytest.approx(0.5 * ngl.item(), rel=1e-6)
 
 
 def test_ce_warmup_is_capped_at_a_tenth_of_training():
     with pytest.raises(ValueError, match=r'ce_warmup .* \[0, 0.1\]'):
         NGLLoss(ce_warmup=0.3)
-
-
-class _FakeRunner:
-    """What NGLMonitorHook reads of a Runner."""
-
-    def __init__(self, model, max_iters=1000, optimizer=torch.optim.SGD):
-        from mmengine.logging import MMLogger
-        self.model = model
-        self.max_iters = max_iters
-        self.iter = 0
-        self.message_hub = MessageHub.get_instance('test_monitor')
-        self.logger = MMLogger.get_instance('test_monitor')
-        param = torch.nn.Parameter(torch.zeros(1))
-        self.optim_wrapper = type('OW', (), {'optimizer': optimizer([param], lr=0.01)})()
-
-
-def _head_with_loss(loss):
-    model = torch.nn.Module()
-    model.decode_head = torch.nn.Module()
-    model.decode_head.loss_decode = loss
-    return model
 
 
 def _drive(hook, runner, loss, logits_fn, label, iters):
@@ -109,9 +87,9 @@ def _drive(hook, runner, loss, logits_fn, label, iters):
         hook.after_train_iter(runner, it, outputs={'decode.acc_seg': torch.tensor(1.0)})
 
 
-def test_monitor_warns_when_the_loss_stays_at_chance(caplog):
+def test_monitor_warns_when_the_loss_stays_at_chance(caplog, message_hub):
     loss = NGLLoss(impl='torch')
-    runner = _FakeRunner(_head_with_loss(loss))
+    runner = FakeRunner(head_with_loss(loss))
     hook = NGLMonitorHook(check_iter=30)
     label = torch.randint(0, 171, (2, 4, 4))
     with caplog.at_level('WARNING', logger='test_monitor'):
@@ -124,9 +102,9 @@ def test_monitor_warns_when_the_loss_stays_at_chance(caplog):
     assert abs(progress) < 0.01
 
 
-def test_monitor_stays_quiet_when_the_loss_moves():
+def test_monitor_stays_quiet_when_the_loss_moves(message_hub):
     loss = NGLLoss(impl='torch', auto_weight=True)
-    runner = _FakeRunner(_head_with_loss(loss))
+    runner = FakeRunner(head_with_loss(loss))
     hook = NGLMonitorHook(check_iter=30)
     label = torch.randint(0, 21, (2, 4, 4))
 

@@ -3,20 +3,19 @@
 # CPU-only distributed runs (gloo), dataset checks, weights-only checkpoint loading.
 import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
-from ngl_mmseg.launch import check_config_path, load_checkpoint_strictly, prepare_config
+from ngl_mmseg.launch import load_checkpoint_strictly, load_config, prepare_config
 
 
-# TODO: support fuse_conv_bn, visualization, and format_only
 def parse_args():
     parser = argparse.ArgumentParser(
         description='MMSeg test (and eval) a model')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        'config', help='config file path (the one the checkpoint was trained with)')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--non-strict',
@@ -25,8 +24,8 @@ def parse_args():
         '(by default that is an error naming them)')
     parser.add_argument(
         '--work-dir',
-        help=('if specified, the evaluation metric results will be dumped'
-              'into the directory as json'))
+        help='if specified, the evaluation metric results will be dumped into the directory '
+        'as json')
     parser.add_argument(
         '--out',
         type=str,
@@ -91,22 +90,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main():
     args = parse_args()
-    check_config_path(args.config)
-
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        # update configs according to CLI args if args.work_dir is not None
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        # use config filename as default work_dir if cfg.work_dir is None
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     # Loaded below, strictly: mmengine's default only warns about missing or
     # mismatched weights and then scores a half-initialised model.

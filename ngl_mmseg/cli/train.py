@@ -4,17 +4,16 @@
 import argparse
 import logging
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import ngl_mmseg  # noqa: F401  registers NGLLoss; checkpoint loading under torch>=2.6
 from ngl_mmseg.launch import (
-    check_config_path,
     check_labels_before_training,
+    load_config,
     pick_resume_checkpoint,
     prepare_config,
 )
@@ -62,22 +61,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    check_config_path(args.config)
-
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        # update configs according to CLI args if args.work_dir is not None
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        # use config filename as default work_dir if cfg.work_dir is None
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     # enable automatic-mixed-precision training
     if args.amp is True:

@@ -1,0 +1,16 @@
+"""Fixtures shared by the test modules (helpers they import are in ``helpers.py``)."""
+import pytest
+
+
+@pytest.fixture
+def message_hub(request):
+    """A fresh mmengine MessageHub, current for this test: NGLLoss's warm-ups read the
+    iteration from it (``hub.update_info('iter', ...)`` and ``'max_iters'``, as a Runner sets
+    them) and NGLMonitorHook logs to it. Afterwards the hub current before is current again,
+    so no iteration leaks into the next test."""
+    from mmengine.logging import MessageHub
+    name = f'test:{request.node.nodeid}'
+    hub = MessageHub.get_instance(name)
+    assert MessageHub.get_current_instance() is hub
+    yield hub
+    MessageHub._instance_dict.pop(name, None)
