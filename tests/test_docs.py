@@ -1,15 +1,19 @@
 """The README and docs/ point at things that exist: links, repository paths,
-presets and make targets (a renamed file or preset must take its docs along)."""
+presets and make targets (a renamed file or preset must take its docs along); the
+figures they derive from the code are the code's, and the figures they quote from a
+study name the docs/study/*.json file they come from and are in it."""
 import glob
+import json
+import math
 import os.path as osp
 import re
 import subprocess
 
 import pytest
+from helpers import REPO
 
 from ngl_mmseg.experiments.presets import LOSS_PRESETS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Hand-written pages; docs/study/*.md and the saved reports are tool output.
 PAGES = ['README.md'] + sorted(p for p in glob.glob(osp.join(REPO, 'docs', '*.md'))
                                if not osp.basename(p).endswith('_report.md'))
@@ -97,3 +101,216 @@ def test_the_checks_catch_what_they_look_for():
 
 def test_readme_is_short():
     assert len(read('README.md').splitlines()) <= 180
+
+
+# --- figures the docs derive from the code: computed here, compared with the text -------------
+
+def flat(page):
+    """The page on one line (prose wraps anywhere)."""
+    return ' '.join(read(page).split())
+
+
+def agrees(printed, value):
+    """``printed`` is ``value`` to the precision it is printed with ("46" and "45.8" for 45.84;
+    "2630" for 2628.4: trailing zeros of an integer are not significant)."""
+    if '.' in printed:
+        tolerance = 0.5 * 10 ** -len(printed.split('.')[1])
+    else:
+        tolerance = 0.5 * 10 ** (len(printed) - len(printed.rstrip('0')))
+    return abs(value - float(printed)) <= tolerance + 1e-12
+
+
+# "46x at 21 classes, 2675x at 171", "0.067 at 21 classes and 0.010 at 171"
+NUMBER = r'(\d[\d.]*\d|\d)'
+AT_CLASSES = re.compile(fr'{NUMBER}x? at (\d+)(?: classes)?(?:,| and) {NUMBER}x? at (\d+)')
+
+
+def figure_at(context, num_classes):
+    """What the code gives for a figure quoted per class count, told by the words before it."""
+    from ngl_mmseg.losses import recipe
+    if 'bias' in context:
+        return 'the default target bias', recipe.default_target_bias(num_classes)
+    if 'moves by' in context:
+        at_chance, minimum = recipe.ngl_reference_values(num_classes)
+        return 'NGL from chance to its minimum', at_chance - minimum
+    if 'ce_matched_weight' in context or 'C^2' in context:
+        return 'the CE-matched weight', recipe.ce_matched_weight(num_classes)
+    raise AssertionError(f'a figure per class count the test cannot tell: ...{context}; say '
+                         'which code gives it in figure_at()')
+
+
+def test_figures_per_class_count_are_the_codes():
+    checked = set()
+    for page in page_ids():
+        text = flat(page)
+        for match in AT_CLASSES.finditer(text):
+            context = text[max(0, match.start() - 150):match.start()]
+            for printed, num_classes in (match.group(1, 2), match.group(3, 4)):
+                what, value = figure_at(context, int(num_classes))
+                assert agrees(printed, value), (
+                    f'{page}: {what} at {num_classes} classes is {value:.4g}, the page says '
+                    f'{printed}: ...{text[match.start() - 80:match.end()]}')
+                checked.add(what)
+    assert checked >= {'the CE-matched weight', 'the default target bias'}, checked
+
+
+def test_ce_matched_weight_limit_and_reference_values_are_the_codes():
+    from ngl_mmseg.losses.recipe import ngl_reference_values
+    from ngl_mmseg.ops.formula import ALPHA
+    for page in page_ids():
+        text = flat(page)
+        # "(its limit for many classes is `C^2 / e^a`, 40 and 2630)"
+        for match in re.finditer(r'`C\^2 ?/ ?e\^a`,? (\d+) and (\d+)', text):
+            for printed, c in zip(match.groups(), (21, 171)):
+                assert agrees(printed, c ** 2 / math.exp(ALPHA)), (page, match.group(0))
+        # "0.067 at 21 classes and 0.010 at 171 (10.043 -> 9.976, 10.520 -> 10.510)"
+        for match in re.finditer(r'at (\d+) classes and [\d.]+ at (\d+) \(([\d.]+) -> ([\d.]+), '
+                                 r'([\d.]+) -> ([\d.]+)\)', text):
+            for c, pair in zip(match.group(1, 2), (match.group(3, 4), match.group(5, 6))):
+                for printed, value in zip(pair, ngl_reference_values(int(c))):
+                    assert agrees(printed, value), (page, c, printed, value)
+
+
+def polynomial_errors():
+    """The largest error of the polynomial f and f' on [0, 1] at the paper's alpha:
+    ``{('f', 'absolute'): ..., ('f', 'relative'): ..., ("f'", ...): ...}``."""
+    import numpy as np
+
+    from ngl_mmseg.ops.formula import ALPHA, ngl_term_derivatives_np, ngl_terms_np
+    from ngl_mmseg.ops.poly import ngl_coefficients
+    f, df = ngl_coefficients(ALPHA)
+    p = np.linspace(0, 1, 200001)
+    errors = {}
+    for name, coefficients, exact in (('f', f, ngl_terms_np(p)[0]),
+                                      ("f'", df, ngl_term_derivatives_np(p)[0])):
+        error = np.abs(np.polyval(coefficients, p) - exact)
+        errors[name, 'absolute'] = float(error.max())
+        errors[name, 'relative'] = float((error / np.abs(exact)).max())
+    return errors
+
+
+# "degree-11 polynomials of `p` on [0, 1] (largest error < 2e-10 for f and < 5e-9 for f', ...)":
+# each bound from "error" to the end of its clause, for f, for f' or (unnamed) for both.
+POLY_BOUND = re.compile(r"(<|~|below|under|at most|within)\s*~?(\d(?:\.\d+)?e-\d+)"
+                        r"(?:\s+(?:for|of|in)\s+(f'|f)(?![\w(]))?")
+
+
+def test_polynomial_degree_and_error_in_the_docs_are_the_codes():
+    from ngl_mmseg.ops.poly import DEGREE
+    errors = polynomial_errors()
+    claims = 0
+    for page in page_ids():
+        text = flat(page)
+        for degree in re.findall(r'degree-(\d+) polynomial', text):
+            assert int(degree) == DEGREE, f'{page}: degree-{degree}, the code fits {DEGREE}'
+        for error in re.finditer(r'\berror\b', text):
+            if 'polynomial' not in text[max(0, error.start() - 300):error.start()]:
+                continue
+            clause = re.split(r'[,;)]|\. ', text[error.start():error.start() + 200])[0]
+            before = text[max(0, error.start() - 20):error.start()]
+            kind = 'relative' if 'relative' in before else 'absolute'
+            for relation, printed, name in POLY_BOUND.findall(clause):
+                actual = max(errors[n, kind] for n in ([name] if name else ['f', "f'"]))
+                bound = float(printed)
+                which = name or "f and f'"
+                where = f'{page}: "...{clause}": the {kind} error of {which} is'
+                if relation == '~':
+                    assert actual / 10 <= bound <= actual * 10, f'{where} {actual:.2g}'
+                else:
+                    assert actual <= bound <= actual * 100, f'{where} {actual:.2g}'
+                claims += 1
+    assert claims, "no page states the polynomials' error any more: drop this test or fix it"
+
+
+# --- numbered claims about a study name the JSON file they come from -----------------------
+
+STUDY_PAGES = ['README.md', 'docs/training.md', 'docs/when-to-use-ngl.md']
+# A figure with one decimal (mIoU, a spread, a gap in points); not a version, a factor (46.2x), a
+# percentage or a figure with more decimals.
+STUDY_NUMBER = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d)(?![\w.%]|\.\d)')
+STUDY_CITED = re.compile(r'study/([\w-]+)\.(?:json|md)')
+# Figures with one decimal that are not about a study.
+NOT_STUDY = [r'License \d\.\d', r'\(F = [\d., ]+\)']
+
+
+def blocks(text):
+    """``(section, block)`` for each paragraph, list item and table outside code."""
+    section, found, current, fence = 0, [], [], False
+    for line in text.splitlines() + ['']:
+        if line.startswith('```'):
+            fence = not fence
+            continue
+        if fence or (line.startswith('    ') and not current):
+            continue  # code
+        starts_item = re.match(r'\s*(- |\d+\. )', line)
+        if not line.strip() or line.startswith('#') or starts_item:
+            if current:
+                found.append((section, '\n'.join(current)))
+            current = [line] if starts_item else []
+            section += line.startswith('#')
+        else:
+            current.append(line)
+    return found
+
+
+def study_values(name, steps=()):
+    """The figures a page may quote from ``docs/study/<name>.json``: each row's mean, spread,
+    per-seed finals, peak and final training-set mIoU, the gaps between the means of rows that
+    share a regime and an optimizer, and the curves' points at ``steps`` (iterations the page
+    names beside the figure)."""
+    import itertools
+    path = osp.join(REPO, 'docs', 'study', f'{name}.json')
+    assert osp.isfile(path), f'docs/study/{name}.json does not exist'
+    with open(path) as f:
+        study = json.load(f)
+    values, means = set(), {}
+    for row in study['rows']:
+        values |= {row['mean'], row['std'], row.get('peak', row['mean']), *row['final_miou'],
+                   *row.get('train_mean_curve', [])[-1:]}
+        means.setdefault((row.get('regime', ''), row['optimizer']), []).append(row['mean'])
+        for curve in (row['mean_curve'], row.get('train_mean_curve') or []):
+            values |= {v for step, v in zip(row['steps'], curve) if step in steps}
+    for run in study['runs']:
+        values |= {v for step, v in run['curve'] + run.get('train_curve', []) if step in steps}
+    for group in means.values():
+        values |= {abs(a - b) for a, b in itertools.combinations(group, 2)}
+    return values
+
+
+def study_claims(page):
+    """``(block, cited studies, figures)`` for each block quoting figures: a block cites the
+    studies it names (``docs/study/<name>.json``, or a link to its ``.md``) or, naming none,
+    those of the nearest block above it in the same section that names one."""
+    cited_above = {}
+    for section, block in blocks(read(page)):
+        cited = STUDY_CITED.findall(block)
+        if cited:
+            cited_above[section] = cited
+        prose = re.sub(r'`[^`]*`|\]\([^)]*\)', ' ', block)
+        for pattern in NOT_STUDY:
+            prose = re.sub(pattern, ' ', prose)
+        figures = STUDY_NUMBER.findall(prose)
+        if figures:
+            yield block, cited or cited_above.get(section, []), figures
+
+
+@pytest.mark.parametrize('page', [
+    p if p != 'docs/when-to-use-ngl.md' else pytest.param(p, marks=pytest.mark.xfail(
+        strict=True, reason='its short-answer table names no JSON file yet: the page is being '
+        'rewritten (issue 24); drop this mark once it passes'))
+    for p in STUDY_PAGES])
+def test_study_figures_name_the_json_they_come_from(page):
+    for block, cited, figures in study_claims(page):
+        assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
+        steps = {int(n) for n in re.findall(r'\b(\d+) iterations', block)}
+        values = set().union(*(study_values(name, steps) for name in cited))
+        wrong = [x for x in figures if not any(abs(float(x) - v) <= 0.05 + 1e-9 for v in values)]
+        assert not wrong, f'{page}: {wrong} are not in docs/study/{cited}.json:\n{block}'
+
+
+def test_the_study_check_catches_what_it_looks_for():
+    claims = list(study_claims('docs/training.md'))
+    assert any('30.0' in figures and 'coco-bias' in cited for _, cited, figures in claims)
+    assert any(abs(v - 28.86) < 1e-3 for v in study_values('coco-bias'))  # a seed's final mIoU
+    assert not STUDY_NUMBER.findall('0.4.0, 46.2x, 0.067, 40%, alpha = 2.4092')
+    assert STUDY_NUMBER.findall('30.0 against 34.3 (-4.3)') == ['30.0', '34.3', '4.3']
