@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from study_helpers import fake_study_run
+from study_helpers import FakeTraining, fake_study_run
 
 from ngl_mmseg.experiments import study, study_report, study_spec
 
@@ -162,3 +162,70 @@ def test_bad_specs_are_refused_with_the_key_named(tmp_path, spec, message):
     path.write_text('{not json')
     with pytest.raises(ValueError, match='not valid JSON'):
         study_spec.load_spec(str(path))
+
+
+def test_every_shipped_config_with_several_schedulers_keeps_their_order(tmp_path):
+    import glob
+
+    from helpers import REPO
+    from mmengine.config import Config
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True)):
+        if '_base_' in path:
+            continue
+        full = Config.fromfile(path)
+        if len(full.get('param_scheduler') or []) < 2:
+            continue
+        old = full.train_cfg.max_iters
+        cfg = study.load_config(path, iters=100)
+        for before, after in zip(full.param_scheduler, cfg.param_scheduler):
+            assert 0 <= after['begin'] < after['end'] <= 100, (path, after)
+            assert after['begin'] == round(min(before.get('begin', 0), old) * 100 / old)
+        checked += 1
+    assert checked >= 2  # the SegFormer configs
+
+
+def test_a_variant_that_cannot_be_built_fails_before_any_run(tmp_path, monkeypatch):
+    from helpers import VOC_CFG
+    trained = []
+    monkeypatch.setattr(study, 'train_run', lambda *a, **k: trained.append(a))
+    for bad in ("bad={'type': 'NoSuchLoss'}", "x={'type': 'NGLLoss', 'alpha': 100}"):
+        with pytest.raises(ValueError, match="variant '(bad|x)'"):
+            study.study(VOC_CFG, ['ce', bad], work_dir=str(tmp_path / 'w'), iters=4)
+    assert trained == [] and not (tmp_path / 'w').exists()
+
+
+def test_regime_is_refused_with_merge_and_replot(monkeypatch, capsys):
+    import sys
+    for mode in (['--merge', 'a'], ['--replot']):
+        monkeypatch.setattr(sys, 'argv', ['study_ngl.py', *mode, '--work-dir', 'w', '--regime',
+                                          'r'])
+        with pytest.raises(SystemExit):
+            study.main()
+        assert 'each run keeps the regime it was trained under' in capsys.readouterr().err
+
+
+def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path, monkeypatch):
+    """The spec runner end to end, with training stood in for (test_study_tuned's fake)."""
+    from helpers import VOC_CFG
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets=dict(
+        tiny=dict(dataset='voc', out_dir=str(tmp_path / 'data'), num_train=2, num_val=2,
+                  num_test=2)),
+        studies=dict(s1=dict(config=VOC_CFG, data='tiny', variants=['ce', 'ngl'],
+                             optimizers=['adamw'], lrs=[1e-3, 1e-2], search_seeds=[0],
+                             seeds=[0, 1], iters=8, regime='clean', report_split='test')),
+        merges=dict(all=dict(studies=['s1'], title='t', publish=str(tmp_path / 'pub' / 'x'))))
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    study_spec.run_spec(str(path))
+    assert (tmp_path / 'data' / 'VOCdevkit' / 'VOC2012' / 'ImageSets' / 'Segmentation' /
+            'test.txt').is_file()
+    assert len(fake.calls) == 2 * 2 + 2  # search at 2 lrs, then seed 1 at each chosen lr
+    published = json.loads((tmp_path / 'pub' / 'x.json').read_text())
+    assert {r['variant']: r['lr'] for r in published['tuned']} == {'ce': 0.01, 'ngl': 0.001}
+    again = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', again)
+    study_spec.run_spec(str(path))  # resumes: nothing left to train
+    assert again.calls == []

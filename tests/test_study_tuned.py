@@ -3,12 +3,10 @@ another, paired statistics, convergence, parallel and resumed runs, and runs
 that reproduce."""
 import json
 import math
-import os
 import os.path as osp
-import threading
-import time
 
 import pytest
+from study_helpers import FakeTraining
 
 from ngl_mmseg.experiments import stats, study, study_report
 from ngl_mmseg.experiments.heldout_miou import report_dataset
@@ -127,54 +125,6 @@ def test_run_config_sets_the_lr_the_report_hook_and_determinism(tmp_path):
 
 # --- the study end to end, with training stood in for --------------------------------
 
-class FakeTraining:
-    """Stands in for train_run: logs a curve set by the run's record (variant,
-    lr, seed), counts the runs in flight and records each run's environment."""
-
-    def __init__(self, seconds=0.0, fail=(), rendezvous=0):
-        self.seconds, self.fail = seconds, set(fail)
-        # the first `rendezvous` runs wait (up to 60 s) until they are all in flight
-        self.barrier = threading.Barrier(rendezvous) if rendezvous else None
-        self.in_flight = self.most_in_flight = 0
-        self.lock = threading.Lock()
-        self.calls = []
-
-    def score(self, record, split):
-        lr_bonus = {'ce': {1e-3: 0, 1e-2: 8}, 'ngl': {1e-3: 5, 1e-2: 1}}[record['variant']]
-        return 50.0 + lr_bonus[record['lr']] + record['seed'] + (3 if split == 'report' else 0)
-
-    def __call__(self, config_path, work_dir, gpus=1, quiet=True, progress=False, env=None):
-        with self.lock:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-            self.calls.append((osp.basename(work_dir), dict(env or {})))
-        try:
-            if self.barrier is not None and len(self.calls) <= self.barrier.parties:
-                try:
-                    self.barrier.wait(timeout=60)
-                except threading.BrokenBarrierError:
-                    pass
-            time.sleep(self.seconds)
-            if osp.basename(work_dir) in self.fail:
-                raise RuntimeError('training failed')
-            with open(osp.join(work_dir, 'run.json')) as f:
-                record = json.load(f)
-            vis = osp.join(work_dir, '20260101_000000', 'vis_data')
-            os.makedirs(vis)
-            iters = record['iters']
-            rows = []
-            for k in range(1, 5):
-                step = iters * k // 4
-                rows.append({'step': step, 'mIoU': self.score(record, 'val') - 4 + k})
-                rows.append({'step': step, 'report_mIoU': self.score(record, 'report') - 4 + k})
-            with open(osp.join(vis, 'scalars.json'), 'w') as f:
-                f.write(''.join(json.dumps(r) + '\n' for r in rows))
-            return 1.0
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-
 def _tuned_study(tmp_path, fake, monkeypatch, **kwargs):
     monkeypatch.setattr(study, 'train_run', fake)
     args = dict(optimizers=['adamw'], seeds=[0, 1, 2], lrs=[1e-3, 1e-2], search_seeds=[0, 1],
@@ -184,6 +134,7 @@ def _tuned_study(tmp_path, fake, monkeypatch, **kwargs):
     return study.study(VOC_CFG, ['ce', 'ngl'], **args)
 
 
+@pytest.mark.slow
 def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypatch):
     fake = FakeTraining(rendezvous=2)
     _tuned_study(tmp_path, fake, monkeypatch)
@@ -205,6 +156,7 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 (grid edge) |' in md
 
 
+@pytest.mark.slow
 def test_an_interrupted_study_resumes_from_its_finished_runs(tmp_path, monkeypatch):
     first = FakeTraining(fail={'ngl_adamw_lr0.01_seed1'})
     with pytest.raises(RuntimeError, match='training failed'):
@@ -221,6 +173,7 @@ def test_an_interrupted_study_resumes_from_its_finished_runs(tmp_path, monkeypat
     assert third.calls == []  # everything finished: nothing retrains
 
 
+@pytest.mark.slow
 def test_a_folder_of_another_study_is_refused_before_anything_trains(tmp_path, monkeypatch):
     _tuned_study(tmp_path, FakeTraining(), monkeypatch)
     fake = FakeTraining()

@@ -35,7 +35,16 @@ LOSS_PRESETS = {
     # lets CE have a larger step too). Under Adam/AdamW a loss weight cancels out.
     'ce-w3': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=3.0)],
     'ce-w10': [dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=10.0)],
+    # Noise-robust baselines at their published defaults (baseline_losses.py): what a
+    # user with noisy labels would try before NGL.
+    'ce-ls': [dict(type='LabelSmoothingCELoss', label_smoothing=0.1, loss_weight=1.0)],
+    'gce': [dict(type='GCELoss', q=0.7, loss_weight=1.0)],
+    'sce': [dict(type='SCELoss', ce_weight=0.1, rce_weight=1.0, log_zero=-4.0,
+                 loss_weight=1.0)],
 }
+# Loss types defined by the experiments (not the plugin): a config using one imports this.
+BASELINE_MODULE = 'ngl_mmseg.experiments.baseline_losses'
+BASELINE_TYPES = ('LabelSmoothingCELoss', 'GCELoss', 'SCELoss')
 
 
 # A variant's name becomes a folder and a file name: plain characters only, so
@@ -161,6 +170,12 @@ def _heads(model_cfg):
             yield head
 
 
+def _add_import(cfg, module):
+    imports = list(cfg.get('custom_imports', {}).get('imports', []))
+    if module not in imports:
+        cfg.custom_imports = dict(imports=imports + [module], allow_failed_imports=False)
+
+
 def _head_losses(model_cfg):
     """(head name, its loss dicts) of every head of ``model_cfg``."""
     for key in ('decode_head', 'auxiliary_head'):
@@ -257,10 +272,9 @@ def apply_loss_preset(cfg, spec):
         head['loss_decode'] = new[0] if len(new) == 1 else new
     hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'NGLMonitorHook']
     if any(d['type'] == 'NGLLoss' for d in losses):
-        imports = cfg.get('custom_imports', {}).get('imports', [])
-        if 'ngl_mmseg' not in imports:
-            cfg.custom_imports = dict(imports=list(imports) + ['ngl_mmseg'],
-                                      allow_failed_imports=False)
+        _add_import(cfg, 'ngl_mmseg')
         hooks.append(dict(type='NGLMonitorHook'))
+    if any(d['type'] in BASELINE_TYPES for d in losses):
+        _add_import(cfg, BASELINE_MODULE)
     cfg.custom_hooks = hooks
     return cfg
