@@ -134,15 +134,20 @@ _TRITON_CHECKS: Dict[tuple, selfcheck.Result] = {}
 _TRITON_WARNED = set()
 
 
-@outside_graph
 def triton_self_check(logits: torch.Tensor, scaling: bool = False) -> selfcheck.Result:
     """The kernels against the eager math on a probe, once per device, dtype and
     kernel variant (the classes of ``logits``, ``scaling``); cached for the run."""
     key = (str(logits.device), logits.dtype, int(logits.shape[1]), bool(scaling))
-    if key not in _TRITON_CHECKS:
-        _TRITON_CHECKS[key] = selfcheck.run(_triton_forward, _triton_backward, logits.device,
-                                            logits.dtype, int(logits.shape[1]), bool(scaling))
-    return _TRITON_CHECKS[key]
+    found = _TRITON_CHECKS.get(key)
+    if found is None:
+        found = _TRITON_CHECKS[key] = _run_self_check(logits.device, logits.dtype,
+                                                      int(logits.shape[1]), bool(scaling))
+    return found
+
+
+@outside_graph
+def _run_self_check(device, dtype, num_classes, scaling):
+    return selfcheck.run(_triton_forward, _triton_backward, device, dtype, num_classes, scaling)
 
 
 def _triton_checks_out(logits, scaling, named):
