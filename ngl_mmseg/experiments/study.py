@@ -281,6 +281,16 @@ def _existing_run(run_dir, record):
                                   'remove that folder')
         if held.get('finished'):
             return run_from_folder(run_dir, held)
+        if osp.isfile(osp.join(run_dir, f"iter_{record['iters']}.pth")):
+            # Trained to the end, but the study stopped before it wrote so: a run
+            # whose log reaches the last validation and whose last checkpoint is
+            # there is finished.
+            try:
+                run = run_from_folder(run_dir, held)
+            except ValueError:
+                return None
+            _write_record(run_dir, dict(held, finished=True, seconds=run['seconds']))
+            return run
         return None
     check_fresh_run_dir(run_dir)
     return None
@@ -401,13 +411,14 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
         raise ValueError(f'--work-dir {work_dir!r} is a file: the study needs a folder')
     cfg = load_config(config, cfg_options, data_root, iters)
     _check_variants(cfg, parsed)
+    run_iters = cfg.train_cfg.max_iters  # recorded: the config's own without --iters
     lr_axis = list(lrs) if lrs else [None]
     pretrain = dict(iters=pretrain_iters, data_root=pretrain_data_root) \
         if pretrain_iters else None
 
     def task(name, losses, optimizer, lr, seed, phase):
         record = dict(regime=regime, variant=name, losses=losses, optimizer=optimizer, lr=lr,
-                      seed=seed, config=config, data_root=data_root, iters=iters,
+                      seed=seed, config=config, data_root=data_root, iters=run_iters,
                       pretrain=pretrain, train_miou=train_miou, report_split=report_split,
                       cfg_options=cfg_options, phase=phase, threads=None)
         return dict(record=record,
