@@ -98,6 +98,7 @@ def strip_losses(model_cfg):
     return model_cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', PLAIN_CONFIGS, ids=rel)
 def test_plain_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
     twin = ce_twin(config)
@@ -117,6 +118,7 @@ def test_plain_ngl_config_differs_from_its_ce_twin_only_in_losses(config):
         assert dict(ngl.model.auxiliary_head.loss_decode) == dict(type='NGLLoss', loss_weight=0.4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [c for c in NGL_CONFIGS if '/ngl/' in c], ids=rel)
 def test_recipe_config_is_its_plain_twin_plus_the_recipe(config):
     """*_ngl_* = *_ngl-plain_* with NGLLoss(auto_weight=True, ce_warmup=0.1): the recipe

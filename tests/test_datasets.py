@@ -253,6 +253,7 @@ def test_loading_a_broken_label_png_in_training_names_the_file(tmp_path, damage)
         dataset[0]
 
 
+@pytest.mark.slow
 def test_make_synthetic_dataset_tool_writes_then_refuses_to_write_over(tmp_path):
     tool = [sys.executable, osp.join(REPO, 'tools', 'make_synthetic_dataset.py'), 'voc',
             str(tmp_path / 'voc'), '--num-train', '3', '--num-val', '2']

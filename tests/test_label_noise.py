@@ -169,6 +169,7 @@ def test_bad_noise_arguments_are_refused_before_writing(tmp_path, kwargs, messag
     assert not any(tmp_path.rglob('*.png'))
 
 
+@pytest.mark.slow
 def test_tool_writes_noise_and_reports_the_measured_rate(tmp_path):
     tool = [sys.executable, osp.join(REPO, 'tools', 'make_synthetic_dataset.py'), 'voc',
             str(tmp_path / 'v'), '--num-train', '12', '--num-val', '2', '--label-noise', '0.5',

@@ -354,6 +354,7 @@ def test_malicious_pkl_class_weight_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_separable_binary_task_learns_with_softmax_and_scaling():
     """The sigmoid-variants issue's table at small scale: a 1-D separable binary
     task, a logistic model, Adam. Two softmax channels and the authors' scaling

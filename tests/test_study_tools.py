@@ -164,6 +164,7 @@ def test_bad_specs_are_refused_with_the_key_named(tmp_path, spec, message):
         study_spec.load_spec(str(path))
 
 
+@pytest.mark.slow
 def test_every_shipped_config_with_several_schedulers_keeps_their_order(tmp_path):
     import glob
 
@@ -205,6 +206,7 @@ def test_regime_is_refused_with_merge_and_replot(monkeypatch, capsys):
         assert 'each run keeps the regime it was trained under' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path, monkeypatch):
     """The spec runner end to end, with training stood in for (test_study_tuned's fake)."""
     from helpers import VOC_CFG

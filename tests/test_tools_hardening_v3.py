@@ -81,6 +81,7 @@ def test_overwrite_refuses_a_manifest_of_the_wrong_shape_with_a_message(tmp_path
     assert snapshot(root) == before
 
 
+@pytest.mark.slow
 def test_out_dir_that_is_a_file_is_refused_with_a_message(tmp_path):
     out_dir = tmp_path / 'a-file'
     out_dir.write_text('not a folder')
@@ -115,6 +116,7 @@ def test_a_run_that_fails_midway_leaves_the_old_dataset_as_it_was(tmp_path, monk
 
 # --- tool arguments ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dataset, args, message', [
     ('voc', ['--seed', '-1'], 'seed must be an integer in [0, 2**32 - 1]'),
     ('coco-stuff', ['--seed', '-1'], 'seed must be an integer in [0, 2**32 - 1]'),
@@ -246,6 +248,7 @@ def test_an_empty_variant_is_refused_on_every_head():
         check_variant_losses(voc_config(), [('empty', [])])
 
 
+@pytest.mark.slow
 def test_compare_refuses_a_variant_that_cannot_be_built_before_training(tmp_path):
     out = subprocess.run([sys.executable, '-m', 'ngl_mmseg.experiments.compare', VOC_CFG,
                           '--losses', 'ce', "bad={'type': 'NoSuchLoss'}", '--work-dir',
@@ -267,6 +270,7 @@ def test_a_variant_type_that_would_import_a_module_is_refused_when_parsed(spec, 
         parse_loss_spec(spec)
 
 
+@pytest.mark.slow
 def test_a_variant_type_never_imports_a_module(tmp_path, monkeypatch):
     (tmp_path / 'probe_mod.py').write_text(PROBE)
     imported = tmp_path / 'probe_mod.py.imported'
