@@ -211,8 +211,8 @@ def test_gradcheck_float64():
                    dict(scaling=True, reduction='none')):
         loss = NGLLoss(impl='torch', **kwargs)
         x = logits.clone().requires_grad_()
-        assert torch.autograd.gradcheck(lambda t: loss(t, label, weight=weight).sum(), (x, ),
-                                        eps=1e-6, atol=1e-6)
+        assert torch.autograd.gradcheck(lambda t, loss=loss: loss(t, label, weight=weight).sum(),
+                                        (x, ), eps=1e-6, atol=1e-6)
 
 
 def test_functional_form_matches_module():

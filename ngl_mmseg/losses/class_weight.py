@@ -11,7 +11,8 @@ import math
 import numbers
 import os
 import pickle
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def _as_weights(value):
 
 
 def load_class_weight(
-        class_weight: Optional[Union[Sequence[float], np.ndarray, str]]) -> Optional[List[float]]:
+        class_weight: Optional[Union[Sequence[float], np.ndarray, str]]) -> Optional[list[float]]:
     """A list of floats from a list, or from a ``.npy``/``.pkl`` file, without
     running code from the file and with a bounded size; None stays None.
     Every error names the file (or the list) and what is wrong with it."""

@@ -15,12 +15,12 @@ traces a dict store but not the MessageHub's lock. Posts are keyed by the
 loss module's ``monitor_key``, a number given when it is built.
 """
 import itertools
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 
-Post = Tuple[torch.Tensor, torch.Tensor, int]  # (mean, summed weight, classes)
-_POSTS: Dict[int, Post] = {}
+Post = tuple[torch.Tensor, torch.Tensor, int]  # (mean, summed weight, classes)
+_POSTS: dict[int, Post] = {}
 _KEYS = itertools.count()
 
 

@@ -10,8 +10,9 @@ per pixel the mean over the C classes of::
 import math
 import numbers
 import warnings
-from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from functools import cache, lru_cache
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -137,7 +138,7 @@ def _warmup_shares(iteration, max_iters, ce_fraction, bias_fraction):
 
 
 @outside_graph
-def _runner_warmup_shares(ce_fraction: float, bias_fraction: float) -> Tuple[float, float]:
+def _runner_warmup_shares(ce_fraction: float, bias_fraction: float) -> tuple[float, float]:
     """``(CE share, target-bias share)`` at the Runner's iteration, read from
     mmengine's MessageHub ((0, 0) outside a Runner). Runs outside any compiled
     graph: with a warm-up and mmengine's ``compile = True`` this is one graph
@@ -159,7 +160,7 @@ def _default_target_bias(num_classes, alpha, scaling):
 
 
 @outside_graph
-@lru_cache(maxsize=None)  # once per setting
+@cache  # once per setting
 def _warn_no_default_bias(warmup, num_classes, alpha, scaling):
     p = steepest_target_probability(num_classes, alpha, scaling)
     warnings.warn(
@@ -167,7 +168,7 @@ def _warn_no_default_bias(warmup, num_classes, alpha, scaling):
         f'uniform softmax (p_t = 1/{num_classes}) is already at or past p_t = {p:.3f}, where '
         "NGL's gradient on the target logit is steepest, so the default target_bias is 0 and "
         'the warm-up adds no bias. Give target_bias explicitly to use one, or drop '
-        'target_bias_warmup (docs/usage.md)')
+        'target_bias_warmup (docs/usage.md)', stacklevel=2)
 
 
 def _drop_ignored_logits(logits, label, ignore_index):
@@ -284,7 +285,7 @@ class NGLLoss(nn.Module):
         self.reduction = reduction
         self.ce_warmup = float(ce_warmup)
         self.target_bias_warmup = float(target_bias_warmup)
-        self.class_weight: Optional[List[float]] = load_class_weight(class_weight)
+        self.class_weight: Optional[list[float]] = load_class_weight(class_weight)
         # On the module's device, moved with it: no copy to the device per call.
         self.register_buffer(
             'class_weight_tensor', None if self.class_weight is None else
@@ -320,7 +321,7 @@ class NGLLoss(nn.Module):
                                   self.scaling)
         return bias
 
-    def warmup_shares(self) -> Tuple[float, float]:
+    def warmup_shares(self) -> tuple[float, float]:
         """``(CE share, target-bias share)`` at the Runner's current iteration:
         each falls linearly from 1 at the start of training to 0 at its fraction
         of ``max_iters`` (``recipe.warmup_share``), read from mmengine's

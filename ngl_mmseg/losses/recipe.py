@@ -6,15 +6,15 @@ Imported by the loss (``ngl_loss.py``) and by ``NGLMonitorHook``; torch-free.
 See docs/training.md for the derivations and the study behind them.
 """
 import math
-from functools import lru_cache
-from typing import Optional, Tuple
+from functools import cache
+from typing import Optional
 
 import numpy as np
 
 from ..ops.formula import ALPHA, ngl_term_derivatives_np, ngl_terms_np
 
 
-@lru_cache(maxsize=None)
+@cache
 def ce_matched_weight(num_classes: int, alpha: float = ALPHA, scaling: bool = False) -> float:
     """The loss weight that gives NGL cross entropy's gradient at the start.
 
@@ -35,9 +35,9 @@ def ce_matched_weight(num_classes: int, alpha: float = ALPHA, scaling: bool = Fa
     return float(num_classes ** 2 / abs(diff))
 
 
-@lru_cache(maxsize=None)  # NGLMonitorHook asks every iteration; a 1e5-point grid each time
+@cache  # NGLMonitorHook asks every iteration; a 1e5-point grid each time
 def ngl_reference_values(num_classes: int, alpha: float = ALPHA,
-                         scaling: bool = False) -> Tuple[float, float]:
+                         scaling: bool = False) -> tuple[float, float]:
     """Per-pixel NGL at chance and at its minimum, for reading training progress.
 
     Returns:
@@ -73,7 +73,7 @@ def warmup_share(iteration: Optional[int], max_iters: Optional[int], fraction: f
     return max(0.0, 1.0 - iteration / (fraction * max_iters))
 
 
-@lru_cache(maxsize=None)
+@cache
 def steepest_target_probability(num_classes: int, alpha: float = ALPHA,
                                 scaling: bool = False) -> float:
     """The target probability ``p_t`` (the other classes equal) where NGL's

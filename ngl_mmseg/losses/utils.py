@@ -3,7 +3,7 @@
 reduction. The checks of ``ignore_index`` and of the labels' values are the
 ops' (``ngl_mmseg.ops.checks``), reused here; class weights are loaded by
 ``class_weight.py`` (its names are re-exported here for earlier imports)."""
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ def reduce_pixel_loss(loss: torch.Tensor,
 def mean_over_summed_pixels(loss: torch.Tensor,
                             label: torch.Tensor,
                             weight: Optional[torch.Tensor] = None,
-                            ignore_index: int = 255) -> Tuple[torch.Tensor, torch.Tensor]:
+                            ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean per-pixel loss over the pixels a reduction actually sums (not
     ignored, with a nonzero pixel weight: OHEM keeps only hard pixels), each
     counted by its weight, and that summed weight: what the monitor compares

@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import os
 import warnings
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 
@@ -67,7 +67,7 @@ class Implementation:
 
 # --- Triton: imported here and nowhere else -----------------------------------------------
 
-def triton_version() -> Optional[Tuple[int, ...]]:
+def triton_version() -> Optional[tuple[int, ...]]:
     """Triton's version as a tuple of ints, or None when it is not installed."""
     try:
         from importlib.metadata import PackageNotFoundError, version
@@ -77,7 +77,7 @@ def triton_version() -> Optional[Tuple[int, ...]]:
     return tuple(int(part) for part in text.split('+')[0].split('.')[:2] if part.isdigit())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton_module():
     """``ngl_triton`` (the kernels), or None when Triton cannot be imported."""
     try:
@@ -130,7 +130,7 @@ def _on_triton_device(logits):
 
 
 # (device, dtype, classes, scaling) -> the self-check's result; and the keys warned about.
-_TRITON_CHECKS: Dict[tuple, selfcheck.Result] = {}
+_TRITON_CHECKS: dict[tuple, selfcheck.Result] = {}
 _TRITON_WARNED = set()
 
 
@@ -164,16 +164,16 @@ def _triton_checks_out(logits, scaling, named):
         _TRITON_WARNED.add(key)
         warnings.warn(f'NGL: the Triton kernels failed their self-check on {where}: '
                       f"{result.failure}; impl='auto' uses the torch.compile path instead for "
-                      'the rest of the run (impl=\'triton\' would raise)')
+                      'the rest of the run (impl=\'triton\' would raise)', stacklevel=2)
     return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_old_triton(found):
     warnings.warn(f"NGL: Triton {'.'.join(map(str, found))} is older than "
                   f"{'.'.join(map(str, MIN_TRITON))}, the oldest release the NGL kernels were "
                   "run on; impl='auto' uses the torch.compile path instead (pass "
-                  "impl='triton' to use the kernels anyway)")
+                  "impl='triton' to use the kernels anyway)", stacklevel=2)
 
 
 def _triton_recent_enough():
@@ -214,7 +214,7 @@ class _CompiledMath:
             except Exception as exc:
                 self.failed = True
                 warnings.warn(f'NGL: the torch.compile path failed ({type(exc).__name__}: '
-                              f'{exc}); falling back to the eager implementation')
+                              f'{exc}); falling back to the eager implementation', stacklevel=2)
         return eager(*args)
 
     def forward(self, *args):

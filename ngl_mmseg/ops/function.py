@@ -1,6 +1,5 @@
 """The autograd Function around a fused implementation's forward/backward pair."""
 import math
-from typing import Tuple
 
 import torch
 
@@ -8,7 +7,7 @@ from .backends import IMPLEMENTATIONS
 from .formula import compute_dtype
 
 
-def as_bcs(logits: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def as_bcs(logits: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Views of logits as (B, C, S) and labels as (B, S), without copies.
 
     (N, C, *spatial) keeps images as B; (M, C) classification rows become the
