@@ -55,4 +55,3 @@ def literal_classification_mean(logits, label, alpha=ALPHA):
     p = torch.softmax(logits.double(), dim=1)
     y = torch.nn.functional.one_hot(label, logits.shape[1]).double()
     return torch.mean(torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p))))
-

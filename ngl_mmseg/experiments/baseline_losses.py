@@ -179,4 +179,3 @@ class SCELoss(_PixelLoss):
     def pixel_loss(self, pred, label, ignore_index):
         return (self.ce_weight * ce_pixel_loss(pred, label, 0.0, ignore_index)
                 + self.rce_weight * rce_pixel_loss(pred, label, self.log_zero, ignore_index))
-

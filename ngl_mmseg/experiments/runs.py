@@ -141,5 +141,3 @@ def last_checkpoint(work_dir):
         raise FileNotFoundError(f'no checkpoint was saved in {work_dir} (missing {path})')
     with open(path) as f:
         return f.read().strip()
-
-
