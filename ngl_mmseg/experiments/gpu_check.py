@@ -43,18 +43,19 @@ def check(impl, shape, scaling, dtype):
 
 
 def self_check_costs(cases=((21, False, torch.float32), (171, False, torch.float32),
-                             (21, True, torch.bfloat16), (171, False, torch.float16))):
+                             (21, True, torch.bfloat16), (171, False, torch.float16)),
+                     device='cuda'):
     """The Triton kernels' self-check per variant: passed or why not, and its seconds
     (the kernels' first compile included, which the first call pays anyway)."""
     out = []
     for classes, scaling, dtype in cases:
-        probe = torch.empty(1, classes, 1, device='cuda', dtype=dtype)
+        probe = torch.empty(1, classes, 1, device=device, dtype=dtype)
         result = backends.triton_self_check(probe, scaling)
         out.append(dict(classes=classes, scaling=scaling, dtype=str(dtype),
                         failure=result.failure, seconds=result.seconds,
                         value_error=result.value_error, grad_error=result.grad_error))
     again = time.perf_counter()
-    backends.triton_self_check(torch.empty(1, 21, 1, device='cuda'), False)  # cached
+    backends.triton_self_check(torch.empty(1, 21, 1, device=device), False)  # cached
     return out, time.perf_counter() - again
 
 
@@ -64,7 +65,7 @@ def _training_step(model, loss, x, label, optimizer):
     optimizer.step()
 
 
-def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4):
+def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4, device='cuda'):
     """Host syncs (``torch.cuda.set_sync_debug_mode('warn')``) per training iteration of
     a one-layer model with NGLLoss and the recipe, both warm-ups running (or, without
     mmseg, ``ngl_pixel_loss`` and the ops' label check), after the first
@@ -72,7 +73,7 @@ def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4):
 
     Returns ``(syncs in the first iterations, syncs per steady-state iteration, what ran)``.
     """
-    device = torch.device('cuda')
+    device = torch.device(device)
     model = torch.nn.Conv2d(3, classes, 3, padding=1).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.randn(batch, 3, size, size, device=device)
@@ -96,13 +97,16 @@ def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4):
     def count(n):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            torch.cuda.set_sync_debug_mode('warn')
+            if device.type == 'cuda':
+                torch.cuda.set_sync_debug_mode('warn')
             try:
                 for _ in range(n):
                     _training_step(model, loss, x, label, optimizer)
             finally:
-                torch.cuda.set_sync_debug_mode(0)
-        torch.cuda.synchronize()
+                if device.type == 'cuda':
+                    torch.cuda.set_sync_debug_mode(0)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
         return sum('synchronizing' in str(w.message) for w in caught)
     first = count(1)
     for _ in range(checks.EXACT_DEVICE_CHECKS):
@@ -110,16 +114,16 @@ def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4):
     return first, count(iterations) / iterations, what
 
 
-def check_beyond_2_31(classes=65, pixels=2 ** 24 + 3, images=2):
+def check_beyond_2_31(classes=65, pixels=2 ** 24 + 3, images=2, device='cuda'):
     """A forward and backward on logits of more than 2^31 elements (fp32, ~8.7 GB),
     Triton against the eager path: largest relative differences, value and gradient,
-    overall and in the last image (whose addresses pass 2^31)."""
-    assert images * classes * pixels > 2 ** 31
-    g = torch.Generator(device='cuda').manual_seed(0)
-    z = torch.randn(images, classes, pixels, device='cuda', generator=g)
-    label = torch.randint(0, classes, (images, pixels), device='cuda', generator=g)
+    overall and in the last image (whose addresses pass 2^31). (Smaller sizes only
+    for the tests' run on CPU.)"""
+    g = torch.Generator(device=device).manual_seed(0)
+    z = torch.randn(images, classes, pixels, device=device, generator=g)
+    label = torch.randint(0, classes, (images, pixels), device=device, generator=g)
     label[:, ::7] = 255
-    up = torch.rand(images, pixels, device='cuda', generator=g)
+    up = torch.rand(images, pixels, device=device, generator=g)
     out = {}
     for impl in ('triton', 'torch'):
         x = z.clone().requires_grad_()
@@ -170,6 +174,7 @@ def main():
     print(f'host syncs per training iteration ({what}): first {first}, steady state {steady:g} '
           f"{'ok' if steady == 0 else 'FAIL'}", flush=True)
     big = check_beyond_2_31()
+    assert big['elements'] > 2 ** 31
     report['beyond_2_31'] = big
     big_ok = max(big['value_rel'], big['last_image_value_rel']) < 1e-5 and \
         max(big['grad_rel'], big['last_image_grad_rel']) < 3e-5
