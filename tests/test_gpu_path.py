@@ -210,7 +210,7 @@ def test_compiled_warmups_follow_the_iteration_without_recompiling_each_time(mes
         message_hub.update_info('iter', it)
         assert compiled(logits, label).item() == pytest.approx(loss(logits, label).item(),
                                                                rel=1e-6), it
-    assert counter.frame_count <= 6, counter.frame_count
+    assert counter.frame_count <= 6, counter.frame_count  # 4 measured; 11 shares were seen
 
 
 def test_compiled_train_step_config_sets_compile():
