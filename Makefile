@@ -26,7 +26,7 @@ test: install lint
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
 
-# ruff (pyflakes, pycodestyle, isort rules; configured in pyproject.toml).
+# ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules; configured in pyproject.toml).
 lint: install
 	$(PY) -m ruff check .
 
