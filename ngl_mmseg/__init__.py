@@ -23,7 +23,7 @@ fused ops (``ngl_pixel_loss``) load and nothing is patched.
 """
 from .ops import ALPHA, ngl_literal, ngl_pixel_loss
 
-__version__ = '0.4.0'
+__version__ = '0.5.0'
 
 try:
     import mmseg  # noqa: F401
