@@ -1,0 +1,108 @@
+"""The tuned study's claims on docs/when-to-use-ngl.md and in the README are
+read from docs/study/tuned.json: every interval printed there is one the JSON
+holds (recomputed here from its per-seed scores), and every tuned comparison in
+the JSON is on the page, with its verdict."""
+import json
+import os.path as osp
+import re
+
+import pytest
+from helpers import REPO
+
+from ngl_mmseg.experiments.stats import format_difference, mean_interval, paired_difference
+
+TUNED = osp.join(REPO, 'docs', 'study', 'tuned.json')
+PAGE = osp.join(REPO, 'docs', 'when-to-use-ngl.md')
+README = osp.join(REPO, 'README.md')
+# '+1.23 [-0.40, +2.86], ahead 3/5, tie'
+DIFFERENCE = re.compile(r'[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], ahead \d+/\d+, '
+                        r'(?:tie|win|loss)')
+
+
+def _rows():
+    with open(TUNED) as f:
+        data = json.load(f)
+    return data, data['tuned']
+
+
+def _recomputed(rows):
+    """Every row's differences to tuned CE, recomputed from the per-seed scores."""
+    by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
+    out = {}
+    for r in rows:
+        ce = by_cell.get((r['regime'], r['optimizer'], 'ce'))
+        if ce is None or r['variant'] == 'ce':
+            continue
+        final = paired_difference(r['report_final'], ce['report_final'])
+        peak = paired_difference(r['report_peak'], ce['report_peak'])
+        out[(r['regime'], r['variant'])] = (format_difference(final), format_difference(peak))
+    return out
+
+
+def test_the_json_is_consistent_with_its_runs():
+    data, rows = _rows()
+    assert rows, 'docs/study/tuned.json holds no tuned rows'
+    for r in rows:
+        runs = [run for run in data['runs'] if run['regime'] == r['regime'] and
+                run['variant'] == r['variant'] and run['lr'] == r['lr']]
+        assert sorted(int(s) for s in r['report_final']) == sorted(run['seed'] for run in runs)
+        for run in runs:
+            assert r['report_final'][str(run['seed'])] == run['report_curve'][-1][1]
+        mean, half = mean_interval(list(r['report_final'].values()))
+        assert r['mean'] == pytest.approx(mean) and r['half_width'] == pytest.approx(half)
+        # the lr was chosen on the validation split: the best search mean
+        search = {float(k): v for k, v in r['search_mean'].items()}
+        assert max(search, key=search.get) == r['lr']
+
+
+def _untuned_differences():
+    """Every paired difference of the untuned studies (docs/study/*.json rows),
+    recomputed from their per-seed finals."""
+    import glob
+    out = set()
+    for path in glob.glob(osp.join(REPO, 'docs', 'study', '*.json')):
+        with open(path) as f:
+            rows = json.load(f)['rows']
+        by_key = {(r['regime'], r['optimizer'], r.get('lr'), r['variant']): r for r in rows}
+        for r in rows:
+            ce = by_key.get((r['regime'], r['optimizer'], r.get('lr'), 'ce'))
+            if ce is not None and r['variant'] != 'ce':
+                out.add(format_difference(paired_difference(
+                    dict(zip(r['seeds'], r['final_miou'])),
+                    dict(zip(ce['seeds'], ce['final_miou'])))))
+    return out
+
+
+def test_every_interval_on_the_page_and_readme_is_one_the_json_holds():
+    _, rows = _rows()
+    known = {text for pair in _recomputed(rows).values() for text in pair}
+    known |= _untuned_differences()
+    for path in (PAGE, README):
+        with open(path) as f:
+            text = f.read()
+        found = DIFFERENCE.findall(text)
+        for claim in found:
+            assert claim in known, f'{osp.basename(path)}: {claim!r} is in no docs/study/*.json'
+    with open(PAGE) as f:
+        assert DIFFERENCE.findall(f.read()), 'the page states no tuned difference'
+
+
+def test_every_tuned_comparison_is_on_the_page_with_its_verdict():
+    _, rows = _rows()
+    with open(PAGE) as f:
+        page = f.read()
+    for (regime, variant), (final, _) in _recomputed(rows).items():
+        line = [ln for ln in page.splitlines() if final in ln]
+        assert line, f'{regime} {variant} vs CE ({final}) is missing from the page'
+        assert regime in line[0] and variant in line[0]
+
+
+def test_the_page_keeps_no_claim_its_data_cannot_carry():
+    with open(PAGE) as f:
+        page = f.read().lower()
+    for phrase in ('steadier across seeds', 'ahead in every kind of noise',
+                   'in every kind of noise tried'):
+        assert phrase not in page
+    with open(README) as f:
+        readme = f.read()
+    assert 'docs/study/tuned.json' in readme
