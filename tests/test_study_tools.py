@@ -21,9 +21,31 @@ def test_collect_refuses_a_copied_run_folder(tmp_path):
 def test_collect_refuses_runs_of_another_study(tmp_path, field, value):
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
     fake_study_run(tmp_path, 'ngl', 0, [10.0, 40.0], **{field: value})
-    with pytest.raises(ValueError, match='not one study|different data roots|different '
-                                         'iterations'):
+    with pytest.raises(ValueError, match=rf'differ in {field} .*ce_adamw_seed0.*ngl_adamw_seed0'):
         study.collect(str(tmp_path))
+
+
+def test_collect_takes_a_regime_per_data_root_and_names_a_damaged_log(tmp_path):
+    fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0], regime='clean')
+    fake_study_run(tmp_path, 'ce', 1, [10.0, 40.0], regime='noisy', data_root='other',
+                   name='ce_adamw_seed1')
+    rows = study.collect(str(tmp_path))  # one data root per regime: one study
+    assert [r['regime'] for r in rows] == ['clean', 'noisy']
+    scalars = next((tmp_path / 'ce_adamw_seed1').glob('*/vis_data/scalars.json'))
+    scalars.write_text(scalars.read_text() + '{"step": 9, "mIoU\n')
+    with pytest.raises(ValueError, match=r'ce_adamw_seed1.*scalars\.json, line 4, is not JSON'):
+        study.collect(str(tmp_path))
+
+
+def test_merge_refuses_one_row_of_two_data_roots(tmp_path):
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    write_study(a, [dict(RUN, data_root='x', work_dir='a/ce_adamw_seed0')])
+    write_study(b, [dict(RUN, seed=1, data_root='y', work_dir='b/ce_adamw_seed1')])
+    with pytest.raises(ValueError, match=r'row -, adamw.*differ in data_root.*ce_adamw_seed0.*'
+                                         r'ce_adamw_seed1'):
+        study.merge(str(tmp_path / 'm'), [a, b])
+    write_study(str(tmp_path / 'c'), [dict(RUN, seed=1, data_root='y', regime='noisy')])
+    assert len(study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'c')])) == 2
 
 
 def test_collect_refuses_a_folder_without_a_record_or_unfinished(tmp_path):
@@ -196,9 +218,9 @@ def test_a_variant_that_cannot_be_built_fails_before_any_run(tmp_path, monkeypat
     assert trained == [] and not (tmp_path / 'w').exists()
 
 
-def test_regime_is_refused_with_merge_and_replot(monkeypatch, capsys):
+def test_regime_is_refused_with_merge_replot_and_collect(monkeypatch, capsys):
     import sys
-    for mode in (['--merge', 'a'], ['--replot']):
+    for mode in (['--merge', 'a'], ['--replot'], ['--collect']):
         monkeypatch.setattr(sys, 'argv', ['study_ngl.py', *mode, '--work-dir', 'w', '--regime',
                                           'r'])
         with pytest.raises(SystemExit):

@@ -125,8 +125,22 @@ def read_scalars(work_dir):
     """
     rows = []
     for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            launch = [json.loads(line) for line in f if line.strip()]
+        launch = []
+        with open(path, errors='replace') as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f'{path}, line {number}, is not JSON ({exc}): a damaged '
+                                     'log (a full disk or a killed process?); fix or remove '
+                                     'that file, or train the run again') from None
+                if not isinstance(row, dict) or isinstance(row.get('step'), bool) or \
+                        not isinstance(row.get('step'), (int, float)):
+                    raise ValueError(f'{path}, line {number}, is not a JSON object with a '
+                                     '"step": a damaged log')
+                launch.append(row)
         if launch:
             first = min(row['step'] for row in launch)
             rows = [row for row in rows if row['step'] < first] + launch

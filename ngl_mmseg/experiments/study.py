@@ -461,10 +461,8 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
 
 def _check_variants(cfg, parsed):
     """Build every variant's losses on the config's heads before the first run."""
-    from . import presets
-    check = getattr(presets, 'check_variant_losses', None)
-    if check is not None:
-        check(cfg, parsed)
+    from .presets import check_variant_losses
+    check_variant_losses(cfg, parsed)
 
 
 def _report_split_arg(values):
@@ -553,7 +551,7 @@ def main():
         parser.error(f'--{modes[0]} needs --work-dir')
     if args.merge and not args.work_dir:
         parser.error('--merge needs --work-dir for the merged table')
-    if modes and modes[0] in ('merge', 'replot') and args.regime:
+    if modes and modes[0] in ('merge', 'replot', 'collect') and args.regime:
         parser.error(f'--regime labels the runs of a new study; with --{modes[0]} each run '
                      'keeps the regime it was trained under')
     work_dir = args.work_dir or osp.join('work_dirs', 'study',

@@ -441,28 +441,47 @@ def run_from_folder(run_dir, record=None):
         seconds=record.get('seconds') or logged_seconds(run_dir), work_dir=run_dir)
 
 
-def check_one_study(runs, where):
+def _folders(runs, limit=3):
+    names = [osp.basename(str(run.get('work_dir') or run.get('source') or '?')) for run in runs]
+    return ', '.join(names[:limit]) + (' ...' if len(names) > limit else '')
+
+
+def check_one_study(runs, where, per_row=False):
     """Refuse runs that cannot share a table: one run twice (a copied folder),
-    runs of other settings (schedules, configs, data roots within a regime)."""
+    runs of other settings (config, schedule, pretraining, report split,
+    options; a data root within a regime), named by their folders. With
+    ``per_row`` (a merge of studies), the settings need only agree within
+    each (regime, optimizer) row."""
     seen = {}
     for run in runs:
         key = run_key(run)
         if key in seen:
-            raise ValueError(f'{seen[key]} and {run["work_dir"]} are the same run {key}: a '
+            raise ValueError(f'{seen[key]} and {run.get("work_dir")} are the same run {key}: a '
                              'copy counts once; remove one of them')
-        seen[key] = run['work_dir']
-    for field in SHARED:
-        values = {json.dumps(run.get(field), sort_keys=True) for run in runs}
-        if len(values) > 1:
-            raise ValueError(f'the runs in {where} differ in {field} ({sorted(values)}): '
-                             'not one study')
+        seen[key] = run.get('work_dir')
+    groups = {}
+    for run in runs:
+        groups.setdefault((run.get('regime', ''), run['optimizer']) if per_row else '',
+                          []).append(run)
+    for group, members in groups.items():
+        row = f' (row {group[0] or "-"}, {group[1]})' if per_row else ''
+        for field in SHARED + ('data_root', ):
+            by_value = {}
+            for run in members:
+                by_value.setdefault(json.dumps(run.get(field), sort_keys=True, default=str),
+                                    []).append(run)
+            if len(by_value) > 1 and not (field == 'data_root' and not per_row and
+                                          _one_root_per_regime(members)):
+                detail = '; '.join(f'{value}: {_folders(rs)}' for value, rs in by_value.items())
+                raise ValueError(f'the runs in {where}{row} differ in {field} ({detail}): not '
+                                 'one study; give each its own --regime or work dir')
+
+
+def _one_root_per_regime(runs):
     roots = {}
     for run in runs:
         roots.setdefault(run.get('regime', ''), set()).add(run.get('data_root'))
-    for regime, values in roots.items():
-        if len(values) > 1:
-            raise ValueError(f'the runs of regime {regime!r} in {where} are on different data '
-                             f'roots {sorted(map(str, values))}: give each its own --regime')
+    return all(len(values) == 1 for values in roots.values())
 
 
 def collect(work_dir, config='', title=''):
@@ -514,6 +533,7 @@ def merge(work_dir, sources, title='', overwrite=False):
     for data, source in zip(studies, sources):
         for run in data['runs']:
             run.setdefault('source', source)
+    check_one_study(runs, ', '.join(sources), per_row=True)
     schedules = {}
     for run in runs:
         cell = (run.get('regime', ''), run['optimizer'])
