@@ -1,7 +1,12 @@
-"""What several test modules share: the repository's paths, a batch for a decode head, and a
-stand-in for the Runner that NGLMonitorHook reads. Fixtures are in ``conftest.py``; test
-modules import from here (or from ``reference`` and ``impls``), never from each other."""
+"""What several test modules share: the repository's paths, a batch for a decode head, a
+stand-in for the Runner that NGLMonitorHook reads, a snapshot of a folder and the synthetic-data
+tool run as a user runs it. Fixtures are in ``conftest.py``; test modules import from here (or
+from ``reference`` and ``impls``), never from each other."""
+import hashlib
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import torch
 
@@ -10,6 +15,8 @@ TOOLS = osp.join(REPO, 'tools')
 VOC_CFG = osp.join(REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
 COCO_CFG = osp.join(
     REPO, 'configs/quickstart/fcn_r18-d8_ngl_1xb8-500iter_coco-stuff164k-synthetic-64x64.py')
+MAKE = [sys.executable, osp.join(TOOLS, 'make_synthetic_dataset.py')]
+SMALL = dict(num_train=2, num_val=1, size=(32, 32))  # a synthetic dataset that writes fast
 
 
 def batch(n=2, size=(16, 16), seed=0, num_classes=6):
@@ -51,3 +58,24 @@ def head_with_loss(loss):
     model.decode_head = torch.nn.Module()
     model.decode_head.loss_decode = loss
     return model
+
+
+def snapshot(folder):
+    """Every file under ``folder``: its path and a hash of its bytes."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for name in files:
+            with open(osp.join(d, name), 'rb') as f:
+                out[osp.relpath(osp.join(d, name), folder)] = hashlib.sha1(f.read()).hexdigest()
+    return out
+
+
+def run_tool(args, **kwargs):
+    """``tools/make_synthetic_dataset.py ARGS`` in a subprocess, its output captured."""
+    return subprocess.run(MAKE + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def no_training(*args, **kwargs):
+    """Stands in for ``compare.train_run`` where a test expects a refusal before training."""
+    raise AssertionError('a variant trained before the comparison was refused')

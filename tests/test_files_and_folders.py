@@ -1,16 +1,21 @@
 """Run folders and result files: a folder holding a run is refused and read as one run (a
 resumed run continues it, a restarted one replaces it), a results table comes from exactly the
-runs it names, and ``--resume`` continues from the newest checkpoint that loads."""
+runs it names, the comparison keeps an earlier report and names a damaged scalars file,
+``--resume`` continues from the newest checkpoint that loads, and the synthetic-data tool's
+``--overwrite`` deletes only the files it wrote and keeps the old dataset until the new one is
+whole."""
 import json
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
-from helpers import VOC_CFG
+from helpers import SMALL, VOC_CFG, no_training, run_tool, snapshot
 
-from ngl_mmseg.experiments import compare, study
+from ngl_mmseg.experiments import compare, study, synthetic
 from ngl_mmseg.experiments.runs import check_fresh_run_dir, read_scalars
+from ngl_mmseg.experiments.synthetic import MANIFEST, make_coco_stuff, make_voc
 from ngl_mmseg.launch import pick_resume_checkpoint
 
 # --- one run per folder -----------------------------------------------------------------------
@@ -90,6 +95,40 @@ def test_merged_regimes_are_rows_of_their_own(tmp_path):
     assert '| clean | adamw | config | 50.0 ± 0.0 |' in table  # the by-regime table
 
 
+# --- the comparison's report: an earlier one is kept, a damaged scalars file named ------------
+
+def test_compare_keeps_an_earlier_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, 'train_run', no_training)
+    for name in compare.REPORT_FILES:
+        work = tmp_path / name.replace('.', '_')
+        work.mkdir()
+        (work / name).write_text('earlier')
+        with pytest.raises(FileExistsError, match=f'already holds the report .*{name}'):
+            compare.compare(VOC_CFG, ['ngl-plain'], work_dir=str(work))
+        assert os.listdir(work) == [name] and (work / name).read_text() == 'earlier'
+
+
+def test_compare_names_a_damaged_scalars_file(tmp_path, monkeypatch):
+    work = tmp_path / 'w'
+    scalars = work / 'ce' / '20260101_000000' / 'vis_data' / 'scalars.json'
+
+    def fake_training(config_path, run_dir, *args, **kwargs):
+        scalars.parent.mkdir(parents=True)
+        scalars.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo\n')  # cut short
+        (work / 'ce' / 'last_checkpoint').write_text(str(work / 'ce' / 'iter_2.pth'))
+        return 1.0
+
+    monkeypatch.setattr(compare, 'train_run', fake_training)
+    monkeypatch.setattr(compare, 'evaluate_checkpoint', lambda *args, **kwargs: dict(
+        mIoU=1.0, mAcc=1.0, aAcc=1.0, per_class_iou={}))
+    monkeypatch.setattr(sys, 'argv', ['compare_losses.py', VOC_CFG, '--losses', 'ce',
+                                      '--work-dir', str(work), '--num-samples', '0'])
+    with pytest.raises(SystemExit) as exit_:
+        compare.main()
+    message = str(exit_.value.code)
+    assert message.startswith('compare_losses: error:') and f'{scalars}, line 2' in message
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 def test_resume_continues_from_the_newest_checkpoint_that_loads(tmp_path):
@@ -103,3 +142,79 @@ def test_resume_continues_from_the_newest_checkpoint_that_loads(tmp_path):
     (tmp_path / 'iter_4.pth').write_bytes(b'')
     with pytest.raises(RuntimeError, match='no checkpoint in .* loads: .*iter_8.pth .*iter_4.pth'):
         pick_resume_checkpoint(str(tmp_path))
+
+
+# --- a synthetic dataset's folder: --overwrite deletes only what it wrote ---------------------
+
+def edit_manifest(root, value):
+    with open(osp.join(root, MANIFEST), 'w') as f:
+        f.write(value if isinstance(value, str) else json.dumps(value))
+
+
+@pytest.mark.parametrize('where', ['relative', 'absolute', 'through a link'])
+def test_overwrite_never_deletes_what_an_edited_manifest_lists_outside_the_dataset(tmp_path,
+                                                                                   where):
+    root = make_voc(str(tmp_path / 'out'), **SMALL)
+    victim = tmp_path / 'elsewhere' / 'victim.txt'
+    victim.parent.mkdir()
+    victim.write_text('keep me')
+    entry = {'relative': '../../../elsewhere/victim.txt', 'absolute': str(victim),
+             'through a link': 'link/victim.txt'}[where]
+    if where == 'through a link':
+        os.symlink(victim.parent, osp.join(root, 'link'))
+    manifest = json.load(open(osp.join(root, MANIFEST)))
+    edit_manifest(root, dict(manifest, files=manifest['files'] + [entry]))
+    before = snapshot(root)
+    with pytest.raises(ValueError, match=r"lists '.*victim.txt', which is not a file inside"):
+        make_voc(str(tmp_path / 'out'), overwrite=True, **SMALL)
+    assert victim.read_text() == 'keep me' and snapshot(root) == before
+
+
+@pytest.mark.parametrize('manifest', [['JPEGImages/2007_000000.jpg'], {'files': [1, 2]},
+                                      {'files': 'JPEGImages'}, {'label_noise': None},
+                                      '{"files": [', ''])
+def test_overwrite_refuses_a_manifest_of_the_wrong_shape_with_a_message(tmp_path, manifest):
+    root = make_voc(str(tmp_path), **SMALL)
+    edit_manifest(root, manifest)
+    before = snapshot(root)
+    with pytest.raises(ValueError, match='is not a manifest this tool wrote'):
+        make_voc(str(tmp_path), overwrite=True, **SMALL)
+    if manifest == '':  # the tool says the same, in one line
+        out = run_tool(['voc', tmp_path, '--overwrite', '--num-train', 2, '--num-val', 1])
+        assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
+        assert 'make_synthetic_dataset: error:' in out.stderr
+        assert 'is not a manifest this tool wrote' in out.stderr
+    assert snapshot(root) == before
+
+
+@pytest.mark.slow
+def test_out_dir_that_is_a_file_is_refused_with_a_message(tmp_path):
+    out_dir = tmp_path / 'a-file'
+    out_dir.write_text('not a folder')
+    with pytest.raises(ValueError, match='is a file, not a folder'):
+        make_coco_stuff(str(out_dir), **SMALL)
+    out = run_tool(['voc', out_dir])
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
+    assert f'{out_dir} is a file, not a folder' in out.stderr
+    assert out_dir.read_text() == 'not a folder'
+
+
+def test_a_run_that_fails_midway_leaves_the_old_dataset_as_it_was(tmp_path, monkeypatch):
+    root = make_voc(str(tmp_path), **SMALL)
+    before = snapshot(root)
+    render, calls = synthetic.render_image, []
+
+    def fail_on_the_third_image(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError('No space left on device')
+        return render(*args)
+
+    monkeypatch.setattr(synthetic, 'render_image', fail_on_the_third_image)
+    with pytest.raises(OSError, match='No space left'):
+        make_voc(str(tmp_path), overwrite=True, seed=1, **SMALL)
+    assert snapshot(root) == before
+    assert os.listdir(tmp_path / 'VOCdevkit') == ['VOC2012']  # no staging folder left behind
+    monkeypatch.undo()
+    make_voc(str(tmp_path), overwrite=True, seed=1, **SMALL)  # the dataset is replaced
+    assert snapshot(root) != before and snapshot(root).keys() == before.keys()

@@ -6,14 +6,12 @@ import math
 import os.path as osp
 
 import pytest
+from helpers import VOC_CFG
 from study_helpers import FakeTraining
 
 from ngl_mmseg.experiments import stats, study, study_report
 from ngl_mmseg.experiments.heldout_miou import report_dataset
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-VOC_CFG = osp.join(REPO, 'configs', 'quickstart',
-                   'fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
 TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
 
 

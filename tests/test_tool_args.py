@@ -1,17 +1,23 @@
 """The tools' arguments: a variant's name runs no code and stays inside the work dir, every
 argument of the comparison and the study is checked before the first run, the messages say what
 to pass (``dist_*.sh`` GPUS, a folder given as a config, ``setup_env.sh`` outside a checkout),
-and the train and test tools load a config one way."""
+the comparison's ``--seed`` replaces the config's, the synthetic-data writer refuses bad
+arguments before it touches the disk, the training-set mIoU hook checks ``max_images`` and
+scores the dataset a RepeatDataset wraps, and the train and test tools load a config one way."""
+import math
 import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO, VOC_CFG
+from helpers import REPO, SMALL, VOC_CFG, no_training, run_tool, snapshot
+from mmengine.config import Config
 
 from ngl_mmseg.experiments import compare, study
 from ngl_mmseg.experiments.presets import parse_loss_spec, parse_loss_specs
+from ngl_mmseg.experiments.synthetic import make_coco_stuff, make_voc
+from ngl_mmseg.experiments.train_miou import TrainSetMIoUHook
 from ngl_mmseg.launch import load_config
 
 INJECTION = ("a'+str(__import__('os').system('touch PWNED'))+'={'type': 'NGLLoss', "
@@ -90,6 +96,90 @@ def test_compare_refuses_bad_arguments_before_training(tmp_path, monkeypatch, ca
 def test_study_refuses_bad_arguments_before_training(tmp_path, monkeypatch, capsys, args,
                                                      message):
     assert_refused_before_writing(tmp_path, monkeypatch, capsys, 'study', args, message)
+
+
+def test_compare_seed_replaces_the_seed_the_config_sets(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, 'train_run', no_training)
+    assert Config.fromfile(VOC_CFG).randomness.seed == 0  # the quickstarts set one
+    _, path, _ = compare.prepare_variant(VOC_CFG, parse_loss_spec('ce'), str(tmp_path), seed=7)
+    assert Config.fromfile(path).randomness.seed == 7
+    _, path, _ = compare.prepare_variant(VOC_CFG, parse_loss_spec('ngl'), str(tmp_path))
+    assert Config.fromfile(path).randomness.seed == 0  # no --seed: the config's own
+    for seed in (-1, 2**32, 1.5, True):
+        with pytest.raises(ValueError, match='seed must be an integer'):
+            compare.compare(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'w'), seed=seed)
+    assert not (tmp_path / 'w').exists()
+
+
+# --- the synthetic-data writer: bad arguments leave the old dataset as it was ---------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dataset, args, message', [
+    ('voc', ['--seed', '-1'], 'seed must be an integer in [0, 2**32 - 1]'),
+    ('coco-stuff', ['--seed', '-1'], 'seed must be an integer in [0, 2**32 - 1]'),
+    ('coco-stuff', ['--label-noise', '1.5', '--noise-kind', 'uniform'], 'fraction in [0, 1]'),
+])
+def test_bad_arguments_with_overwrite_leave_the_old_dataset_as_it_was(tmp_path, dataset, args,
+                                                                      message):
+    make = make_voc if dataset == 'voc' else make_coco_stuff
+    root = make(str(tmp_path), **SMALL)
+    before = snapshot(root)
+    out = run_tool([dataset, tmp_path, '--overwrite', *args])
+    assert out.returncode == 1 and message in out.stderr, out.stderr[-2000:]
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(seed=-1), 'seed must be'), (dict(seed=2**32), 'seed must be'),
+    (dict(seed=1.5), 'seed must be'), (dict(size=(2, 2)), 'size must be'),
+    (dict(size=(32, )), 'size must be'), (dict(num_train=True), 'num_train must be'),
+    (dict(num_test=-2), 'num_test must be'), (dict(noise_kind='uniform', noise_rate=math.nan),
+                                              'fraction in'),
+])
+def test_bad_writer_arguments_are_refused_before_the_disk_is_touched(tmp_path, kwargs,
+                                                                     message):
+    root = make_voc(str(tmp_path), **SMALL)
+    before = snapshot(root)
+    with pytest.raises(ValueError, match=message):
+        make_voc(str(tmp_path), overwrite=True, **dict(SMALL, **kwargs))
+    with pytest.raises(ValueError, match=message):
+        make_coco_stuff(str(tmp_path / 'fresh'), **dict(SMALL, **kwargs))
+    assert snapshot(root) == before and not (tmp_path / 'fresh').exists()
+
+
+# --- the training-set mIoU hook: max_images, and a RepeatDataset's images -------------------
+
+@pytest.mark.parametrize('max_images', [0, -1, '10', 2.5, True, float('nan'), None])
+def test_train_miou_hook_refuses_a_bad_max_images_when_built(max_images):
+    with pytest.raises(ValueError, match='max_images must be an integer >= 1'):
+        TrainSetMIoUHook(max_images=max_images)
+
+
+def test_train_miou_hook_scores_the_dataset_a_repeat_dataset_wraps(tmp_path):
+    """mmseg's DRIVE, CHASE_DB1, HRF and STARE configs train on a RepeatDataset."""
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope('mmseg')
+    root = make_voc(str(tmp_path), num_train=5, num_val=1, size=(32, 32))
+    cfg = Config.fromfile(VOC_CFG)
+    train = cfg.train_dataloader.dataset.datasets[0]
+    train.data_root = cfg.val_dataloader.dataset.data_root = root
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=40, dataset=train)
+
+    class FakeRunner:
+        build_dataloader = staticmethod(Runner.build_dataloader)
+
+        def build_evaluator(self, evaluator):
+            return Evaluator(evaluator)
+
+    runner = FakeRunner()
+    runner.cfg = cfg
+    hook = TrainSetMIoUHook(max_images=3)
+    hook._build(runner)
+    assert len(hook._loader.dataset) == 3  # the first 3 training images, each once
+    batch = next(iter(hook._loader))
+    assert batch['data_samples'][0].img_path.endswith('2007_000000.jpg')
 
 
 # --- messages that say what to do -----------------------------------------------------------
