@@ -270,6 +270,10 @@ def study_values(name, steps=()):
         means.setdefault((row.get('regime', ''), row['optimizer']), []).append(row['mean'])
         for curve in (row['mean_curve'], row.get('train_mean_curve') or []):
             values |= {v for step, v in zip(row['steps'], curve) if step in steps}
+    for row in study.get('tuned', []):  # a tuned study: the report split's figures too
+        values |= {row['mean'], row['peak_mean'], row['selection_mean'], row['lr'],
+                   *row['report_final'].values(), *row['report_peak'].values(),
+                   *row['search_mean'].values()}
     for run in study['runs']:
         values |= {v for step, v in run['curve'] + run.get('train_curve', []) if step in steps}
     for group in means.values():

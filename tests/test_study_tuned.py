@@ -137,10 +137,12 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     fake = FakeTraining(rendezvous=2)
     _tuned_study(tmp_path, fake, monkeypatch)
     names = sorted(name for name, _ in fake.calls)
-    # 2 variants x 2 lrs x 2 search seeds, then seed 2 at each variant's chosen lr
-    assert len(names) == 10
+    # 2 variants x 2 lrs x 2 search seeds; both best at an edge of the grid, so one more
+    # rate past it each (CE 0.02, NGL 0.0005; both worse); then seed 2 at each chosen lr
+    assert len(names) == 14
+    assert {'ce_adamw_lr0.02_seed0', 'ngl_adamw_lr0.0005_seed1'} <= set(names)
     assert 'ce_adamw_lr0.01_seed2' in names and 'ngl_adamw_lr0.001_seed2' in names
-    assert 'ce_adamw_lr0.001_seed2' not in names
+    assert 'ce_adamw_lr0.001_seed2' not in names and 'ce_adamw_lr0.02_seed2' not in names
     assert fake.most_in_flight == 2  # --jobs 2: two runs at once
     assert all(env['OMP_NUM_THREADS'] == '1' for _, env in fake.calls)
     with open(tmp_path / 'study' / 'study.json') as f:
@@ -149,9 +151,16 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     assert tuned['ce']['lr'] == 0.01 and tuned['ngl']['lr'] == 0.001
     assert tuned['ce']['report_final'] == {'0': 61.0, '1': 62.0, '2': 63.0}
     assert tuned['ngl']['vs_ce']['diffs'] == [-3.0, -3.0, -3.0]
-    assert all(run['lr'] in (1e-3, 1e-2) and run['threads'] == 1 for run in data['runs'])
+    assert all(run['threads'] == 1 for run in data['runs'])
+    assert tuned['ngl']['lrs'] == [5e-4, 1e-3, 1e-2] and not tuned['ngl']['edge']
     md = (tmp_path / 'study' / 'study.md').read_text()
-    assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 (grid edge) |' in md
+    assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 |' in md
+
+
+def test_the_search_stops_extending_after_extend_edges_rates(tmp_path, monkeypatch):
+    fake = FakeTraining()
+    _tuned_study(tmp_path, fake, monkeypatch, extend_edges=0, seeds=[0, 1])
+    assert len(fake.calls) == 8  # the grid only
 
 
 @pytest.mark.slow

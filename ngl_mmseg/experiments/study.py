@@ -394,17 +394,20 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
           work_dir='work_dirs/study', gpus=1, cfg_options=None, pretrain_iters=0,
           pretrain_data_root=None, title='', data_root=None, iters=None, regime='',
           train_miou=False, lrs=None, search_seeds=None, jobs=1, gpus_per_run=0,
-          threads_per_run=None, report_split=None, spec=None):
+          threads_per_run=None, report_split=None, spec=None, extend_edges=2):
     """Train every (variant, optimizer, lr, seed); write study.md/.json/.png.
     Returns the rows.
 
     ``lrs``: absolute learning rates (None: the optimizer's own). With
-    ``search_seeds``, only those seeds train at every lr; each variant then
-    trains ``seeds`` at its lr chosen on the validation split.
+    ``search_seeds``, only those seeds train at every lr; a variant whose best
+    lr is the largest (smallest) tried also trains at twice (half) that, up to
+    ``extend_edges`` more rates; each variant then trains ``seeds`` at its lr
+    chosen on the validation split.
     """
     parsed = check_study_args(variants, optimizers, seeds, gpus, iters, pretrain_iters, lrs,
                               search_seeds, jobs, regime, report_split, pretrain_data_root,
                               gpus_per_run, threads_per_run)
+    check_count('extend_edges', extend_edges, 0)
     if not osp.isfile(config):
         raise ValueError(f'config {config!r} is not a file')
     if osp.isfile(work_dir):
@@ -443,15 +446,45 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
     runs = runner.run(first)
     if search_seeds:
         finals = [s for s in seeds if s not in search_seeds]
+
+        def mean_scores(name, o):
+            scores = {}
+            for r in runs:
+                if r['variant'] == name and r['optimizer'] == o and r['seed'] in search_seeds:
+                    scores.setdefault(r['lr'], []).append(r['curve'][-1][1])
+            return {lr: sum(v) / len(v) for lr, v in sorted(scores.items())}
+
+        # A best rate at the grid's edge is not a tuned rate: the search goes on past that
+        # edge (doubling or halving) for that variant, up to `extend_edges` more rates.
+        for _ in range(extend_edges):
+            more = []
+            for o in optimizers:
+                for name, losses in parsed:
+                    scores = mean_scores(name, o)
+                    best = max(scores, key=scores.get)
+                    lrs_run = sorted(scores)
+                    if best == lrs_run[-1]:
+                        new_lr = best * 2
+                    elif best == lrs_run[0]:
+                        new_lr = best / 2
+                    else:
+                        continue
+                    _print(f'{name} {o}: best lr {best:g} is at the edge of the rates tried: '
+                           f'trying {new_lr:g}')
+                    more += [task(name, losses, o, new_lr, s, 'search') for s in search_seeds]
+            if not more:
+                break
+            for t in more:
+                t['record']['threads'] = runner.threads
+            runs += runner.run(more)
         second = []
         for o in optimizers:
             for name, losses in parsed:
-                scores = {lr: [r['curve'][-1][1] for r in runs if r['variant'] == name and
-                               r['optimizer'] == o and r['lr'] == lr] for lr in lr_axis}
-                best = max(lr_axis, key=lambda lr: sum(scores[lr]) / len(scores[lr]))
+                scores = mean_scores(name, o)
+                best = max(scores, key=scores.get)
                 _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean final '
                        'mIoU over the search seeds: ' + ', '.join(
-                           f'{lr:g}: {sum(v) / len(v):.2f}' for lr, v in scores.items()) + ')')
+                           f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')
                 second += [task(name, losses, o, best, s, 'final') for s in finals]
         for t in second:
             t['record']['threads'] = runner.threads
@@ -497,6 +530,10 @@ def main():
     parser.add_argument('--search-seeds', nargs='+', type=int,
                         help='with --lrs: only these seeds train at every lr; each variant '
                         'then trains --seeds at the lr best on the validation split')
+    parser.add_argument('--extend-edges', type=int, default=2,
+                        help='with --search-seeds: when a variant\'s best lr is the largest '
+                        '(smallest) tried, also try twice (half) it, up to this many more '
+                        'rates (default 2; 0: the grid only)')
     parser.add_argument('--report-split', nargs='+', metavar='KEY=VALUE',
                         help='fields of the validation dataset that make it the report split, '
                         'scored at every validation (e.g. ann_file=ImageSets/Segmentation/'
@@ -574,7 +611,7 @@ def main():
                   data_root=args.data_root, iters=args.iters, regime=args.regime,
                   train_miou=args.train_miou, lrs=args.lrs, search_seeds=args.search_seeds,
                   jobs=args.jobs, gpus_per_run=args.gpus_per_run,
-                  threads_per_run=args.threads_per_run,
+                  threads_per_run=args.threads_per_run, extend_edges=args.extend_edges,
                   report_split=_report_split_arg(args.report_split))
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))

@@ -38,7 +38,7 @@ DATASET_KEYS = {'dataset', 'out_dir', 'num_train', 'num_val', 'num_test', 'num_a
                 'all_classes', 'label_noise', 'noise_kind', 'seed'}
 STUDY_KEYS = {'config', 'data', 'variants', 'optimizers', 'lrs', 'search_seeds', 'seeds',
               'iters', 'regime', 'train_miou', 'report_split', 'pretrain', 'title',
-              'cfg_options', 'gpus'}
+              'cfg_options', 'gpus', 'extend_edges'}
 MERGE_KEYS = {'studies', 'title', 'publish'}
 TOP_KEYS = {'work_dir', 'datasets', 'studies', 'merges', 'description'}
 # The report split of the synthetic makers' --num-test, per dataset kind.
@@ -177,6 +177,7 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0):
               iters=entry.get('iters'), regime=entry.get('regime', ''),
               train_miou=entry.get('train_miou', False), lrs=entry.get('lrs'),
               search_seeds=entry.get('search_seeds'), jobs=jobs, gpus_per_run=gpus_per_run,
+              extend_edges=entry.get('extend_edges', 2),
               report_split=_report_split(entry, spec['datasets']), spec=dict(file=path,
                                                                              study=name))
     for name, entry in spec['merges'].items():
