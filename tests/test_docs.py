@@ -298,11 +298,7 @@ def study_claims(page):
             yield block, cited or cited_above.get(section, []), figures
 
 
-@pytest.mark.parametrize('page', [
-    p if p != 'docs/when-to-use-ngl.md' else pytest.param(p, marks=pytest.mark.xfail(
-        strict=True, reason='its short-answer table names no JSON file yet: the page is being '
-        'rewritten (issue 24); drop this mark once it passes'))
-    for p in STUDY_PAGES])
+@pytest.mark.parametrize('page', STUDY_PAGES)
 def test_study_figures_name_the_json_they_come_from(page):
     for block, cited, figures in study_claims(page):
         assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
