@@ -314,3 +314,10 @@ def test_the_study_check_catches_what_it_looks_for():
     assert any(abs(v - 28.86) < 1e-3 for v in study_values('coco-bias'))  # a seed's final mIoU
     assert not STUDY_NUMBER.findall('0.4.0, 46.2x, 0.067, 40%, alpha = 2.4092')
     assert STUDY_NUMBER.findall('30.0 against 34.3 (-4.3)') == ['30.0', '34.3', '4.3']
+
+
+def test_tools_page_lists_every_loss_preset():
+    from ngl_mmseg.experiments.presets import LOSS_PRESETS
+    text = read('docs/tools.md')
+    missing = [name for name in LOSS_PRESETS if f'`{name}`' not in text]
+    assert not missing, f'docs/tools.md does not list the presets {missing}'
