@@ -10,7 +10,6 @@ variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -21,6 +20,7 @@ import numpy as np
 
 from .presets import LOSS_PRESETS, apply_loss_preset, check_variant_losses, parse_loss_specs
 from .runs import (
+    DamagedLogError,
     check_fresh_run_dir,
     last_checkpoint,
     launch_command,
@@ -253,33 +253,13 @@ def check_work_dir(work_dir, names):
             'away first)')
 
 
-def _damaged_scalars(run_dir):
-    """The first unreadable line of the run's ``scalars.json`` files, described, or None."""
-    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path, errors='replace') as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    return f'{path}, line {number}, is not JSON ({exc})'
-                if not isinstance(row, dict) or isinstance(row.get('step'), bool) or \
-                        not isinstance(row.get('step'), (int, float)):
-                    return f'{path}, line {number}, is not a JSON object with a "step"'
-    return None
-
-
 def read_run_scalars(run_dir, name):
     """``read_scalars(run_dir)``; a damaged scalars file is named (DamagedRunError)."""
     try:
         return read_scalars(run_dir)
-    except Exception:
-        damage = _damaged_scalars(run_dir)
-        if damage is None:
-            raise
+    except DamagedLogError as exc:
         raise DamagedRunError(
-            f"variant {name!r} trained, but the scalars mmengine logged are damaged: {damage} "
+            f"variant {name!r} trained, but the scalars mmengine logged are damaged: {exc.damage} "
             '(a full disk or a killed process?); its checkpoints and train.log are in '
             f'{run_dir}: fix or remove that file, or train the variant again in a new '
             '--work-dir') from None

@@ -113,6 +113,16 @@ def _follow_progress(proc, log_path, name, every=2.0):
         print(flush=True)
 
 
+class DamagedLogError(ValueError):
+    """A run's ``scalars.json`` holds a line that is not a JSON row with a step;
+    ``damage`` names the file and the line."""
+
+    def __init__(self, damage):
+        super().__init__(f'{damage}: a damaged log (a full disk or a killed process?); fix or '
+                         'remove that file, or train the run again')
+        self.damage = damage
+
+
 def read_scalars(work_dir):
     """Training and validation scalars that mmengine's LocalVisBackend logged
     for the one run in ``work_dir``.
@@ -133,13 +143,12 @@ def read_scalars(work_dir):
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    raise ValueError(f'{path}, line {number}, is not JSON ({exc}): a damaged '
-                                     'log (a full disk or a killed process?); fix or remove '
-                                     'that file, or train the run again') from None
+                    raise DamagedLogError(f'{path}, line {number}, is not JSON ({exc})') \
+                        from None
                 if not isinstance(row, dict) or isinstance(row.get('step'), bool) or \
                         not isinstance(row.get('step'), (int, float)):
-                    raise ValueError(f'{path}, line {number}, is not a JSON object with a '
-                                     '"step": a damaged log')
+                    raise DamagedLogError(f'{path}, line {number}, is not a JSON object with '
+                                          'a "step"')
                 launch.append(row)
         if launch:
             first = min(row['step'] for row in launch)
