@@ -15,6 +15,9 @@ STACK_ID="$(cat requirements/cpu.txt requirements/tests.txt | cksum | cut -d" " 
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
+  # A stamp left without its interpreter (a half-copied or pruned .venv) says nothing about
+  # what is installed: drop it, so the stack below is installed again.
+  rm -f "$STAMP"
   "$PY" -m venv "$VENV"
 fi
 . "$VENV/bin/activate"
