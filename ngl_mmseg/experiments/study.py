@@ -57,6 +57,7 @@ from .study_report import (
     IDENTITY,
     RUN_RECORD,
     collect,
+    lr_search,
     merge,
     read_run_record,
     replot,
@@ -447,12 +448,11 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
     if search_seeds:
         finals = [s for s in seeds if s not in search_seeds]
 
-        def mean_scores(name, o):
-            scores = {}
-            for r in runs:
-                if r['variant'] == name and r['optimizer'] == o and r['seed'] in search_seeds:
-                    scores.setdefault(r['lr'], []).append(r['curve'][-1][1])
-            return {lr: sum(v) / len(v) for lr, v in sorted(scores.items())}
+        def search_of(name, o):
+            # (scores by lr, best lr): the rule tuned_rows reports with, on this study's runs.
+            _, _, scores, best = lr_search([r for r in runs if r['variant'] == name
+                                            and r['optimizer'] == o])
+            return scores, best
 
         # A best rate at the grid's edge is not a tuned rate: the search goes on past that
         # edge (doubling or halving) for that variant, up to `extend_edges` more rates.
@@ -460,8 +460,7 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
             more = []
             for o in optimizers:
                 for name, losses in parsed:
-                    scores = mean_scores(name, o)
-                    best = max(scores, key=scores.get)
+                    scores, best = search_of(name, o)
                     lrs_run = sorted(scores)
                     if best == lrs_run[-1]:
                         new_lr = best * 2
@@ -480,8 +479,7 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
         second = []
         for o in optimizers:
             for name, losses in parsed:
-                scores = mean_scores(name, o)
-                best = max(scores, key=scores.get)
+                scores, best = search_of(name, o)
                 _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean final '
                        'mIoU over the search seeds: ' + ', '.join(
                            f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')

@@ -177,6 +177,29 @@ def _report_at_selection_peak(run):
     return scores.get(best_step, float('nan'))
 
 
+def lr_search(members):
+    """The learning-rate search of one (regime, optimizer, variant) group:
+    ``(lrs, search_seeds, scores, best)``.
+
+    The search seeds are those that ran at every lr of the group; ``scores``
+    maps each lr to their mean final mIoU on the selection (validation) split,
+    and ``best`` is the lr with the highest (the smaller lr on a tie). The one
+    rule for both the study, which trains the chosen lr, and ``tuned_rows``,
+    which reports it.
+    """
+    lrs = sorted({m.get('lr') for m in members if m.get('lr') is not None})
+    by_lr = {lr: {m['seed']: m for m in members if m.get('lr') == lr} for lr in lrs}
+    search_seeds = sorted(set.intersection(*[set(v) for v in by_lr.values()])) if lrs else []
+    if not search_seeds:
+        m = members[0] if members else {}
+        raise ValueError(f"{m.get('regime', '')} {m.get('variant', '')} "
+                         f"{m.get('optimizer', '')}: no seed ran at every learning "
+                         f'rate {lrs}, so the rates cannot be compared')
+    scores = {lr: statistics.fmean(by_lr[lr][s]['curve'][-1][1] for s in search_seeds)
+              for lr in lrs}
+    return lrs, search_seeds, scores, max(lrs, key=lambda lr: scores[lr])
+
+
 def tuned_rows(runs, reference=REFERENCE):
     """Per (regime, optimizer, variant) of a study with a learning-rate search:
     the chosen lr and its runs on the report split; [] if no group searched
@@ -195,15 +218,8 @@ def tuned_rows(runs, reference=REFERENCE):
         lrs = sorted({m.get('lr') for m in members if m.get('lr') is not None})
         if len(lrs) < 2:
             continue
-        by_lr = {lr: {m['seed']: m for m in members if m.get('lr') == lr} for lr in lrs}
-        search_seeds = sorted(set.intersection(*[set(v) for v in by_lr.values()]))
-        if not search_seeds:
-            raise ValueError(f'{regime} {variant} {optimizer}: no seed ran at every learning '
-                             f'rate {lrs}, so the rates cannot be compared')
-        search = {lr: statistics.fmean(by_lr[lr][s]['curve'][-1][1] for s in search_seeds)
-                  for lr in lrs}
-        best = max(lrs, key=lambda lr: search[lr])
-        chosen = sorted(by_lr[best].values(), key=lambda m: m['seed'])
+        lrs, search_seeds, search, best = lr_search(members)
+        chosen = sorted((m for m in members if m.get('lr') == best), key=lambda m: m['seed'])
         missing = [m['work_dir'] for m in chosen if not m.get('report_curve')]
         if missing:
             raise ValueError(f'runs {missing} have no report-split scores: a tuned table '
