@@ -163,6 +163,27 @@ def test_the_search_stops_extending_after_extend_edges_rates(tmp_path, monkeypat
     assert len(fake.calls) == 8  # the grid only
 
 
+def test_a_settled_variant_trains_its_seeds_beside_another_variants_extra_rate(
+        tmp_path, monkeypatch):
+    batches = []
+    real_run = study._Runner.run
+
+    def recording_run(self, tasks):
+        batches.append([osp.basename(t['run_dir']) for t in tasks])
+        return real_run(self, tasks)
+
+    monkeypatch.setattr(study._Runner, 'run', recording_run)
+    # CE is best at 1e-2, inside the grid; NGL at 1e-3, its edge: NGL tries 5e-4 while
+    # CE's remaining seeds train in the same batch (no job slot waits on the extra rate)
+    _tuned_study(tmp_path, FakeTraining(), monkeypatch, lrs=[1e-3, 1e-2, 2e-2],
+                 search_seeds=[0], seeds=[0, 1, 2], extend_edges=1)
+    assert len(batches[0]) == 6  # the grid
+    assert batches[1] == ['ngl_adamw_lr0.0005_seed0', 'ce_adamw_lr0.01_seed1',
+                          'ce_adamw_lr0.01_seed2']
+    assert batches[2] == ['ngl_adamw_lr0.001_seed1', 'ngl_adamw_lr0.001_seed2']
+    assert len(batches) == 3
+
+
 @pytest.mark.slow
 def test_an_interrupted_study_resumes_from_its_finished_runs(tmp_path, monkeypatch):
     first = FakeTraining(fail={'ngl_adamw_lr0.01_seed1'})

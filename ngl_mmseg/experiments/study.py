@@ -455,38 +455,36 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
             return scores, best
 
         # A best rate at the grid's edge is not a tuned rate: the search goes on past that
-        # edge (doubling or halving) for that variant, up to `extend_edges` more rates.
-        for _ in range(extend_edges):
-            more = []
+        # edge (doubling or halving) for that variant, up to `extend_edges` more rates. A
+        # variant whose best rate is inside its grid is settled: its remaining seeds train
+        # in the same batch as the others' extra rates, so no job slot waits on them.
+        settled = set()
+        for round_ in range(extend_edges + 1):
+            extra, batch = [], []
             for o in optimizers:
                 for name, losses in parsed:
+                    if (name, o) in settled:
+                        continue
                     scores, best = search_of(name, o)
                     lrs_run = sorted(scores)
-                    if best == lrs_run[-1]:
-                        new_lr = best * 2
-                    elif best == lrs_run[0]:
-                        new_lr = best / 2
-                    else:
+                    if round_ < extend_edges and best in (lrs_run[0], lrs_run[-1]):
+                        new_lr = best * 2 if best == lrs_run[-1] else best / 2
+                        _print(f'{name} {o}: best lr {best:g} is at the edge of the rates '
+                               f'tried: trying {new_lr:g}')
+                        extra += [task(name, losses, o, new_lr, s, 'search')
+                                  for s in search_seeds]
                         continue
-                    _print(f'{name} {o}: best lr {best:g} is at the edge of the rates tried: '
-                           f'trying {new_lr:g}')
-                    more += [task(name, losses, o, new_lr, s, 'search') for s in search_seeds]
-            if not more:
+                    _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean '
+                           'final mIoU over the search seeds: ' + ', '.join(
+                               f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')
+                    settled.add((name, o))
+                    batch += [task(name, losses, o, best, s, 'final') for s in finals]
+            batch = extra + batch  # the extra rates first: more may wait on them
+            if not batch:  # every variant settled, none with seeds left to train
                 break
-            for t in more:
+            for t in batch:
                 t['record']['threads'] = runner.threads
-            runs += runner.run(more)
-        second = []
-        for o in optimizers:
-            for name, losses in parsed:
-                scores, best = search_of(name, o)
-                _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean final '
-                       'mIoU over the search seeds: ' + ', '.join(
-                           f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')
-                second += [task(name, losses, o, best, s, 'final') for s in finals]
-        for t in second:
-            t['record']['threads'] = runner.threads
-        runs += runner.run(second)
+            runs += runner.run(batch)
     return write_report(work_dir, config, title, runs, spec)
 
 
