@@ -243,7 +243,12 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
         merges=dict(all=dict(studies=['s1'], title='t', publish=str(tmp_path / 'pub' / 'x'))))
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
-    study_spec.run_spec(str(path))
+    import sys
+    monkeypatch.setattr(sys, 'argv', ['study_ngl.py', '--spec', str(path), '--jobs', '2',
+                                      '--threads-per-run', '3'])
+    study.main()
+    # the spec's runs get the threads asked for (not cores / jobs)
+    assert {env['OMP_NUM_THREADS'] for _, env in fake.calls} == {'3'}
     assert (tmp_path / 'data' / 'VOCdevkit' / 'VOC2012' / 'ImageSets' / 'Segmentation' /
             'test.txt').is_file()
     # search at 2 lrs, one more past the edge where the best is (both), seed 1 at the chosen

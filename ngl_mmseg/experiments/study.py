@@ -592,7 +592,8 @@ def main():
     try:
         if args.spec:
             from .study_spec import run_spec
-            run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run)
+            run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run,
+                     threads_per_run=args.threads_per_run)
         elif args.replot:
             replot(work_dir)
         elif args.collect:

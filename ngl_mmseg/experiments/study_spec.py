@@ -146,7 +146,7 @@ def _report_split(entry, datasets):
     return split
 
 
-def run_spec(path, jobs=1, only=None, gpus_per_run=0):
+def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
     """Make the datasets, run the studies (resuming) and write the merges of a spec."""
     from .study import study
     from .study_report import merge
@@ -177,6 +177,7 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0):
               iters=entry.get('iters'), regime=entry.get('regime', ''),
               train_miou=entry.get('train_miou', False), lrs=entry.get('lrs'),
               search_seeds=entry.get('search_seeds'), jobs=jobs, gpus_per_run=gpus_per_run,
+              threads_per_run=threads_per_run,
               extend_edges=entry.get('extend_edges', 2),
               report_split=_report_split(entry, spec['datasets']), spec=dict(file=path,
                                                                              study=name))
