@@ -163,25 +163,36 @@ def test_the_search_stops_extending_after_extend_edges_rates(tmp_path, monkeypat
     assert len(fake.calls) == 8  # the grid only
 
 
-def test_a_settled_variant_trains_its_seeds_beside_another_variants_extra_rate(
-        tmp_path, monkeypatch):
-    batches = []
-    real_run = study._Runner.run
+class _NGLPrefersSmallerRates(FakeTraining):
+    """CE is best at 1e-2 (inside a 1e-3..2e-2 grid); NGL the better the smaller the rate,
+    so its search goes past the grid's lower edge twice (5e-4, then 2.5e-4)."""
 
-    def recording_run(self, tasks):
-        batches.append([osp.basename(t['run_dir']) for t in tasks])
-        return real_run(self, tasks)
+    def score(self, record, split):
+        if record['variant'] == 'ngl':
+            return 60.0 - 1000 * record['lr'] + record['seed'] + (3 if split == 'report' else 0)
+        return super().score(record, split)
 
-    monkeypatch.setattr(study._Runner, 'run', recording_run)
-    # CE is best at 1e-2, inside the grid; NGL at 1e-3, its edge: NGL tries 5e-4 while
-    # CE's remaining seeds train in the same batch (no job slot waits on the extra rate)
-    _tuned_study(tmp_path, FakeTraining(), monkeypatch, lrs=[1e-3, 1e-2, 2e-2],
-                 search_seeds=[0], seeds=[0, 1, 2], extend_edges=1)
-    assert len(batches[0]) == 6  # the grid
-    assert batches[1] == ['ngl_adamw_lr0.0005_seed0', 'ce_adamw_lr0.01_seed1',
-                          'ce_adamw_lr0.01_seed2']
-    assert batches[2] == ['ngl_adamw_lr0.001_seed1', 'ngl_adamw_lr0.001_seed2']
-    assert len(batches) == 3
+
+@pytest.mark.slow
+def test_a_settled_variants_seeds_fill_the_slots_the_search_leaves_free(tmp_path, monkeypatch):
+    fake = _NGLPrefersSmallerRates(seconds=0.2)
+    _tuned_study(tmp_path, fake, monkeypatch, lrs=[1e-3, 1e-2, 2e-2], search_seeds=[0],
+                 seeds=list(range(9)), extend_edges=2)
+    order = [name for name, _ in fake.calls]
+    assert len(order) == 6 + 2 + 16  # the grid, NGL's two extra rates, 8 seeds of each
+    ce_seeds = [k for k, name in enumerate(order) if name.startswith('ce_adamw_lr0.01_seed')
+                and not name.endswith('seed0')]
+    first_extra, second_extra = (order.index('ngl_adamw_lr0.0005_seed0'),
+                                 order.index('ngl_adamw_lr0.00025_seed0'))
+    # CE's seeds start while NGL's search is still going (not after it) ...
+    assert min(ce_seeds) < second_extra
+    # ... and NGL's next rate does not wait for all of CE's seeds (queued ahead of them)
+    assert second_extra < max(ce_seeds)
+    assert first_extra < second_extra
+    with open(tmp_path / 'study' / 'study.json') as f:
+        tuned = {r['variant']: r for r in json.load(f)['tuned']}
+    assert tuned['ngl']['lr'] == 0.00025 and tuned['ce']['lr'] == 0.01
+    assert len(tuned['ce']['report_final']) == len(tuned['ngl']['report_final']) == 9
 
 
 @pytest.mark.slow

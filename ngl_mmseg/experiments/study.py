@@ -40,6 +40,7 @@ backbone with a fresh decode head. ``regime`` labels every run of a study
 import argparse
 import concurrent.futures
 import copy
+import itertools
 import json
 import math
 import os
@@ -331,7 +332,7 @@ class _Runner:
             env['CUDA_VISIBLE_DEVICES'] = devices
         return env
 
-    def _train(self, task, total, started):
+    def _train(self, task):
         record, run_dir = task['record'], task['run_dir']
         devices = self.devices.get()
         try:
@@ -350,45 +351,106 @@ class _Runner:
         run = run_from_folder(run_dir)
         with self.lock:
             self.done += 1
-            elapsed = time.time() - started
-            eta = elapsed / self.done * (total - self.done)
+            elapsed = time.time() - self.started
+            eta = elapsed / self.done * (self.total - self.done)
             report = (f', report split {run["report_curve"][-1][1]:.2f}'
                       if run['report_curve'] else '')
             lr = '' if record['lr'] is None else f' lr {record["lr"]:g}'
-            _print(f'({self.done}/{total}) {record["regime"] + " " if record["regime"] else ""}'
-                   f'{record["variant"]} {record["optimizer"]}{lr} seed {record["seed"]}: '
+            regime = record['regime'] + ' ' if record['regime'] else ''
+            _print(f'({self.done}/{self.total}) {regime}{record["variant"]} '
+                   f'{record["optimizer"]}{lr} seed {record["seed"]}: '
                    f'mIoU {run["curve"][-1][1]:.2f}{report} ({seconds:.0f} s; '
                    f'eta {eta / 60:.0f} min)')
         return run
 
-    def run(self, tasks):
-        """Every task's run (reused or trained), in the order of ``tasks``."""
-        results = [None] * len(tasks)
-        pending = []
-        for k, task in enumerate(tasks):
-            results[k] = _existing_run(task['run_dir'], task['record'])
-            if results[k] is None:
-                pending.append(k)
-        if len(pending) < len(tasks):
-            _print(f'{len(tasks) - len(pending)} of {len(tasks)} runs already finished in '
-                   f'{self.work_dir}: reused')
-        if not pending:
-            return results
-        _print(f'training {len(pending)} runs, {self.jobs} at a time, {self.threads} CPU '
-               f'thread(s) each')
-        started = time.time()
-        self.done = 0
-        with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
-            futures = {pool.submit(self._train, tasks[k], len(pending), started): k
-                       for k in pending}
+    # Scheduling: `jobs` worker threads take tasks from one priority queue. `run` queues
+    # tasks the study waits on (the search) ahead of `run_later`'s (seeds at a settled lr),
+    # so a slot never idles while the search needs one run more and never waits on seeds
+    # the search does not need; those fill the slots the search leaves free.
+    _NOW, _LATER = 0, 1
+
+    def __enter__(self):
+        self.queue = queue.PriorityQueue()
+        self.order = itertools.count()
+        self.later = []
+        self.total, self.done, self.started = 0, 0, time.time()
+        self.workers = [threading.Thread(target=self._work, daemon=True)
+                        for _ in range(self.jobs)]
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:  # a run failed (or ^C): queued runs never start
+            self._cancel_queued()
+        for _ in self.workers:
+            self.queue.put((self._LATER + 1, next(self.order), None, None))
+        for worker in self.workers:
+            worker.join()
+        return False
+
+    def _work(self):
+        while True:
+            _, _, task, future = self.queue.get()
+            if task is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
             try:
-                for future in concurrent.futures.as_completed(futures):
-                    results[futures[future]] = future.result()
-            except BaseException:
-                for future in futures:
+                future.set_result(self._train(task))
+            except BaseException as e:  # noqa: B036 - handed to the thread waiting on it
+                future.set_exception(e)
+
+    def _cancel_queued(self):
+        for future in self.later:
+            future.cancel()
+        with self.queue.mutex:
+            for _, _, _, future in self.queue.queue:
+                if future is not None:
                     future.cancel()
-                raise
-        return results
+
+    def _submit(self, tasks, priority):
+        futures = []
+        for task in tasks:
+            future = concurrent.futures.Future()
+            run = _existing_run(task['run_dir'], task['record'])
+            if run is not None:
+                future.set_result(run)
+            else:
+                with self.lock:
+                    self.total += 1
+                self.queue.put((priority, next(self.order), task, future))
+            futures.append(future)
+        reused = sum(f.done() for f in futures)
+        if reused:
+            _print(f'{reused} of {len(tasks)} runs already finished in {self.work_dir}: reused')
+        if reused < len(tasks):
+            _print(f'training {len(tasks) - reused} runs, {self.jobs} at a time, '
+                   f'{self.threads} CPU thread(s) each')
+        return futures
+
+    def run(self, tasks):
+        """Every task's run (reused or trained), in the order of ``tasks``, trained
+        ahead of any ``run_later`` task still queued; a failed run cancels every
+        queued one and raises."""
+        futures = self._submit(tasks, self._NOW)
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            self._cancel_queued()
+            raise
+
+    def run_later(self, tasks):
+        """Queue tasks behind every ``run`` task; ``collect`` returns their runs."""
+        self.later += self._submit(tasks, self._LATER)
+
+    def collect(self):
+        """The runs of every ``run_later`` task, in the order queued."""
+        try:
+            return [future.result() for future in self.later]
+        except BaseException:
+            self._cancel_queued()
+            raise
 
 
 def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), seeds=(0, ),
@@ -440,52 +502,64 @@ def study(config, variants=('ce', 'ngl-plain', 'ngl'), *, optimizers=('sgd', ), 
     for t in first:
         _existing_run(t['run_dir'], t['record'])
     os.makedirs(work_dir, exist_ok=True)
-    if pretrain_iters:
-        runner.backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'),
-                                            pretrain_iters, pretrain_data_root, cfg_options,
-                                            gpus, runner.env(None))
-    runs = runner.run(first)
-    if search_seeds:
-        finals = [s for s in seeds if s not in search_seeds]
-
-        def search_of(name, o):
-            # (scores by lr, best lr): the rule tuned_rows reports with, on this study's runs.
-            _, _, scores, best = lr_search([r for r in runs if r['variant'] == name
-                                            and r['optimizer'] == o])
-            return scores, best
-
-        # A best rate at the grid's edge is not a tuned rate: the search goes on past that
-        # edge (doubling or halving) for that variant, up to `extend_edges` more rates. A
-        # variant whose best rate is inside its grid is settled: its remaining seeds train
-        # in the same batch as the others' extra rates, so no job slot waits on them.
-        settled = set()
-        for round_ in range(extend_edges + 1):
-            extra, batch = [], []
-            for o in optimizers:
-                for name, losses in parsed:
-                    if (name, o) in settled:
-                        continue
-                    scores, best = search_of(name, o)
-                    lrs_run = sorted(scores)
-                    if round_ < extend_edges and best in (lrs_run[0], lrs_run[-1]):
-                        new_lr = best * 2 if best == lrs_run[-1] else best / 2
-                        _print(f'{name} {o}: best lr {best:g} is at the edge of the rates '
-                               f'tried: trying {new_lr:g}')
-                        extra += [task(name, losses, o, new_lr, s, 'search')
-                                  for s in search_seeds]
-                        continue
-                    _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean '
-                           'final mIoU over the search seeds: ' + ', '.join(
-                               f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')
-                    settled.add((name, o))
-                    batch += [task(name, losses, o, best, s, 'final') for s in finals]
-            batch = extra + batch  # the extra rates first: more may wait on them
-            if not batch:  # every variant settled, none with seeds left to train
-                break
-            for t in batch:
-                t['record']['threads'] = runner.threads
-            runs += runner.run(batch)
+    with runner:
+        if pretrain_iters:
+            runner.backbone = pretrain_backbone(config, osp.join(work_dir, 'pretrain'),
+                                                pretrain_iters, pretrain_data_root, cfg_options,
+                                                gpus, runner.env(None))
+        runs = runner.run(first)
+        if search_seeds:
+            runs += _extend_and_finish(runner, runs, parsed, optimizers, search_seeds, seeds,
+                                       extend_edges, task)
     return write_report(work_dir, config, title, runs, spec)
+
+
+def _extend_and_finish(runner, runs, parsed, optimizers, search_seeds, seeds, extend_edges,
+                       task):
+    """After the grid: each variant's search past the grid's edge, then its
+    remaining seeds at the chosen lr. Returns the runs this trained.
+
+    A best rate at the grid's edge is not a tuned rate: the search goes on past
+    that edge (doubling or halving) for that variant, up to ``extend_edges``
+    more rates. A variant whose best rate is inside its grid is settled: its
+    remaining seeds are queued behind the other variants' extra rates, so they
+    fill the job slots the search leaves free and never hold it up.
+    """
+    known, trained = list(runs), []
+    finals = [s for s in seeds if s not in search_seeds]
+    settled = set()
+    for round_ in range(extend_edges + 1):
+        extra = []
+        for o in optimizers:
+            for name, losses in parsed:
+                if (name, o) in settled:
+                    continue
+                # the rule tuned_rows reports with, on this study's runs
+                _, _, scores, best = lr_search([r for r in known if r['variant'] == name
+                                                and r['optimizer'] == o])
+                lrs_run = sorted(scores)
+                if round_ < extend_edges and best in (lrs_run[0], lrs_run[-1]):
+                    new_lr = best * 2 if best == lrs_run[-1] else best / 2
+                    _print(f'{name} {o}: best lr {best:g} is at the edge of the rates '
+                           f'tried: trying {new_lr:g}')
+                    extra += [task(name, losses, o, new_lr, s, 'search') for s in search_seeds]
+                    continue
+                _print(f'{name} {o}: lr {best:g} chosen on the validation split (mean '
+                       'final mIoU over the search seeds: ' + ', '.join(
+                           f'{lr:g}: {v:.2f}' for lr, v in scores.items()) + ')')
+                settled.add((name, o))
+                later = [task(name, losses, o, best, s, 'final') for s in finals]
+                for t in later:
+                    t['record']['threads'] = runner.threads
+                runner.run_later(later)
+        if not extra:  # every variant settled
+            break
+        for t in extra:
+            t['record']['threads'] = runner.threads
+        more = runner.run(extra)
+        known += more
+        trained += more
+    return trained + runner.collect()
 
 
 def _check_variants(cfg, parsed):
