@@ -113,3 +113,29 @@ def test_the_page_keeps_no_claim_its_data_cannot_carry():
     with open(README) as f:
         readme = f.read()
     assert 'docs/study/tuned.json' in readme
+
+
+# '| uniform-40 | ngl | 0.002 | 48.39 [34.88, 61.90] | ... | 41.87, 64.97, ... | 0/5 |'
+TABLE_ROW = re.compile(r'^\| ([\w-]+) \| ([\w-]+) \| ([\d.]+) \| (\d+\.\d\d) \[(\d+\.\d\d), '
+                       r'(\d+\.\d\d)\] \| [^|]* \| ([\d., ]+) \| (\d+)/(\d+) \|$', re.M)
+
+
+def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
+    """The page's tuned tables (lr, mean and interval, per-seed scores, converged),
+    read against docs/study/tuned.json; every tuned row of the JSON is on the page."""
+    _, rows = _rows()
+    by_cell = {(r['regime'], r['variant']): r for r in rows}
+    with open(PAGE) as f:
+        found = TABLE_ROW.findall(f.read())
+    on_page = set()
+    for regime, variant, lr, mean, lo, hi, seeds, converged, n in found:
+        r = by_cell.get((regime, variant))
+        assert r is not None, f'{regime} {variant}: a tuned row on the page is not in the JSON'
+        on_page.add((regime, variant))
+        assert float(lr) == r['lr'], (regime, variant, lr)
+        assert mean == f"{r['mean']:.2f}", (regime, variant, mean)
+        assert (lo, hi) == (f"{r['mean'] - r['half_width']:.2f}",
+                            f"{r['mean'] + r['half_width']:.2f}"), (regime, variant)
+        assert seeds == ', '.join(f"{r['report_final'][str(s)]:.2f}" for s in r['seeds'])
+        assert (int(converged), int(n)) == (r['converged'], len(r['seeds'])), (regime, variant)
+    assert on_page == set(by_cell), f'tuned rows missing from the page: {set(by_cell) - on_page}'
