@@ -323,7 +323,6 @@ class _Runner:
                            train_miou=train_miou, report_split=report_split)
         self.backbone = backbone
         self.lock = threading.Lock()
-        self.done = 0
 
     def env(self, devices):
         env = {'OMP_NUM_THREADS': str(self.threads), 'MKL_NUM_THREADS': str(self.threads),
