@@ -240,7 +240,13 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
         studies=dict(s1=dict(config=VOC_CFG, data='tiny', variants=['ce', 'ngl'],
                              optimizers=['adamw'], lrs=[1e-3, 1e-2], search_seeds=[0],
                              seeds=[0, 1], iters=8, regime='clean', report_split='test')),
-        merges=dict(all=dict(studies=['s1'], title='t', publish=str(tmp_path / 'pub' / 'x'))))
+        merges=dict(all=dict(studies=['s1'], title='t', publish=str(tmp_path / 'pub' / 'x'),
+                             records=str(tmp_path / 'records'))))
+    # a record of a run the study no longer holds goes; a file that is not a record stays
+    stale = tmp_path / 'records' / 's1' / 'ce_adamw_lr0.5_seed0'
+    stale.mkdir(parents=True)
+    (stale / 'run.json').write_text('{}')
+    (tmp_path / 'records' / 's1' / 'NOTES.md').write_text('kept')
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
     import sys
@@ -259,3 +265,33 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
     monkeypatch.setattr(study, 'train_run', again)
     study_spec.run_spec(str(path))  # resumes: nothing left to train
     assert again.calls == []
+    # the records: every run's run.json and scalars, no checkpoint; a fresh machine that
+    # copies them into the work dir resumes from them without training anything
+    records = tmp_path / 'records' / 's1'
+    runs = sorted(p.name for p in records.iterdir() if p.is_dir())
+    assert len(runs) == len(fake.calls) and not stale.exists()
+    assert (records / 'NOTES.md').read_text() == 'kept'
+    assert all(p.suffix == '.json' for p in records.rglob('*') if p.is_file()
+               and p.name != 'NOTES.md')
+    assert all(list((records / run).glob('*/vis_data/scalars.json')) for run in runs)
+    import shutil
+    fresh = tmp_path / 'fresh'
+    shutil.copytree(records, fresh / 's1')
+    spec['work_dir'] = str(fresh)
+    path.write_text(json.dumps(spec))
+    third = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', third)
+    study_spec.run_spec(str(path))
+    assert third.calls == []
+    assert json.loads((tmp_path / 'pub' / 'x.json').read_text())['tuned'] == published['tuned']
+
+
+def test_the_runner_trains_only_inside_with(tmp_path):
+    from helpers import VOC_CFG
+    runner = study._Runner(VOC_CFG, str(tmp_path))
+    with pytest.raises(RuntimeError, match='only inside `with runner:`'):
+        runner.run([])
+    with runner:
+        assert runner.run([]) == []
+    with pytest.raises(RuntimeError, match='only inside `with runner:`'):
+        runner.run_later([])

@@ -323,6 +323,7 @@ class _Runner:
                            train_miou=train_miou, report_split=report_split)
         self.backbone = backbone
         self.lock = threading.Lock()
+        self.queue = None  # the workers and their queue live inside `with runner:`
 
     def env(self, devices):
         env = {'OMP_NUM_THREADS': str(self.threads), 'MKL_NUM_THREADS': str(self.threads),
@@ -386,6 +387,7 @@ class _Runner:
             self.queue.put((self._LATER + 1, next(self.order), None, None))
         for worker in self.workers:
             worker.join()
+        self.queue = None
         return False
 
     def _work(self):
@@ -409,6 +411,9 @@ class _Runner:
                     future.cancel()
 
     def _submit(self, tasks, priority):
+        if self.queue is None:
+            raise RuntimeError('_Runner trains only inside `with runner:` (which starts its '
+                               'workers)')
         futures = []
         for task in tasks:
             future = concurrent.futures.Future()

@@ -1,5 +1,6 @@
 """The study's report: tables, curves and JSON from its runs, and the tools
-that rebuild one (``replot``, ``collect``, ``merge``).
+that rebuild one (``replot``, ``collect``, ``merge``), and ``export_records``,
+which copies a study's run records (no checkpoints) to keep beside its report.
 
 A run is a dict: ``regime``, ``variant``, ``optimizer``, ``lr`` (None in
 studies older than the learning-rate axis), ``seed``, ``curve`` ((step, mIoU)
@@ -27,6 +28,7 @@ import math
 import os
 import os.path as osp
 import re
+import shutil
 import statistics
 
 from .runs import read_scalars
@@ -395,6 +397,36 @@ def load_study(work_dir):
     if not data['runs']:
         raise ValueError(f'{path} holds no runs')
     return data
+
+
+def export_records(work_dir, out_dir):
+    """Copy the record of every run of the finished study in ``work_dir`` (its
+    ``run.json`` and logged ``scalars.json``, no checkpoints or logs) to
+    ``out_dir/<run>/``, enough for a study on another machine to reuse the run.
+    Records in ``out_dir`` of runs the study no longer holds are removed; any
+    other file there is left alone. Returns the number of runs copied."""
+    runs = load_study(work_dir)['runs']
+    names = {osp.basename(osp.normpath(run['work_dir'])) for run in runs}
+    if osp.isdir(out_dir):
+        for name in sorted(set(os.listdir(out_dir)) - names):
+            if osp.isfile(osp.join(out_dir, name, RUN_RECORD)):
+                shutil.rmtree(osp.join(out_dir, name))
+    for name in sorted(names):
+        src = osp.join(work_dir, name)
+        read_run_record(src)  # a folder the study wrote, not one edited since
+        scalars = glob.glob(osp.join(src, '*', 'vis_data', 'scalars.json'))
+        if not scalars:
+            raise ValueError(f'{src} has no logged scalars to export')
+        dst = osp.join(out_dir, name)
+        if osp.isdir(dst):
+            shutil.rmtree(dst)
+        os.makedirs(dst)
+        shutil.copyfile(osp.join(src, RUN_RECORD), osp.join(dst, RUN_RECORD))
+        for path in scalars:
+            target = osp.join(dst, osp.relpath(path, src))
+            os.makedirs(osp.dirname(target), exist_ok=True)
+            shutil.copyfile(path, target)
+    return len(names)
 
 
 def replot(work_dir):

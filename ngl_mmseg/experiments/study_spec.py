@@ -18,7 +18,8 @@ that reading a spec never runs code from it. The format (docs/tools.md)::
                         "iters": 1000, "regime": "clean", "report_split": "test"}
       },
       "merges": {
-        "tuned": {"studies": ["clean-adamw"], "title": "...", "publish": "docs/study/tuned"}
+        "tuned": {"studies": ["clean-adamw"], "title": "...", "publish": "docs/study/tuned",
+                  "records": "docs/study/records/tuned"}
       }
     }
 
@@ -27,7 +28,9 @@ A study's ``data`` names a dataset of the spec (its data root is used);
 dataset fields as a dict); ``pretrain: {"iters": N, "data": NAME}`` pretrains
 the backbone. Each study runs in ``work_dir/<name>``; each merge writes
 ``work_dir/<name>`` and, with ``publish``, copies its study.md/.json/.png to
-``<publish>.md/.json/.png``.
+``<publish>.md/.json/.png``; with ``records``, copies each of its studies' run
+records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
+from where a fresh machine resumes (copy them into ``work_dir``).
 """
 import json
 import os
@@ -39,7 +42,7 @@ DATASET_KEYS = {'dataset', 'out_dir', 'num_train', 'num_val', 'num_test', 'num_a
 STUDY_KEYS = {'config', 'data', 'variants', 'optimizers', 'lrs', 'search_seeds', 'seeds',
               'iters', 'regime', 'train_miou', 'report_split', 'pretrain', 'title',
               'cfg_options', 'gpus', 'extend_edges'}
-MERGE_KEYS = {'studies', 'title', 'publish'}
+MERGE_KEYS = {'studies', 'title', 'publish', 'records'}
 TOP_KEYS = {'work_dir', 'datasets', 'studies', 'merges', 'description'}
 # The report split of the synthetic makers' --num-test, per dataset kind.
 TEST_SPLITS = {
@@ -149,7 +152,7 @@ def _report_split(entry, datasets):
 def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
     """Make the datasets, run the studies (resuming) and write the merges of a spec."""
     from .study import study
-    from .study_report import merge
+    from .study_report import export_records, merge
     spec = load_spec(path)
     work = spec['work_dir']
     studies = spec['studies']
@@ -196,3 +199,7 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
             for ext in ('md', 'json', 'png'):
                 shutil.copyfile(osp.join(out, f'study.{ext}'), f"{entry['publish']}.{ext}")
             _print(f"merge {name}: published to {entry['publish']}.md/.json/.png")
+        if entry.get('records'):
+            copied = sum(export_records(source, osp.join(entry['records'], osp.basename(source)))
+                         for source in sources)
+            _print(f"merge {name}: the records of its {copied} runs are in {entry['records']}")
