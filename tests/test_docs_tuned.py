@@ -14,6 +14,7 @@ from ngl_mmseg.experiments.stats import format_difference, mean_interval, paired
 TUNED = osp.join(REPO, 'docs', 'study', 'tuned.json')
 PAGE = osp.join(REPO, 'docs', 'when-to-use-ngl.md')
 README = osp.join(REPO, 'README.md')
+TRAINING = osp.join(REPO, 'docs', 'training.md')
 # '+1.23 [-0.40, +2.86], ahead 3/5, tie'
 DIFFERENCE = re.compile(r'[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], ahead \d+/\d+, '
                         r'(?:tie|win|loss)')
@@ -84,7 +85,7 @@ def test_every_interval_on_the_page_and_readme_is_one_the_json_holds():
     known = {text for pair in _recomputed(rows).values() for text in pair}
     known |= _between_variants(rows)
     known |= _untuned_differences()
-    for path in (PAGE, README):
+    for path in (PAGE, README, TRAINING):
         with open(path) as f:
             text = f.read()
         found = DIFFERENCE.findall(text)
