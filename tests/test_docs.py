@@ -227,10 +227,10 @@ def test_polynomial_degree_and_error_in_the_docs_are_the_codes():
 STUDY_PAGES = ['README.md', 'docs/training.md', 'docs/when-to-use-ngl.md']
 # A figure with one decimal (mIoU, a spread, a gap in points); not a version, a factor (46.2x), a
 # percentage or a figure with more decimals.
-STUDY_NUMBER = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d)(?![\w.%]|\.\d)')
+STUDY_NUMBER = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d)(?![\w%]|\.\d)')
 STUDY_CITED = re.compile(r'study/([\w-]+)\.(?:json|md)')
-# Figures with one decimal that are not about a study.
-NOT_STUDY = [r'License \d\.\d', r'\(F = [\d., ]+\)']
+# Figures that are not a study's results (a license, a statistic, a learning rate).
+NOT_STUDY = [r'License \d\.\d', r'\(F = [\d., ]+\)', r'(?:SGD|lr) 0\.\d+']
 
 
 def blocks(text):
@@ -272,6 +272,7 @@ def study_values(name, steps=()):
             values |= {v for step, v in zip(row['steps'], curve) if step in steps}
     for row in study.get('tuned', []):  # a tuned study: the report split's figures too
         values |= {row['mean'], row['peak_mean'], row['selection_mean'], row['lr'],
+                   row['mean'] - row['half_width'], row['mean'] + row['half_width'],
                    *row['report_final'].values(), *row['report_peak'].values(),
                    *row['search_mean'].values()}
     for run in study['runs']:
@@ -281,19 +282,21 @@ def study_values(name, steps=()):
     return values
 
 
-def study_claims(page):
-    """``(block, cited studies, figures)`` for each block quoting figures: a block cites the
-    studies it names (``docs/study/<name>.json``, or a link to its ``.md``) or, naming none,
-    those of the nearest block above it in the same section that names one."""
+def study_claims(page, number=STUDY_NUMBER):
+    """``(block, cited studies, figures)`` for each block quoting figures (``number``): a
+    block cites the studies it names (``docs/study/<name>.json``, or a link to its ``.md``)
+    or, naming none, those of the nearest block above it in the same section that names one.
+    Paired differences with their interval are left to test_docs_tuned (recomputed there)."""
+    from test_docs_tuned import DIFFERENCE
     cited_above = {}
     for section, block in blocks(read(page)):
         cited = STUDY_CITED.findall(block)
         if cited:
             cited_above[section] = cited
         prose = re.sub(r'`[^`]*`|\]\([^)]*\)', ' ', block)
-        for pattern in NOT_STUDY:
+        for pattern in NOT_STUDY + [DIFFERENCE.pattern]:
             prose = re.sub(pattern, ' ', prose)
-        figures = STUDY_NUMBER.findall(prose)
+        figures = number.findall(prose)
         if figures:
             yield block, cited or cited_above.get(section, []), figures
 
@@ -308,12 +311,29 @@ def test_study_figures_name_the_json_they_come_from(page):
         assert not wrong, f'{page}: {wrong} are not in docs/study/{cited}.json:\n{block}'
 
 
+# A figure with two decimals (a mean, a seed's score, an interval's end), on the pages whose
+# every such figure is a study's; other pages use two decimals for analysis too.
+STUDY_NUMBER_2 = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d\d)(?![\w%]|\.\d)')
+
+
+@pytest.mark.parametrize('page', ['README.md', 'docs/when-to-use-ngl.md'])
+def test_two_decimal_study_figures_are_the_jsons_to_the_digit(page):
+    for block, cited, figures in study_claims(page, STUDY_NUMBER_2):
+        assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
+        steps = {int(n) for n in re.findall(r'\b(\d+) iterations', block)}
+        values = set().union(*(study_values(name, steps) for name in cited))
+        wrong = [x for x in figures if not any(abs(float(x) - v) <= 0.005 + 1e-9 for v in values)]
+        assert not wrong, f'{page}: {wrong} are not in docs/study/{cited}.json:\n{block}'
+
+
 def test_the_study_check_catches_what_it_looks_for():
     claims = list(study_claims('docs/training.md'))
     assert any('30.0' in figures and 'coco-bias' in cited for _, cited, figures in claims)
     assert any(abs(v - 28.86) < 1e-3 for v in study_values('coco-bias'))  # a seed's final mIoU
     assert not STUDY_NUMBER.findall('0.4.0, 46.2x, 0.067, 40%, alpha = 2.4092')
     assert STUDY_NUMBER.findall('30.0 against 34.3 (-4.3)') == ['30.0', '34.3', '4.3']
+    assert STUDY_NUMBER_2.findall('46.98, 0.004, 1.6e-2, 12.5%, 3.10x and 29.30.') == \
+        ['46.98', '29.30']
 
 
 def test_tools_page_lists_every_loss_preset():
