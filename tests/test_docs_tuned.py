@@ -36,7 +36,8 @@ def _recomputed(rows):
             continue
         final = paired_difference(r['report_final'], ce['report_final'])
         peak = paired_difference(r['report_peak'], ce['report_peak'])
-        out[(r['regime'], r['variant'])] = (format_difference(final), format_difference(peak))
+        out[(r['regime'], r['optimizer'], r['variant'])] = (format_difference(final),
+                                                              format_difference(peak))
     return out
 
 
@@ -77,7 +78,8 @@ def _untuned_differences():
 def _between_variants(rows):
     """Every tuned variant against every other of its regime (final, report split)."""
     return {format_difference(paired_difference(a['report_final'], b['report_final']))
-            for a in rows for b in rows if a is not b and a['regime'] == b['regime']}
+            for a in rows for b in rows
+            if a is not b and (a['regime'], a['optimizer']) == (b['regime'], b['optimizer'])}
 
 
 def test_every_interval_on_the_page_and_readme_is_one_the_json_holds():
@@ -99,10 +101,11 @@ def test_every_tuned_comparison_is_on_the_page_with_its_verdict():
     _, rows = _rows()
     with open(PAGE) as f:
         page = f.read()
-    for (regime, variant), (final, _) in _recomputed(rows).items():
+    for (regime, optimizer, variant), (final, _) in _recomputed(rows).items():
         lines = [ln.lower() for ln in page.splitlines() if final in ln]
         assert any(regime in ln and variant in ln for ln in lines), \
-            f'{regime} {variant} vs CE ({final}) is not on the page with its regime and variant'
+            f'{regime} {optimizer} {variant} vs CE ({final}) is not on the page with its ' \
+            'regime and variant'
 
 
 def test_the_page_keeps_no_claim_its_data_cannot_carry():
@@ -116,8 +119,9 @@ def test_the_page_keeps_no_claim_its_data_cannot_carry():
     assert 'docs/study/tuned.json' in readme
 
 
-# '| uniform-40 | ngl | 0.002 | 48.39 [34.88, 61.90] | ... | 41.87, 64.97, ... | 0/5 |'
-TABLE_ROW = re.compile(r'^\| ([\w-]+) \| ([\w-]+) \| ([\d.]+) \| (\d+\.\d\d) \[(\d+\.\d\d), '
+# '| uniform-40 | adamw | ngl | 0.002 | 48.39 [34.88, 61.90] | ... | 41.87, 64.97, ... | 0/5 |'
+TABLE_ROW = re.compile(r'^\| ([\w-]+) \| ([\w-]+) \| ([\w-]+) \| ([\d.]+) \| (\d+\.\d\d) '
+                       r'\[(\d+\.\d\d), '
                        r'(\d+\.\d\d)\] \| [^|]* \| ([\d., ]+) \| (\d+)/(\d+) \|$', re.M)
 
 
@@ -125,14 +129,16 @@ def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
     """The page's tuned tables (lr, mean and interval, per-seed scores, converged),
     read against docs/study/tuned.json; every tuned row of the JSON is on the page."""
     _, rows = _rows()
-    by_cell = {(r['regime'], r['variant']): r for r in rows}
+    by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
+    assert len(by_cell) == len(rows), 'two tuned rows share a regime, optimizer and variant'
     with open(PAGE) as f:
         found = TABLE_ROW.findall(f.read())
     on_page = set()
-    for regime, variant, lr, mean, lo, hi, seeds, converged, n in found:
-        r = by_cell.get((regime, variant))
-        assert r is not None, f'{regime} {variant}: a tuned row on the page is not in the JSON'
-        on_page.add((regime, variant))
+    for regime, optimizer, variant, lr, mean, lo, hi, seeds, converged, n in found:
+        r = by_cell.get((regime, optimizer, variant))
+        assert r is not None, f'{regime} {optimizer} {variant}: a tuned row on the page is not ' \
+            'in the JSON'
+        on_page.add((regime, optimizer, variant))
         assert float(lr) == r['lr'], (regime, variant, lr)
         assert mean == f"{r['mean']:.2f}", (regime, variant, mean)
         assert (lo, hi) == (f"{r['mean'] - r['half_width']:.2f}",
