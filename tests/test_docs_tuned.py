@@ -46,7 +46,8 @@ def test_the_json_is_consistent_with_its_runs():
     assert rows, 'docs/study/tuned.json holds no tuned rows'
     for r in rows:
         runs = [run for run in data['runs'] if run['regime'] == r['regime'] and
-                run['variant'] == r['variant'] and run['lr'] == r['lr']]
+                run['optimizer'] == r['optimizer'] and run['variant'] == r['variant'] and
+                run['lr'] == r['lr']]
         assert sorted(int(s) for s in r['report_final']) == sorted(run['seed'] for run in runs)
         for run in runs:
             assert r['report_final'][str(run['seed'])] == run['report_curve'][-1][1]
