@@ -301,14 +301,21 @@ def study_claims(page, number=STUDY_NUMBER):
             yield block, cited or cited_above.get(section, []), figures
 
 
-@pytest.mark.parametrize('page', STUDY_PAGES)
-def test_study_figures_name_the_json_they_come_from(page):
-    for block, cited, figures in study_claims(page):
+def check_study_figures(page, number, tolerance):
+    """Every figure ``number`` finds on ``page`` is within ``tolerance`` (its last digit's
+    rounding) of a value of the studies its block cites."""
+    for block, cited, figures in study_claims(page, number):
         assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
         steps = {int(n) for n in re.findall(r'\b(\d+) iterations', block)}
         values = set().union(*(study_values(name, steps) for name in cited))
-        wrong = [x for x in figures if not any(abs(float(x) - v) <= 0.05 + 1e-9 for v in values)]
+        wrong = [x for x in figures
+                 if not any(abs(float(x) - v) <= tolerance + 1e-9 for v in values)]
         assert not wrong, f'{page}: {wrong} are not in docs/study/{cited}.json:\n{block}'
+
+
+@pytest.mark.parametrize('page', STUDY_PAGES)
+def test_study_figures_name_the_json_they_come_from(page):
+    check_study_figures(page, STUDY_NUMBER, 0.05)
 
 
 # A figure with two decimals (a mean, a seed's score, an interval's end), on the pages whose
@@ -318,12 +325,7 @@ STUDY_NUMBER_2 = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d\d)(?![\w%]|\.\d)')
 
 @pytest.mark.parametrize('page', ['README.md', 'docs/when-to-use-ngl.md'])
 def test_two_decimal_study_figures_are_the_jsons_to_the_digit(page):
-    for block, cited, figures in study_claims(page, STUDY_NUMBER_2):
-        assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
-        steps = {int(n) for n in re.findall(r'\b(\d+) iterations', block)}
-        values = set().union(*(study_values(name, steps) for name in cited))
-        wrong = [x for x in figures if not any(abs(float(x) - v) <= 0.005 + 1e-9 for v in values)]
-        assert not wrong, f'{page}: {wrong} are not in docs/study/{cited}.json:\n{block}'
+    check_study_figures(page, STUDY_NUMBER_2, 0.005)
 
 
 def test_the_study_check_catches_what_it_looks_for():

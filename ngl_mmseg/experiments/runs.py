@@ -123,6 +123,11 @@ class DamagedLogError(ValueError):
         self.damage = damage
 
 
+def scalar_logs(work_dir):
+    """The ``scalars.json`` of each launch of the run in ``work_dir``, in launch order."""
+    return sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+
+
 def read_scalars(work_dir):
     """Training and validation scalars that mmengine's LocalVisBackend logged
     for the one run in ``work_dir``.
@@ -134,7 +139,7 @@ def read_scalars(work_dir):
     so the curve never holds two runs' points.
     """
     rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+    for path in scalar_logs(work_dir):
         launch = []
         with open(path, errors='replace') as f:
             for number, line in enumerate(f, 1):

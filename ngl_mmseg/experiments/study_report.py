@@ -31,7 +31,7 @@ import re
 import shutil
 import statistics
 
-from .runs import read_scalars
+from .runs import read_scalars, scalar_logs
 from .stats import format_difference, is_converged, mean_interval, paired_difference
 
 REFERENCE = 'ce'
@@ -414,7 +414,7 @@ def export_records(work_dir, out_dir):
     for name in sorted(names):
         src = osp.join(work_dir, name)
         read_run_record(src)  # a folder the study wrote, not one edited since
-        scalars = glob.glob(osp.join(src, '*', 'vis_data', 'scalars.json'))
+        scalars = scalar_logs(src)
         if not scalars:
             raise ValueError(f'{src} has no logged scalars to export')
         dst = osp.join(out_dir, name)
