@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules (helpers they import are in ``helpers.py``)."""
 import pytest
+from helpers import make_dataset
 
 
 @pytest.fixture
@@ -14,3 +15,13 @@ def message_hub(request):
     assert MessageHub.get_current_instance() is hub
     yield hub
     MessageHub._instance_dict.pop(name, None)
+
+
+@pytest.fixture(scope='session')
+def workspace(tmp_path_factory):
+    """A scratch folder holding ``data/synthetic/{voc,coco-stuff}``, where the quickstart
+    configs look: the end-to-end tests run the tools from it."""
+    root = tmp_path_factory.mktemp('workspace')
+    make_dataset('voc', root / 'data' / 'synthetic' / 'voc')
+    make_dataset('coco-stuff', root / 'data' / 'synthetic' / 'coco-stuff')
+    return root

@@ -13,7 +13,7 @@ Prints a Markdown table (ratios to CE measured in this run) and, with --iteratio
 the training step's time with NGL and with CE; writes benchmark.json and
 benchmark.png under --out-dir.
 """
-from ngl_mmseg.experiments.benchmark import main
+from ngl_lab.benchmark import main
 
 if __name__ == '__main__':
     main()

@@ -9,7 +9,7 @@ eager path; then benchmark them against CE and the device's copy bandwidth.
 
 Needs only torch (and Triton for the kernels); mmseg is used when importable.
 """
-from ngl_mmseg.experiments.gpu_check import main
+from ngl_lab.gpu_check import main
 
 if __name__ == '__main__':
     main()

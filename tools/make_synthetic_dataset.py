@@ -15,7 +15,7 @@ all 171), with long-tailed frequencies like the real datasets', and validation
 cycles through every class. A folder that already holds files is refused;
 --overwrite replaces only a synthetic dataset this tool wrote there before.
 """
-from ngl_mmseg.experiments.synthetic_cli import main
+from ngl_lab.synthetic_cli import main
 
 if __name__ == '__main__':
     main()

@@ -4,7 +4,7 @@ p, for y=0 and y=1, next to cross entropy.
 
     python tools/plot_ngl_terms.py --out docs/ngl_terms.png
 """
-from ngl_mmseg.experiments.figures import main
+from ngl_lab.figures import main
 
 if __name__ == '__main__':
     main()

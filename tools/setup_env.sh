@@ -40,7 +40,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$STACK_ID" ]; then
     || pip_q $(grep -v -e '^#' -e '^triton' requirements/cpu.txt) -r requirements/tests.txt
   echo "$STACK_ID" > "$STAMP"
 fi
-# The package itself, editable, every time (cheap; keeps .venv pointing at this checkout).
-pip_q --no-build-isolation --no-deps -e .
-python -c "import mmcv._ext, mmseg.models, ngl_mmseg" >/dev/null
+# The plugin and the lab (lab/: the comparison, the studies, the benchmark, the synthetic data),
+# editable, every time (cheap; keeps .venv pointing at this checkout).
+pip_q --no-build-isolation --no-deps -e . -e lab
+python -c "import mmcv._ext, mmseg.models, ngl_mmseg, ngl_lab" >/dev/null
 echo "[setup] ready: $VENV ($(python -c 'import torch, mmcv, mmseg; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmseg {mmseg.__version__}")'))"

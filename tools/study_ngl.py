@@ -7,11 +7,11 @@
         [--regime NAME] [--train-miou] [--cfg-options k=v ...]
     python tools/study_ngl.py --merge STUDY_DIR ... --work-dir D
 
-Variants are loss presets (see ngl_mmseg/experiments/presets.py) or NAME=<dict>.
+Variants are loss presets (see lab/ngl_lab/presets.py) or NAME=<dict>.
 Writes study.md (table), study.json (every curve) and study.png (mIoU against
 iteration) in --work-dir. mmengine's logs of each run go to RUN_DIR/train.log.
 """
-from ngl_mmseg.experiments.study import main
+from ngl_lab.study import main
 
 if __name__ == '__main__':
     main()

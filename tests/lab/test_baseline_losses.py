@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from ngl_mmseg.experiments.baseline_losses import GCELoss, LabelSmoothingCELoss, SCELoss
-from ngl_mmseg.experiments.presets import LOSS_PRESETS
+from ngl_lab.baseline_losses import GCELoss, LabelSmoothingCELoss, SCELoss
+from ngl_lab.presets import LOSS_PRESETS
 
 
 def _probs(logits):

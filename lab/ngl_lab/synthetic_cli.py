@@ -1,5 +1,5 @@
 """The command line of the synthetic datasets (``tools/make_synthetic_dataset.py``,
-``python -m ngl_mmseg.experiments.synthetic``): arguments in, ``make_voc`` or
+``python -m ngl_lab.synthetic``): arguments in, ``make_voc`` or
 ``make_coco_stuff`` out, errors as one line."""
 import argparse
 import sys
@@ -8,7 +8,7 @@ from .synthetic import COCO_STUFF_CLASSES, NOISE_KINDS, make_coco_stuff, make_vo
 
 
 def main():
-    """``tools/make_synthetic_dataset.py`` (= ``python -m ngl_mmseg.experiments.synthetic``
+    """``tools/make_synthetic_dataset.py`` (= ``python -m ngl_lab.synthetic``
     or ``.synthetic_cli``)."""
     parser = argparse.ArgumentParser(description='Make a synthetic VOC or COCO-Stuff dataset')
     parser.add_argument('dataset', choices=['voc', 'coco-stuff'])

@@ -1,11 +1,11 @@
 """Train one config with several losses under identical settings and compare them.
 
-The engine of ``tools/compare_losses.py`` (``python -m ngl_mmseg.experiments.compare``)
+The engine of ``tools/compare_losses.py`` (``python -m ngl_lab.compare``)
 and of the demo. Each variant trains through ngl-mmseg's train tool
 (``python -m ngl_mmseg.cli.train``; under ``torch.distributed.run`` in ``gpus``
 processes), so its logs and progress are mmseg's own; then its last checkpoint
 is evaluated with mmseg's ``IoUMetric`` on the validation set by mmengine's test
-loop, launched the same way (``ngl_mmseg.experiments.evaluate``), and the
+loop, launched the same way (``ngl_lab.evaluate``), and the
 variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
@@ -77,11 +77,11 @@ def evaluate_checkpoint(config_path, checkpoint, work_dir, gpus=1, port=None, qu
              num_samples=0):
     """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set:
     mmengine's test loop with mmseg's IoUMetric, in ``gpus`` processes
-    (``ngl_mmseg.experiments.evaluate``; its log: ``work_dir/eval.log``). With
+    (``ngl_lab.evaluate``; its log: ``work_dir/eval.log``). With
     ``num_samples``, also ``samples`` (the first predictions) and ``palette``."""
     from .evaluate import load_samples
     out = osp.join(work_dir, 'eval_metrics.json')
-    cmd = launch_command('ngl_mmseg.experiments.evaluate',
+    cmd = launch_command('ngl_lab.evaluate',
                          [config_path, checkpoint, '--out', out, '--work-dir',
                           osp.join(work_dir, 'eval'), '--num-samples', num_samples], gpus, port)
     run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}', quiet=quiet)
@@ -318,7 +318,7 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.compare`` (``tools/compare_losses.py``)."""
+    """``python -m ngl_lab.compare`` (``tools/compare_losses.py``)."""
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(

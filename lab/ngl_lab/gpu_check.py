@@ -3,8 +3,8 @@ Triton kernels' self-check and its cost, host syncs per training iteration, a
 forward and backward past 2^31 logits against the eager path, then the benchmark
 against CE and the device's copy bandwidth (``tools/gpu_check.py``).
 
-    python -m ngl_mmseg.experiments.gpu_check --out work_dirs/gpu_check
-    python -m ngl_mmseg.experiments.gpu_check --quick     # the checks only, no benchmark
+    python -m ngl_lab.gpu_check --out work_dirs/gpu_check
+    python -m ngl_lab.gpu_check --quick     # the checks only, no benchmark
 
 Needs only torch (and Triton for the kernels); mmseg is used when importable.
 """
@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from ..ops import backends, checks, ngl_literal, ngl_pixel_loss
+from ngl_mmseg.ops import backends, checks, ngl_literal, ngl_pixel_loss
 from . import benchmark
 
 CASES = [((2, 21, 33, 47), False), ((2, 171, 16, 20), False), ((2, 4, 9, 9), True),
@@ -82,7 +82,7 @@ def host_syncs_per_iteration(iterations=10, classes=21, size=128, batch=4, devic
     try:
         from mmengine.logging import MessageHub
 
-        from ..losses import NGLLoss
+        from ngl_mmseg.losses import NGLLoss
         hub = MessageHub.get_instance('gpu_check')
         hub.update_info('max_iters', 10 ** 6)
         hub.update_info('iter', 0)
@@ -140,7 +140,7 @@ def check_beyond_2_31(classes=65, pixels=2 ** 24 + 3, images=2, device='cuda'):
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.gpu_check`` (``tools/gpu_check.py``)."""
+    """``python -m ngl_lab.gpu_check`` (``tools/gpu_check.py``)."""
     parser = argparse.ArgumentParser(description='Check every NGL path against the float64 '
                                      'formula on a CUDA GPU, then benchmark them')
     parser.add_argument('--out', default='work_dirs/gpu_check')

@@ -8,14 +8,13 @@ import os.path as osp
 import mmseg
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, image_batch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 import ngl_mmseg  # noqa: F401
 from ngl_mmseg.compat import sync_bn_to_bn
-from ngl_mmseg.experiments.benchmark import fake_batch
 
 MMSEG_CONFIGS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
@@ -58,7 +57,7 @@ def test_config_builds_and_trains_one_iteration(config):
     torch.manual_seed(0)
     model = MODELS.build(model_cfg).train()
     num_classes = cfg.model.decode_head.num_classes
-    inputs, samples = fake_batch(2, size, num_classes, 'cpu')
+    inputs, samples = image_batch(2, size, num_classes)
     data = model.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
     losses = model.loss(data['inputs'], data['data_samples'])
     total = sum(v for k, v in losses.items() if 'loss' in k)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from helpers import SMALL, VOC_CFG, no_training, run_tool, snapshot
 
-from ngl_mmseg.experiments import compare, study, synthetic
-from ngl_mmseg.experiments.runs import check_fresh_run_dir, read_scalars
-from ngl_mmseg.experiments.synthetic import MANIFEST, make_coco_stuff, make_voc
+from ngl_lab import compare, study, synthetic
+from ngl_lab.runs import check_fresh_run_dir, read_scalars
+from ngl_lab.synthetic import MANIFEST, make_coco_stuff, make_voc
 from ngl_mmseg.launch import pick_resume_checkpoint
 
 # --- one run per folder -----------------------------------------------------------------------

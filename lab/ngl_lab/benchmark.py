@@ -95,7 +95,7 @@ def _ce_loss():
 
 def variants(device):
     """name -> loss callable (logits, label) -> scalar, and a note per name."""
-    from ..ops import ngl_pixel_loss, triton_available
+    from ngl_mmseg.ops import ngl_pixel_loss, triton_available
 
     def ngl(impl):
         def fn(logits, label):
@@ -291,7 +291,7 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from ..compat import sync_bn_to_bn
+    from ngl_mmseg.compat import sync_bn_to_bn
     from .presets import apply_loss_preset
     register_all_modules()
     models, times = {}, {}
@@ -388,7 +388,7 @@ def parse_args():
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.benchmark`` (``tools/benchmark_loss.py``)."""
+    """``python -m ngl_lab.benchmark`` (``tools/benchmark_loss.py``)."""
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

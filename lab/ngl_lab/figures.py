@@ -1,13 +1,13 @@
 """The figure of the docs: the per-class NGL term and its derivative against p,
 for y = 0 and y = 1, next to cross entropy (``tools/plot_ngl_terms.py``).
 
-    python -m ngl_mmseg.experiments.figures --out docs/ngl_terms.png
+    python -m ngl_lab.figures --out docs/ngl_terms.png
 """
 import argparse
 
 import numpy as np
 
-from ..ops.formula import ALPHA, ngl_term_derivatives_np, ngl_terms_np
+from ngl_mmseg.ops.formula import ALPHA, ngl_term_derivatives_np, ngl_terms_np
 
 
 def plot_ngl_terms(out, alpha=ALPHA):
@@ -35,7 +35,7 @@ def plot_ngl_terms(out, alpha=ALPHA):
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.figures`` (``tools/plot_ngl_terms.py``)."""
+    """``python -m ngl_lab.figures`` (``tools/plot_ngl_terms.py``)."""
     parser = argparse.ArgumentParser(description='The per-class NGL term and its gradient '
                                      'as functions of p, next to cross entropy')
     parser.add_argument('--out', default='docs/ngl_terms.png')

@@ -50,7 +50,7 @@ def test_ops_work_without_mmseg_mmengine_mmcv():
 def test_the_plugin_imports_no_experiment_machinery():
     modules = imported_after('import ngl_mmseg')
     assert 'ngl_mmseg.losses.ngl_loss' in modules and 'ngl_mmseg.hooks' in modules
-    outside = sorted(m for m in modules if m.startswith(('ngl_mmseg.experiments', 'ngl_mmseg.cli'))
+    outside = sorted(m for m in modules if m.startswith(('ngl_lab', 'ngl_mmseg.cli'))
                      or m.split('.')[0] == 'matplotlib')
     assert not outside, outside
 
@@ -93,9 +93,9 @@ def test_static_import_rules_hold_for_every_module():
             bad = {m for m in imported if m.split('.')[0] in ('mmseg', 'mmengine', 'mmcv')
                    or (m.startswith('ngl_mmseg.') and not m.startswith('ngl_mmseg.ops'))}
             assert not bad, (name, bad)
-        if not name.startswith(('ngl_mmseg.experiments', 'ngl_mmseg.cli')):
+        if not name.startswith(('ngl_lab', 'ngl_mmseg.cli')):
             bad = {m for m in imported
-                   if m.startswith(('ngl_mmseg.experiments', 'ngl_mmseg.cli'))}
+                   if m.startswith(('ngl_lab', 'ngl_mmseg.cli'))}
             assert not bad, (name, bad)
         # The one place the kernels load (and the kernels' module, which needs Triton itself).
         if name not in ('ngl_mmseg.ops.backends', 'ngl_mmseg.ops.ngl_triton'):
@@ -140,6 +140,6 @@ def test_the_rules_catch_what_they_forbid():
     """The checks above on code that breaks them."""
     tree = ast.parse("import os\nfrom ..experiments.compare import x\n"
                      "def f():\n    import mmseg\n    return os.path.join(ROOT, 'tools')\n")
-    assert {'ngl_mmseg.experiments.compare', 'mmseg'} <= imports_of('ngl_mmseg.ops.x', tree)
+    assert {'ngl_lab.compare', 'mmseg'} <= imports_of('ngl_mmseg.ops.x', tree)
     assert [s for s in string_constants(tree) if TOOLS_OR_TESTS_PATH.match(s)] == ['tools']
     assert not TOOLS_OR_TESTS_PATH.match('create one with tools/make_synthetic_dataset.py')

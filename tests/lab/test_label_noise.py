@@ -12,7 +12,7 @@ import pytest
 from helpers import REPO
 from PIL import Image
 
-from ngl_mmseg.experiments.synthetic import NOISE_KINDS, make_coco_stuff, make_voc
+from ngl_lab.synthetic import NOISE_KINDS, make_coco_stuff, make_voc
 
 SMALL = dict(num_train=70, num_val=6, size=(48, 64), seed=3)
 RATE = 0.4

@@ -9,7 +9,7 @@ import re
 import pytest
 from helpers import REPO
 
-from ngl_mmseg.experiments.stats import format_difference, mean_interval, paired_difference
+from ngl_lab.stats import format_difference, mean_interval, paired_difference
 
 TUNED = osp.join(REPO, 'docs', 'study', 'tuned.json')
 PAGE = osp.join(REPO, 'docs', 'when-to-use-ngl.md')

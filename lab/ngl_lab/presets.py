@@ -43,7 +43,7 @@ LOSS_PRESETS = {
                  loss_weight=1.0)],
 }
 # Loss types defined by the experiments (not the plugin): a config using one imports this.
-BASELINE_MODULE = 'ngl_mmseg.experiments.baseline_losses'
+BASELINE_MODULE = 'ngl_lab.baseline_losses'
 BASELINE_TYPES = ('LabelSmoothingCELoss', 'GCELoss', 'SCELoss')
 
 

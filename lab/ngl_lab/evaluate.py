@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a config's validation set with mmengine's test loop.
 
-    python -m ngl_mmseg.experiments.evaluate CONFIG CHECKPOINT --out metrics.json
-    python -m torch.distributed.run --nproc_per_node N -m ngl_mmseg.experiments.evaluate \
+    python -m ngl_lab.evaluate CONFIG CHECKPOINT --out metrics.json
+    python -m torch.distributed.run --nproc_per_node N -m ngl_lab.evaluate \
         CONFIG CHECKPOINT --out metrics.json --launcher pytorch
 
 Every process scores its share of the images (mmengine's sampler and result

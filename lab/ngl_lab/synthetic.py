@@ -373,7 +373,7 @@ def _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.synthetic``: the command line of
+    """``python -m ngl_lab.synthetic``: the command line of
     ``synthetic_cli`` (``tools/make_synthetic_dataset.py``)."""
     from .synthetic_cli import main as cli_main
     cli_main()

@@ -9,8 +9,8 @@ import pytest
 from helpers import VOC_CFG
 from study_helpers import FakeTraining
 
-from ngl_mmseg.experiments import stats, study, study_report
-from ngl_mmseg.experiments.heldout_miou import report_dataset
+from ngl_lab import stats, study, study_report
+from ngl_lab.heldout_miou import report_dataset
 
 TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
 
@@ -112,7 +112,7 @@ def test_a_search_without_a_report_split_is_refused():
 
 
 def test_run_config_sets_the_lr_the_report_hook_and_determinism(tmp_path):
-    from ngl_mmseg.experiments.presets import LOSS_PRESETS
+    from ngl_lab.presets import LOSS_PRESETS
     path = study.run_config(VOC_CFG, LOSS_PRESETS['ce'], 'adamw', 3, str(tmp_path / 'r'),
                             lr=0.0123, report_split=TEST_SPLIT)
     text = open(path).read()
@@ -228,7 +228,7 @@ def test_a_folder_of_another_study_is_refused_before_anything_trains(tmp_path, m
 def test_two_runs_with_one_seed_give_the_same_numbers(tmp_path):
     """The real train tool, twice, same seed, threads pinned: every logged
     number (losses at every iteration, mIoU) is identical."""
-    from ngl_mmseg.experiments.synthetic import make_voc
+    from ngl_lab.synthetic import make_voc
     root = make_voc(str(tmp_path / 'voc'), num_train=8, num_val=4, num_test=4)
     rows = []
     for k in range(2):

@@ -14,7 +14,7 @@ from helpers import REPO
 from packaging.requirements import Requirement
 
 import ngl_mmseg
-from ngl_mmseg.experiments.synthetic import make_voc
+from ngl_lab.synthetic import make_voc
 from ngl_mmseg.ops import MIN_TRITON
 
 pytestmark = pytest.mark.slow  # builds a wheel and a fresh venv
@@ -53,7 +53,7 @@ def test_wheel_holds_configs_tools_and_metadata_from_their_one_home(wheel):
     assert requires == {Requirement(r) for r in read_requirements('runtime.txt')}
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith('.dist-info/entry_points.txt'))).decode()
-    assert 'ngl-mmseg-compare = ngl_mmseg.experiments.compare:main' in entry_points
+    assert 'ngl-mmseg-compare = ngl_lab.compare:main' in entry_points
 
 
 def test_installed_wheel_trains_a_config_inheriting_ngl_mmseg_configs(wheel, tmp_path):

@@ -6,7 +6,7 @@ import os
 import pytest
 from study_helpers import FakeTraining, fake_study_run
 
-from ngl_mmseg.experiments import study, study_report, study_spec
+from ngl_lab import study, study_report, study_spec
 
 
 def test_collect_refuses_a_copied_run_folder(tmp_path):

@@ -143,9 +143,9 @@ def run_config(config, losses, optimizer, seed, work_dir, cfg_options=None, back
     cfg = load_config(config, cfg_options, data_root, iters)
     apply_loss_preset(cfg, losses)
     if train_miou:
-        _add_hook(cfg, 'ngl_mmseg.experiments.train_miou', dict(type='TrainSetMIoUHook'))
+        _add_hook(cfg, 'ngl_lab.train_miou', dict(type='TrainSetMIoUHook'))
     if report_split:
-        _add_hook(cfg, 'ngl_mmseg.experiments.heldout_miou',
+        _add_hook(cfg, 'ngl_lab.heldout_miou',
                   dict(type='HeldOutMIoUHook', overrides=dict(report_split)))
     if optimizer != 'config':
         cfg.optim_wrapper.optimizer = copy.deepcopy(OPTIMIZERS[optimizer])
@@ -586,7 +586,7 @@ def _report_split_arg(values):
 
 
 def main():
-    """``python -m ngl_mmseg.experiments.study`` (``tools/study_ngl.py``)."""
+    """``python -m ngl_lab.study`` (``tools/study_ngl.py``)."""
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(

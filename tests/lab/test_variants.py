@@ -9,8 +9,8 @@ import pytest
 from helpers import VOC_CFG, no_training
 from mmengine.config import Config
 
-from ngl_mmseg.experiments import compare
-from ngl_mmseg.experiments.presets import check_variant_losses, parse_loss_spec, parse_loss_specs
+from ngl_lab import compare
+from ngl_lab.presets import check_variant_losses, parse_loss_spec, parse_loss_specs
 
 
 def voc_config():
@@ -63,7 +63,7 @@ def test_an_empty_variant_is_refused_on_every_head():
 
 @pytest.mark.slow
 def test_compare_refuses_a_variant_that_cannot_be_built_before_training(tmp_path):
-    out = subprocess.run([sys.executable, '-m', 'ngl_mmseg.experiments.compare', VOC_CFG,
+    out = subprocess.run([sys.executable, '-m', 'ngl_lab.compare', VOC_CFG,
                           '--losses', 'ce', "bad={'type': 'NoSuchLoss'}", '--work-dir',
                           str(tmp_path / 'w')], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "variant 'bad'" in out.stderr, out.stderr[-2000:]
@@ -89,7 +89,7 @@ def test_a_variant_type_that_would_import_a_module_is_refused_when_parsed(spec, 
 def test_a_variant_type_never_imports_a_module(tmp_path, monkeypatch):
     (tmp_path / 'probe_mod.py').write_text(PROBE)
     imported = tmp_path / 'probe_mod.py.imported'
-    out = subprocess.run([sys.executable, '-m', 'ngl_mmseg.experiments.compare', VOC_CFG,
+    out = subprocess.run([sys.executable, '-m', 'ngl_lab.compare', VOC_CFG,
                           '--losses', "x={'type': 'probe_mod.Anything'}", '--work-dir',
                           str(tmp_path / 'w')], capture_output=True, text=True, timeout=300,
                          cwd=tmp_path)  # `python -m` puts the cwd on sys.path

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from helpers import REPO
 
-from ngl_mmseg.experiments.presets import LOSS_PRESETS
+from ngl_lab.presets import LOSS_PRESETS
 
 # Hand-written pages; docs/study/*.md and the saved reports are tool output.
 PAGES = ['README.md'] + sorted(p for p in glob.glob(osp.join(REPO, 'docs', '*.md'))
@@ -339,7 +339,7 @@ def test_the_study_check_catches_what_it_looks_for():
 
 
 def test_tools_page_lists_every_loss_preset():
-    from ngl_mmseg.experiments.presets import LOSS_PRESETS
+    from ngl_lab.presets import LOSS_PRESETS
     text = read('docs/tools.md')
     missing = [name for name in LOSS_PRESETS if f'`{name}`' not in text]
     assert not missing, f'docs/tools.md does not list the presets {missing}'
