@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VOC_DEMO_CONFIG := configs/quickstart/fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py
 VOC_DATA := data/synthetic/voc
 
-.PHONY: install demo test test-fast lint benchmark figures study
+.PHONY: install demo test test-fast test-plugin test-lab lint benchmark figures study
 
 install:
 	bash tools/setup_env.sh
@@ -18,6 +18,9 @@ demo: install
 	@$(MAKE) --no-print-directory $(VOC_DATA)/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt
 	$(PY) tools/compare_losses.py $(VOC_DEMO_CONFIG) --losses ce ngl --work-dir work_dirs/demo
 
+# Both parts of the suite: tests/plugin (the loss, hook, configs and tools a user installs with
+# ngl-mmseg; they import nothing of the lab) and tests/lab (the comparison, studies, benchmark,
+# synthetic data and the docs' figures). CI runs this (.ci/run).
 test: install lint
 	$(PY) -m pytest tests
 
@@ -25,6 +28,14 @@ test: install lint
 # interpreter's larger cases): under 2 minutes on 2 cores. `make test` runs everything, and CI.
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
+
+# One part, every test of it (add PYTEST_ARGS='-m "not slow"' for its fast ones).
+PYTEST_ARGS ?=
+test-plugin: install
+	$(PY) -m pytest tests/plugin $(PYTEST_ARGS)
+
+test-lab: install
+	$(PY) -m pytest tests/lab $(PYTEST_ARGS)
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules; configured in pyproject.toml).
 lint: install

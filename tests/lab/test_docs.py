@@ -10,6 +10,7 @@ import re
 import subprocess
 
 import pytest
+from docs_checks import DIFFERENCE
 from helpers import REPO
 
 from ngl_lab.presets import LOSS_PRESETS
@@ -83,13 +84,34 @@ def test_named_presets_exist(page):
     assert not unknown, f'{page} names presets that do not exist: {unknown}'
 
 
-@pytest.mark.parametrize('page', page_ids())
-def test_named_make_targets_exist(page):
+# The pages that name `make` targets (each checked to name one at least); the others name none.
+MAKE_PAGES = ['README.md', 'docs/demo.md', 'docs/install.md', 'docs/testing.md',
+              'docs/tools.md', 'docs/training.md', 'docs/when-to-use-ngl.md']
+MAKE_TARGET = re.compile(r'`make ([\w-]+)')
+
+
+def makefile_targets():
     with open(osp.join(REPO, 'Makefile')) as f:
-        makefile = f.read()
-    targets = set(re.findall(r'^([\w.-]+):', makefile, flags=re.M))
-    for target in re.findall(r'`make ([\w-]+)', read(page)):
+        return set(re.findall(r'^([\w.-]+):', f.read(), flags=re.M))
+
+
+def check_make_targets(page, text, targets):
+    """Every ``make`` target ``text`` (of ``page``) names is one of ``targets``, and it
+    names one at least (a page that names none guards nothing)."""
+    named = MAKE_TARGET.findall(text)
+    assert named, f'{page} names no `make` target: drop it from MAKE_PAGES'
+    for target in named:
         assert target in targets, f'{page}: `make {target}` is not a Makefile target'
+
+
+@pytest.mark.parametrize('page', MAKE_PAGES)
+def test_named_make_targets_exist(page):
+    check_make_targets(page, read(page), makefile_targets())
+
+
+def test_every_page_naming_a_make_target_is_checked():
+    naming = [page for page in page_ids() if MAKE_TARGET.search(read(page))]
+    assert sorted(naming) == sorted(MAKE_PAGES), 'MAKE_PAGES lists the pages naming a target'
 
 
 def test_the_checks_catch_what_they_look_for():
@@ -97,6 +119,12 @@ def test_the_checks_catch_what_they_look_for():
     assert preset_mentions('`--losses ce ngl-plain`), 5 min') == {'ce', 'ngl-plain'}
     assert 'ngl-warmup' not in LOSS_PRESETS
     assert 'README.md' in page_ids() and 'docs/training.md' in page_ids()
+    targets = {'demo', 'test'}
+    check_make_targets('a page', 'run `make test`, then `make demo`', targets)
+    with pytest.raises(AssertionError, match='is not a Makefile target'):
+        check_make_targets('a page', 'run `make tests`', targets)
+    with pytest.raises(AssertionError, match='names no `make` target'):
+        check_make_targets('a page', 'run make test (no backquotes)', targets)
 
 
 def test_readme_is_short():
@@ -282,14 +310,14 @@ def study_values(name, steps=()):
     return values
 
 
-def study_claims(page, number=STUDY_NUMBER):
-    """``(block, cited studies, figures)`` for each block quoting figures (``number``): a
-    block cites the studies it names (``docs/study/<name>.json``, or a link to its ``.md``)
-    or, naming none, those of the nearest block above it in the same section that names one.
-    Paired differences with their interval are left to test_docs_tuned (recomputed there)."""
-    from test_docs_tuned import DIFFERENCE
+def study_claims(page, number=STUDY_NUMBER, text=None):
+    """``(block, cited studies, figures)`` for each block of ``page`` (or of ``text``)
+    quoting figures (``number``): a block cites the studies it names
+    (``docs/study/<name>.json``, or a link to its ``.md``) or, naming none, those of the
+    nearest block above it in the same section that names one. Paired differences with
+    their interval are left to test_docs_tuned (recomputed there)."""
     cited_above = {}
-    for section, block in blocks(read(page)):
+    for section, block in blocks(read(page) if text is None else text):
         cited = STUDY_CITED.findall(block)
         if cited:
             cited_above[section] = cited
@@ -301,10 +329,13 @@ def study_claims(page, number=STUDY_NUMBER):
             yield block, cited or cited_above.get(section, []), figures
 
 
-def check_study_figures(page, number, tolerance):
-    """Every figure ``number`` finds on ``page`` is within ``tolerance`` (its last digit's
-    rounding) of a value of the studies its block cites."""
-    for block, cited, figures in study_claims(page, number):
+def check_study_figures(page, number, tolerance, text=None):
+    """Every figure ``number`` finds on ``page`` (or in ``text``) is within ``tolerance``
+    (its last digit's rounding) of a value of the studies its block cites, and it finds
+    one at least (a page where it finds none is guarded by nothing)."""
+    claims = list(study_claims(page, number, text))
+    assert claims, f'{page}: no study figure ({number.pattern}) found: this check guards nothing'
+    for block, cited, figures in claims:
         assert cited, f'{page}: figures {figures} name no docs/study/*.json:\n{block}'
         steps = {int(n) for n in re.findall(r'\b(\d+) iterations', block)}
         values = set().union(*(study_values(name, steps) for name in cited))
@@ -321,11 +352,19 @@ def test_study_figures_name_the_json_they_come_from(page):
 # A figure with two decimals (a mean, a seed's score, an interval's end), on the pages whose
 # every such figure is a study's; other pages use two decimals for analysis too.
 STUDY_NUMBER_2 = re.compile(r'(?<![\w.^/])(\d{1,3}\.\d\d)(?![\w%]|\.\d)')
+TWO_DECIMAL_PAGES = ['docs/when-to-use-ngl.md']
 
 
-@pytest.mark.parametrize('page', ['README.md', 'docs/when-to-use-ngl.md'])
+@pytest.mark.parametrize('page', TWO_DECIMAL_PAGES)
 def test_two_decimal_study_figures_are_the_jsons_to_the_digit(page):
     check_study_figures(page, STUDY_NUMBER_2, 0.005)
+
+
+def test_the_readme_quotes_two_decimals_only_in_paired_differences():
+    """Those test_docs_tuned recomputes; any other two-decimal study figure there would go
+    unchecked (add the README to TWO_DECIMAL_PAGES then)."""
+    found = [figures for _, _, figures in study_claims('README.md', STUDY_NUMBER_2)]
+    assert not found, f'README.md: two-decimal figures {found}: add it to TWO_DECIMAL_PAGES'
 
 
 def test_the_study_check_catches_what_it_looks_for():
@@ -336,6 +375,14 @@ def test_the_study_check_catches_what_it_looks_for():
     assert STUDY_NUMBER.findall('30.0 against 34.3 (-4.3)') == ['30.0', '34.3', '4.3']
     assert STUDY_NUMBER_2.findall('46.98, 0.004, 1.6e-2, 12.5%, 3.10x and 29.30.') == \
         ['46.98', '29.30']
+    cites = 'In `docs/study/coco-bias.json` '
+    check_study_figures('a page', STUDY_NUMBER, 0.05, text=cites + 'NGL reaches 30.0.')
+    with pytest.raises(AssertionError, match='are not in docs/study'):
+        check_study_figures('a page', STUDY_NUMBER, 0.05, text=cites + 'NGL reaches 99.9.')
+    with pytest.raises(AssertionError, match='name no docs/study'):
+        check_study_figures('a page', STUDY_NUMBER, 0.05, text='NGL reaches 30.0.')
+    with pytest.raises(AssertionError, match='guards nothing'):
+        check_study_figures('a page', STUDY_NUMBER, 0.05, text=cites + 'NGL wins.')
 
 
 def test_tools_page_lists_every_loss_preset():

@@ -1,23 +1,21 @@
-"""The tuned study's claims on docs/when-to-use-ngl.md and in the README are
-read from docs/study/tuned.json: every interval printed there is one the JSON
-holds (recomputed here from its per-seed scores), and every tuned comparison in
-the JSON is on the page, with its verdict."""
+"""The paired differences on docs/when-to-use-ngl.md, docs/training.md and the README
+are read from docs/study/*.json: every interval printed there is one the JSONs hold
+(recomputed here from their per-seed scores), and every tuned comparison of
+docs/study/tuned.json is on docs/when-to-use-ngl.md, with its verdict."""
 import json
 import os.path as osp
 import re
 
 import pytest
+from docs_checks import DIFFERENCE, README, TRAINING, WHEN_TO_USE
 from helpers import REPO
 
 from ngl_lab.stats import format_difference, mean_interval, paired_difference
 
 TUNED = osp.join(REPO, 'docs', 'study', 'tuned.json')
-PAGE = osp.join(REPO, 'docs', 'when-to-use-ngl.md')
-README = osp.join(REPO, 'README.md')
-TRAINING = osp.join(REPO, 'docs', 'training.md')
-# '+1.23 [-0.40, +2.86], ahead 3/5, tie'
-DIFFERENCE = re.compile(r'[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], ahead \d+/\d+, '
-                        r'(?:tie|win|loss)')
+PAGE = WHEN_TO_USE
+# The pages whose paired differences this module checks: each must state at least one.
+DIFFERENCE_PAGES = [PAGE, README, TRAINING]
 
 
 def _rows():
@@ -83,19 +81,35 @@ def _between_variants(rows):
             if a is not b and (a['regime'], a['optimizer']) == (b['regime'], b['optimizer'])}
 
 
-def test_every_interval_on_the_page_and_readme_is_one_the_json_holds():
+def known_differences():
+    """Every paired difference the pages may print, as they print it."""
     _, rows = _rows()
     known = {text for pair in _recomputed(rows).values() for text in pair}
-    known |= _between_variants(rows)
-    known |= _untuned_differences()
-    for path in (PAGE, README, TRAINING):
-        with open(path) as f:
-            text = f.read()
-        found = DIFFERENCE.findall(text)
-        for claim in found:
-            assert claim in known, f'{osp.basename(path)}: {claim!r} is in no docs/study/*.json'
-    with open(PAGE) as f:
-        assert DIFFERENCE.findall(f.read()), 'the page states no tuned difference'
+    return known | _between_variants(rows) | _untuned_differences()
+
+
+def check_differences(page, text, known):
+    """Every paired difference on ``page`` (its ``text``) is one of ``known``; the page
+    states at least one (a page that states none guards nothing)."""
+    found = DIFFERENCE.findall(text)
+    assert found, f'{page} states no paired difference: this check guards nothing there'
+    for claim in found:
+        assert claim in known, f'{page}: {claim!r} is in no docs/study/*.json'
+
+
+@pytest.mark.parametrize('path', DIFFERENCE_PAGES, ids=osp.basename)
+def test_every_interval_on_the_pages_is_one_the_json_holds(path):
+    with open(path) as f:
+        check_differences(osp.relpath(path, REPO), f.read(), known_differences())
+
+
+def test_the_difference_check_catches_what_it_looks_for():
+    known = {'+1.05 [-4.58, +6.68], ahead 3/5, tie'}
+    check_differences('a page', 'NGL - CE: +1.05 [-4.58, +6.68], ahead 3/5, tie.', known)
+    with pytest.raises(AssertionError, match='is in no docs/study'):
+        check_differences('a page', 'NGL - CE: +1.06 [-4.58, +6.68], ahead 3/5, tie.', known)
+    with pytest.raises(AssertionError, match='states no paired difference'):
+        check_differences('a page', 'NGL and CE tie (+1.05 mIoU).', known)
 
 
 def test_every_tuned_comparison_is_on_the_page_with_its_verdict():
