@@ -18,7 +18,7 @@ from ngl_lab.presets import LOSS_PRESETS
 # Hand-written pages; docs/study/*.md and the saved reports are tool output.
 PAGES = ['README.md'] + sorted(p for p in glob.glob(osp.join(REPO, 'docs', '*.md'))
                                if not osp.basename(p).endswith('_report.md'))
-TOP = ('ngl_mmseg/', 'configs/', 'tools/', 'tests/', 'docs/', 'requirements/', '.ci/')
+TOP = ('ngl_mmseg/', 'lab/', 'configs/', 'tools/', 'tests/', 'docs/', 'requirements/', '.ci/')
 
 
 def page_ids():
@@ -85,8 +85,8 @@ def test_named_presets_exist(page):
 
 
 # The pages that name `make` targets (each checked to name one at least); the others name none.
-MAKE_PAGES = ['README.md', 'docs/demo.md', 'docs/install.md', 'docs/testing.md',
-              'docs/tools.md', 'docs/training.md', 'docs/when-to-use-ngl.md']
+MAKE_PAGES = ['README.md', 'docs/architecture.md', 'docs/demo.md', 'docs/install.md',
+              'docs/testing.md', 'docs/tools.md', 'docs/training.md', 'docs/when-to-use-ngl.md']
 MAKE_TARGET = re.compile(r'`make ([\w-]+)')
 
 

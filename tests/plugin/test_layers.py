@@ -318,6 +318,20 @@ def test_no_test_module_imports_another():
         assert not found, f'{path.relative_to(REPO)} imports the test modules {found}'
 
 
+TEST_FILE = re.compile(r'tests/[\w/]+\.py')
+
+
+def test_paths_the_tests_name_exist():
+    """A test that runs another file of tests (pytest in a subprocess) names one that exists
+    (a file moved to tests/plugin or tests/lab takes these along)."""
+    named = set()
+    for path in all_test_files():
+        tree = ast.parse(path.read_text(), str(path))
+        named |= {s for s in string_constants(tree) if TEST_FILE.fullmatch(s)}
+    missing = sorted(p for p in named if not pathlib.Path(REPO, p).is_file())
+    assert not missing, f'the tests name files that do not exist: {missing}'
+
+
 TOOLS_OR_TESTS_PATH = re.compile(r'^(\.\./)*(tools|tests)(/|$)')
 
 
