@@ -495,7 +495,7 @@ def run_in_interpreter(keyword, timeout=900):
     pytest.importorskip('triton', reason='Triton is not installed')
     env = dict(os.environ, TRITON_INTERPRET='1')
     proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rs',
-                           '-k', keyword, 'tests/test_gpu_path.py'],
+                           '-k', keyword, 'tests/plugin/test_gpu_path.py'],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0 and ' passed' in proc.stdout, tail

@@ -236,7 +236,7 @@ def test_triton_kernels_in_interpreter_mode():
     proc = subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
          '-k', 'triton and not interpreter_mode',
-         'tests/test_ops.py', 'tests/test_ngl_loss.py'],
+         'tests/plugin/test_ops.py', 'tests/plugin/test_ngl_loss.py'],
         env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
@@ -245,7 +245,8 @@ def test_triton_kernels_in_interpreter_mode():
     assert passed and 'skipped' not in proc.stdout.splitlines()[-1], tail
     here = subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '--collect-only', '-p', 'no:cacheprovider',
-         '-k', 'triton and not interpreter_mode', 'tests/test_ops.py', 'tests/test_ngl_loss.py'],
+         '-k', 'triton and not interpreter_mode', 'tests/plugin/test_ops.py',
+         'tests/plugin/test_ngl_loss.py'],
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     collected = [line for line in here.stdout.splitlines() if '::' in line]
     assert collected and int(passed.group(1)) == len(collected), tail
