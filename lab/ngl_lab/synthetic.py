@@ -33,10 +33,10 @@ from .synthetic_scenes import (
     voc_palette,
 )
 
-# The public names, those of the scenes' module included (imported from here as before).
+# The public names, those of the scenes' module included: the tools and tests import them here.
 __all__ = ['COCO_STUFF_CLASSES', 'COCO_STUFF_UNUSED_RAW_IDS', 'IGNORE', 'MANIFEST', 'NOISE_KINDS',
            'VOC_CLASSES', 'LabelNoise', 'WriteGuard', 'coco_stuff_raw_ids', 'coco_stuff_train_ids',
-           'long_tail_frequencies', 'main', 'make_coco_stuff', 'make_voc', 'read_manifest']
+           'long_tail_frequencies', 'make_coco_stuff', 'make_voc', 'read_manifest']
 
 MANIFEST = '.ngl_mmseg_synthetic.json'
 MIN_SIZE = 8  # pixels of a side: the shapes are 1/8 to 1/3 of it
@@ -371,13 +371,3 @@ def _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
     guard.save(label_noise=noise.manifest() if noise else None)
 
-
-def main():
-    """``python -m ngl_lab.synthetic``: the command line of
-    ``synthetic_cli`` (``tools/make_synthetic_dataset.py``)."""
-    from .synthetic_cli import main as cli_main
-    cli_main()
-
-
-if __name__ == '__main__':
-    main()

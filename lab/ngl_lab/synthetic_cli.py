@@ -1,6 +1,7 @@
 """The command line of the synthetic datasets (``tools/make_synthetic_dataset.py``,
-``python -m ngl_lab.synthetic``): arguments in, ``make_voc`` or
-``make_coco_stuff`` out, errors as one line."""
+``python -m ngl_lab.synthetic_cli``): arguments in, ``make_voc`` or
+``make_coco_stuff`` out, errors as one line. ``synthetic`` writes the datasets
+and never imports this module."""
 import argparse
 import sys
 
@@ -8,8 +9,7 @@ from .synthetic import COCO_STUFF_CLASSES, NOISE_KINDS, make_coco_stuff, make_vo
 
 
 def main():
-    """``tools/make_synthetic_dataset.py`` (= ``python -m ngl_lab.synthetic``
-    or ``.synthetic_cli``)."""
+    """``python -m ngl_lab.synthetic_cli`` (``tools/make_synthetic_dataset.py``)."""
     parser = argparse.ArgumentParser(description='Make a synthetic VOC or COCO-Stuff dataset')
     parser.add_argument('dataset', choices=['voc', 'coco-stuff'])
     parser.add_argument('out_dir')

@@ -1,6 +1,7 @@
 """The synthetic datasets' on-disk layouts (as mmseg's dataset classes and converters read
 them), and the writer's refusals."""
 import glob
+import os
 import os.path as osp
 import subprocess
 import sys
