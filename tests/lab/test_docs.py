@@ -75,7 +75,8 @@ def preset_mentions(text):
                     break  # the end of the list: an option, a backquote, prose
                 found.add(token)
     found |= set(re.findall(r'`((?:ce|ngl)(?:[-+][a-z0-9+-]+)?)`', text))
-    return {name for name in found if not name.startswith('ngl-mmseg')}  # console scripts
+    return {name for name in found  # console scripts are not presets
+            if not name.startswith(('ngl-mmseg', 'ngl-lab'))}
 
 
 @pytest.mark.parametrize('page', page_ids())
@@ -117,6 +118,7 @@ def test_every_page_naming_a_make_target_is_checked():
 def test_the_checks_catch_what_they_look_for():
     assert preset_mentions('--losses ce ngl-warmup "x={}"') == {'ce', 'ngl-warmup'}
     assert preset_mentions('`--losses ce ngl-plain`), 5 min') == {'ce', 'ngl-plain'}
+    assert preset_mentions('`ngl-lab-compare`, `ngl-mmseg-train`, `ngl-bias`') == {'ngl-bias'}
     assert 'ngl-warmup' not in LOSS_PRESETS
     assert 'README.md' in page_ids() and 'docs/training.md' in page_ids()
     targets = {'demo', 'test'}
