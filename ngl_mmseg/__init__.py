@@ -11,14 +11,17 @@ With mmsegmentation installed, importing the package:
   1. torch's weights-only loading allow-lists the few classes mmengine's
      checkpoints hold (``HistoryBuffer``, numpy arrays and scalars), so
      ``--resume``, ``tools/test.py`` and ``load_from`` work with torch >= 2.6;
-  3. mmseg's ``LoadAnnotations._load_seg_map`` is wrapped to name the label
+  2. mmseg's ``LoadAnnotations._load_seg_map`` is wrapped to name the label
      file it cannot decode;
-  4. mmengine's ``get_installed_path`` (and ``MODULE2PACKAGE``) resolve
+  3. mmengine's ``get_installed_path`` (and ``MODULE2PACKAGE``) resolve
      ``ngl_mmseg::`` in configs' ``_base_`` to the configs shipped here;
-  5. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics' JSON
+  4. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics' JSON
      from rank 0 only.
 
-Each patch is applied once and marks itself. Without mmsegmentation only the
+  (Workaround 5, distributed runs on CPUs, is applied by the train and test
+  tools to their config, not at import.)
+
+Each patch is applied once (``compat.patch_once``). Without mmsegmentation only the
 fused ops (``ngl_pixel_loss``) load and nothing is patched.
 """
 from .ops import ALPHA, ngl_literal, ngl_pixel_loss

@@ -10,24 +10,28 @@
    ``getattr(HistoryBuffer, 'mean')``: instead of allowing ``getattr``, the
    name ``builtins.getattr`` is bound to a lookup that only returns
    HistoryBuffer's registered statistics methods.
-2. mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its Runner
-   wraps DDP with ``device_ids=[LOCAL_RANK]``, and SyncBN needs CUDA: none of
-   that works without a GPU. :func:`setup_cpu_distributed` makes a config run
-   distributed on CPUs with gloo (the same code path users run with nccl);
-   it is applied only when CUDA is unavailable.
-3. mmseg's ``LoadAnnotations`` reports a truncated or garbage label PNG as
+2. mmseg's ``LoadAnnotations`` reports a truncated or garbage label PNG as
    "image file is truncated" / "cannot identify image file" without saying
    which file: :func:`name_unreadable_label_maps` re-raises with the path.
-4. mmengine resolves ``_base_ = ['pkg::path']`` only for the OpenMMLab packages
+3. mmengine resolves ``_base_ = ['pkg::path']`` only for the OpenMMLab packages
    it lists (``MODULE2PACKAGE``), and finds their ``.mim/configs`` under the
    distribution's install location, which is wrong for an editable install.
    :func:`register_config_scope` adds ``ngl_mmseg::`` and points it at the
    configs shipped in this package (``ngl_mmseg/.mim/configs``).
-5. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics to
+4. mmengine's ``LoggerHook.after_test_epoch`` dumps the test metrics to
    ``<log_dir>/<timestamp>.json`` on every rank, and the ranks share that path:
    with ``dist_test.sh`` two processes write one file at once and it can end up
    corrupt (``{...}}``). :func:`dump_test_metrics_on_rank_zero` lets only rank 0
    write it; every rank still logs the metrics line.
+5. mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its Runner
+   wraps DDP with ``device_ids=[LOCAL_RANK]``, and SyncBN needs CUDA: none of
+   that works without a GPU. :func:`setup_cpu_distributed` makes a config run
+   distributed on CPUs with gloo (the same code path users run with nccl);
+   it is applied only when CUDA is unavailable.
+
+``import ngl_mmseg`` applies 1 to 4 (process-wide, each once: see
+:func:`patch_once`); ngl-mmseg's train and test tools apply 5 to their config
+(``launch.prepare_config``).
 """
 import os.path as osp
 import pickle
@@ -51,7 +55,7 @@ def _history_buffer_statistic(owner, name):
 
 def _checkpoint_globals():
     """What ``torch.serialization.get_unsafe_globals_in_checkpoint`` lists for
-    a checkpoint of mmseg's Runner (tested on real ones in tests/test_e2e.py),
+    a checkpoint of mmseg's Runner (tested on real ones in tests/plugin/test_e2e.py),
     plus the classes of the numpy dtypes it builds (numpy >= 1.25 builds a
     dtype as an instance of e.g. ``numpy.dtypes.Float64DType``, which that
     listing does not show)."""
@@ -72,10 +76,93 @@ def _checkpoint_globals():
 
 
 def allow_checkpoint_globals():
-    """Allow-list the globals of mmengine checkpoints for weights-only loading."""
+    """Allow-list the globals of mmengine checkpoints for weights-only loading (workaround 1)."""
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:  # torch < 2.4 has no weights-only default to work around
         add(_checkpoint_globals())
+
+
+PATCH_MARK = 'ngl_mmseg_patched'
+
+
+def patch_once(owner, name, wrap):
+    """Replace ``owner.<name>`` by ``wrap(original)``, unless it is already ours.
+
+    The replacement carries ``PATCH_MARK``, so running a patch again
+    (``importlib.reload(ngl_mmseg)``, a test that calls it) keeps one wrapper
+    instead of stacking another around it.
+
+    Args:
+        owner (type | module): What holds the attribute.
+        name (str): The attribute's name.
+        wrap (Callable): Takes the original and returns its replacement.
+    """
+    original = getattr(owner, name)
+    if getattr(original, PATCH_MARK, False):
+        return
+    replacement = wrap(original)
+    setattr(replacement, PATCH_MARK, True)
+    setattr(owner, name, replacement)
+
+
+def name_unreadable_label_maps():
+    """Make mmseg's ``LoadAnnotations`` name the label file it cannot decode (workaround 2)."""
+    from mmseg.datasets.transforms import LoadAnnotations
+
+    def wrap(original):
+        def _load_seg_map(self, results):
+            try:
+                return original(self, results)
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                # AttributeError/TypeError: cv2 returns None for undecodable bytes.
+                path = results.get('seg_map_path')
+                if path is None or str(path) in str(exc):
+                    raise
+                raise ValueError(f'label map {path} cannot be read ({type(exc).__name__}: '
+                                 f'{exc})') from exc
+        return _load_seg_map
+
+    patch_once(LoadAnnotations, '_load_seg_map', wrap)
+
+
+SHIPPED_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
+
+
+def register_config_scope():
+    """Let configs inherit ours as ``_base_ = ['ngl_mmseg::ngl/<name>.py']`` (workaround 3).
+
+    Works wherever ``ngl_mmseg`` is imported before the config is read (its
+    tools, ``python -m ngl_mmseg.cli.train``, any script that imports it).
+    """
+    from mmengine.config import config as mmengine_config
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('ngl_mmseg', 'ngl-mmseg')
+
+    def wrap(original):
+        def get_installed_path(package):
+            if package == 'ngl-mmseg':
+                return osp.dirname(SHIPPED_DIR)
+            return original(package)
+        return get_installed_path
+
+    patch_once(mmengine_config, 'get_installed_path', wrap)
+
+
+def dump_test_metrics_on_rank_zero():
+    """Only rank 0 writes the test metrics' JSON (workaround 4)."""
+    from mmengine import dist
+    from mmengine.hooks import LoggerHook
+
+    def wrap(original):
+        def after_test_epoch(self, runner, metrics=None):
+            if dist.is_main_process():
+                return original(self, runner, metrics)
+            _, log_str = runner.log_processor.get_log_after_epoch(
+                runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+            runner.logger.info(log_str)
+        return after_test_epoch
+
+    patch_once(LoggerHook, 'after_test_epoch', wrap)
 
 
 def _init_dist_pytorch_cpu(backend, init_backend='torch', **kwargs):
@@ -99,7 +186,7 @@ def sync_bn_to_bn(node):
 
 
 def setup_cpu_distributed(cfg):
-    """Make ``cfg`` train/test distributed on CPU processes (gloo).
+    """Make ``cfg`` train/test distributed on CPU processes (gloo; workaround 5).
 
     No-op when CUDA is available: GPU runs keep mmseg's behaviour exactly.
 
@@ -123,68 +210,3 @@ def setup_cpu_distributed(cfg):
     wrapper.setdefault('broadcast_buffers', True)
     wrapper['device_ids'] = None  # DDP on CPU modules takes no device ids
     cfg.model_wrapper_cfg = wrapper
-
-
-def name_unreadable_label_maps():
-    """Make mmseg's ``LoadAnnotations`` name the label file it cannot decode."""
-    from mmseg.datasets.transforms import LoadAnnotations
-    original = LoadAnnotations._load_seg_map
-    if getattr(original, '_names_path', False):
-        return
-
-    def _load_seg_map(self, results):
-        try:
-            return original(self, results)
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            # AttributeError/TypeError: cv2 returns None for undecodable bytes.
-            path = results.get('seg_map_path')
-            if path is None or str(path) in str(exc):
-                raise
-            raise ValueError(f'label map {path} cannot be read ({type(exc).__name__}: '
-                             f'{exc})') from exc
-    _load_seg_map._names_path = True
-    LoadAnnotations._load_seg_map = _load_seg_map
-
-
-SHIPPED_DIR = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
-
-
-def register_config_scope():
-    """Let configs inherit ours as ``_base_ = ['ngl_mmseg::ngl/<name>.py']``.
-
-    Works wherever ``ngl_mmseg`` is imported before the config is read (its
-    tools, ``python -m ngl_mmseg.cli.train``, any script that imports it).
-    """
-    from mmengine.config import config as mmengine_config
-    from mmengine.config import utils as config_utils
-    config_utils.MODULE2PACKAGE.setdefault('ngl_mmseg', 'ngl-mmseg')
-    original = mmengine_config.get_installed_path
-    if getattr(original, 'ngl_mmseg_patched', False):
-        return
-
-    def get_installed_path(package):
-        if package == 'ngl-mmseg':
-            return osp.dirname(SHIPPED_DIR)
-        return original(package)
-
-    get_installed_path.ngl_mmseg_patched = True
-    mmengine_config.get_installed_path = get_installed_path
-
-
-def dump_test_metrics_on_rank_zero():
-    """Only rank 0 writes the test metrics' JSON (workaround 5)."""
-    from mmengine import dist
-    from mmengine.hooks import LoggerHook
-    original = LoggerHook.after_test_epoch
-    if getattr(original, 'ngl_mmseg_patched', False):
-        return
-
-    def after_test_epoch(self, runner, metrics=None):
-        if dist.is_main_process():
-            return original(self, runner, metrics)
-        _, log_str = runner.log_processor.get_log_after_epoch(
-            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
-        runner.logger.info(log_str)
-
-    after_test_epoch.ngl_mmseg_patched = True
-    LoggerHook.after_test_epoch = after_test_epoch

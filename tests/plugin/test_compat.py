@@ -1,10 +1,14 @@
-"""The upstream workarounds: weights-only checkpoint loading, CPU distributed configs."""
+"""The upstream workarounds (``ngl_mmseg/compat.py``): weights-only checkpoint loading,
+CPU distributed configs, test metrics from rank 0, each patch applied once, numbered alike."""
+import re
+
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
 
-import ngl_mmseg  # noqa: F401  (registers the allowed globals)
+import ngl_mmseg  # (registers the allowed globals)
+from ngl_mmseg import compat
 from ngl_mmseg.compat import setup_cpu_distributed
 
 
@@ -69,7 +73,7 @@ def test_setup_cpu_distributed_is_a_noop_with_cuda(monkeypatch):
 
 
 def test_only_rank_zero_dumps_the_test_metrics(tmp_path, monkeypatch):
-    """Workaround 5: every rank used to write <log_dir>/<timestamp>.json at once."""
+    """Workaround 4: mmengine writes <log_dir>/<timestamp>.json on every rank at once."""
     import mmengine.dist
     from mmengine.hooks import LoggerHook
 
@@ -89,3 +93,46 @@ def test_only_rank_zero_dumps_the_test_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr(mmengine.dist, 'is_main_process', lambda: True)
     hook.after_test_epoch(runner)
     assert (tmp_path / 'metrics.json').read_text().strip() == '{"mIoU": 1.0}'
+
+
+def test_each_patch_is_applied_once():
+    """Running the patches again keeps the one wrapper of each (no wrapper around a wrapper)."""
+    from mmengine.config import config as mmengine_config
+    from mmengine.hooks import LoggerHook
+    from mmseg.datasets.transforms import LoadAnnotations
+    patched = [(LoadAnnotations, '_load_seg_map'), (mmengine_config, 'get_installed_path'),
+               (LoggerHook, 'after_test_epoch')]
+    before = [getattr(owner, name) for owner, name in patched]
+    assert all(getattr(fn, compat.PATCH_MARK, False) for fn in before)
+    compat.name_unreadable_label_maps()
+    compat.register_config_scope()
+    compat.dump_test_metrics_on_rank_zero()
+    assert [getattr(owner, name) for owner, name in patched] == before
+
+
+def test_patch_once_wraps_the_original_once():
+    class Owner:
+        @staticmethod
+        def greet():
+            return 'hello'
+
+    def wrap(original):
+        return lambda: original() + '!'
+    compat.patch_once(Owner, 'greet', wrap)
+    compat.patch_once(Owner, 'greet', wrap)
+    assert Owner.greet() == 'hello!'
+
+
+def _numbers(text):
+    return [int(n) for n in re.findall(r'^ *(\d)\. ', text, flags=re.M)]
+
+
+def test_workarounds_are_numbered_alike_in_compat_and_the_package_docstring():
+    documented = _numbers(compat.__doc__)
+    assert documented == list(range(1, len(documented) + 1)) and len(documented) >= 5
+    function_docs = '\n'.join(fn.__doc__ or '' for fn in vars(compat).values()
+                              if getattr(fn, '__module__', None) == compat.__name__)
+    named = sorted(int(n) for n in re.findall(r'workaround (\d)\)', function_docs))
+    assert named == documented  # each patching function names its number, once
+    at_import = _numbers(ngl_mmseg.__doc__)
+    assert at_import and at_import == documented[:len(at_import)]
