@@ -17,24 +17,34 @@ def check_config_path(config):
         raise SystemExit(f'error: config file {config!r} does not exist')
 
 
-def load_config(config, launcher='none', cfg_options=None, work_dir=None):
-    """The config at ``config`` as ngl-mmseg's train and test tools start from it.
+def load_config(path, launcher='none', cfg_options=None, work_dir=None):
+    """The config at ``path`` as ngl-mmseg's tools start from it.
 
     Checked to be a config file (:func:`check_config_path`), loaded, ``launcher``
     set, ``cfg_options`` (``--cfg-options``) merged, and ``work_dir`` set in this
     priority: the argument (``--work-dir``), the config's own, then
     ``./work_dirs/<config file name without .py>``, as mmseg's tools do.
+
+    Args:
+        path (str): A config file, or a scoped name such as ``ngl_mmseg::ngl/<name>.py``.
+        launcher (str): 'none', 'pytorch', 'slurm' or 'mpi'. Default: 'none'.
+        cfg_options (dict, optional): Keys (dotted allowed) and values merged
+            into the config. Default: None.
+        work_dir (str, optional): The run's folder. Default: None (see above).
+
+    Returns:
+        mmengine.Config: The config.
     """
     from mmengine.config import Config
-    check_config_path(config)
-    cfg = Config.fromfile(config)
+    check_config_path(path)
+    cfg = Config.fromfile(path)
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
 
 
@@ -56,6 +66,15 @@ def _decode_head(cfg):
     return head[0] if isinstance(head, (list, tuple)) else head
 
 
+def _split_datasets(cfg, splits):
+    """``(split, dataset config)`` of each split in ``splits`` whose dataloader
+    ``cfg`` defines with a dataset."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if loader and loader.get('dataset'):
+            yield split, loader['dataset']
+
+
 def check_labels_before_training(cfg, splits, logger=None, max_files=500):
     """Read a sample of each split's label maps before the first iteration,
     so broken validation labels do not surface after hours of training."""
@@ -67,12 +86,9 @@ def check_labels_before_training(cfg, splits, logger=None, max_files=500):
     head = _decode_head(cfg)
     if not head or not head.get('num_classes'):
         return
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not loader or not loader.get('dataset'):
-            continue
+    for split, dataset_cfg in _split_datasets(cfg, splits):
         with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
-            dataset = DATASETS.build(loader['dataset'])
+            dataset = DATASETS.build(dataset_cfg)
         checked, total = check_label_files(dataset, head['num_classes'],
                                            head.get('ignore_index', 255), max_files)
         print_log(f'ngl_mmseg: checked {checked} of {total} {split} label maps '
@@ -95,13 +111,10 @@ def prepare_config(cfg, splits):
     """
     setup_cpu_distributed(cfg)
     head = _decode_head(cfg)
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not loader or not loader.get('dataset'):
-            continue
-        check_dataset_paths(loader['dataset'])
+    for _, dataset_cfg in _split_datasets(cfg, splits):
+        check_dataset_paths(dataset_cfg)
         if head and head.get('num_classes'):
-            _insert_label_check(loader['dataset'], head['num_classes'],
+            _insert_label_check(dataset_cfg, head['num_classes'],
                                 head.get('ignore_index', 255))
     return cfg
 

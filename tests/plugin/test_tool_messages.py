@@ -10,7 +10,6 @@ from helpers import REPO, VOC_CFG
 
 from ngl_mmseg.launch import load_config
 
-
 # --- messages that say what to do -----------------------------------------------------------
 
 @pytest.mark.parametrize('gpus', ['', '0', 'two', '-1'])
@@ -63,3 +62,22 @@ def test_the_test_tools_help_says_what_it_takes(monkeypatch, capsys):
     text = ' '.join(capsys.readouterr().out.split())
     assert 'the one the checkpoint was trained with' in text and 'train config' not in text
     assert 'will be dumped into the directory as json' in text
+
+
+@pytest.mark.parametrize('tool, positional', [('train', [VOC_CFG]),
+                                              ('test', [VOC_CFG, 'ckpt.pth'])])
+def test_train_and_test_tools_take_the_same_launch_arguments(tool, positional, monkeypatch,
+                                                             capsys):
+    import importlib
+    module = importlib.import_module(f'ngl_mmseg.cli.{tool}')
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    monkeypatch.setattr(sys, 'argv', [f'{tool}.py', *positional, '--cfg-options',
+                                      'train_cfg.max_iters=7', '--launcher', 'pytorch',
+                                      '--local-rank', '3'])
+    args = module.parse_args()
+    assert args.cfg_options == {'train_cfg.max_iters': 7} and args.launcher == 'pytorch'
+    assert args.local_rank == 3 and os.environ['LOCAL_RANK'] == '3'
+    monkeypatch.setattr(sys, 'argv', [f'{tool}.py', *positional, '--launcher', 'lsf'])
+    with pytest.raises(SystemExit):
+        module.parse_args()
+    assert "invalid choice: 'lsf'" in capsys.readouterr().err
