@@ -16,14 +16,23 @@ probabilities ``p`` over ``C`` classes and target class ``t`` of a pixel:
   ``RCE = -A * (1 - p_t)``; a = 0.1, b = 1.0, their CIFAR-10 defaults
   (Wang et al., ICCV 2019).
 
-Every loss averages over the pixels that are not ``ignore_index`` (as
-``NGLLoss`` does), through mmseg's ``weight_reduce_loss``.
+Every loss averages over the pixels that are not ``ignore_index`` with NGLLoss's
+reduction (``ngl_mmseg.losses.utils.reduce_pixel_loss``, through mmseg's
+``weight_reduce_loss``), and refuses a ``loss_weight`` that is negative, infinite or
+NaN as NGLLoss does.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmseg.models.losses.utils import weight_reduce_loss
 from mmseg.registry import MODELS
+
+from ngl_mmseg.losses.utils import (
+    REDUCTIONS,
+    check_real,
+    drop_ignored_logits,
+    pixel_cross_entropy,
+    reduce_pixel_loss,
+)
 
 
 def _check_labels(pred, label, ignore_index):
@@ -41,19 +50,10 @@ def _check_labels(pred, label, ignore_index):
 def _target_prob(pred, label, ignore_index):
     """(p_t in float32, valid mask): p_t of ignored pixels is 1 (a zero loss)."""
     valid = _check_labels(pred, label, ignore_index)
-    zero = torch.zeros((), dtype=torch.float32, device=pred.device)
-    prob = F.softmax(torch.where(valid.unsqueeze(1), pred.float(), zero), dim=1)
+    prob = F.softmax(drop_ignored_logits(pred.float(), label, ignore_index), dim=1)
     safe = torch.where(valid, label, torch.zeros_like(label)).long()
     p_t = prob.gather(1, safe.unsqueeze(1)).squeeze(1)
     return torch.where(valid, p_t, torch.ones_like(p_t)), valid
-
-
-def _reduce(loss, valid, weight, reduction, avg_factor):
-    if weight is not None:
-        weight = weight.float()
-    if reduction == 'mean' and avg_factor is None:
-        avg_factor = valid.sum()
-    return weight_reduce_loss(loss, weight=weight, reduction=reduction, avg_factor=avg_factor)
 
 
 def gce_pixel_loss(pred, label, q=0.7, ignore_index=255):
@@ -69,26 +69,25 @@ def rce_pixel_loss(pred, label, log_zero=-4.0, ignore_index=255):
 
 
 def ce_pixel_loss(pred, label, label_smoothing=0.0, ignore_index=255):
-    """(Label-smoothed) cross entropy per pixel, 0 at ignored pixels."""
-    # Ignored pixels' logits are zeroed first: a NaN there would reach the
-    # gradient through log_softmax's backward even though its loss is dropped.
-    valid = _check_labels(pred, label, ignore_index).unsqueeze(1)
-    pred = torch.where(valid, pred.float(), torch.zeros((), dtype=torch.float32,
-                                                        device=pred.device))
-    return F.cross_entropy(pred, label.long(), reduction='none',
-                           ignore_index=ignore_index, label_smoothing=label_smoothing)
+    """(Label-smoothed) cross entropy per pixel, 0 at ignored pixels: the plugin's
+    ``pixel_cross_entropy`` (NGLLoss's CE warm-up), after the labels' check."""
+    _check_labels(pred, label, ignore_index)
+    return pixel_cross_entropy(pred, label, ignore_index, label_smoothing)
 
 
 class _PixelLoss(nn.Module):
-    """A per-pixel loss, averaged over the pixels that are not ignored."""
+    """A per-pixel loss, averaged over the pixels that are not ignored
+    (``reduce_pixel_loss``, NGLLoss's reduction)."""
 
     _name = 'loss_pixel'
 
     def __init__(self, loss_weight=1.0, reduction='mean', loss_name=None):
         super().__init__()
-        if reduction not in ('none', 'mean', 'sum'):
+        if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-        self.loss_weight = float(loss_weight)
+        # Checked as NGLLoss checks its own: a negative weight is gradient ascent, and an
+        # infinite or NaN one makes the loss NaN.
+        self.loss_weight = check_real('loss_weight', loss_weight, low=0.0)
         self.reduction = reduction
         self._loss_name = loss_name or self._name
 
@@ -99,8 +98,8 @@ class _PixelLoss(nn.Module):
                 ignore_index=255, **kwargs):
         reduction = reduction_override or self.reduction
         loss = self.pixel_loss(cls_score, label, ignore_index)
-        valid = label != ignore_index
-        return self.loss_weight * _reduce(loss, valid, weight, reduction, avg_factor)
+        return self.loss_weight * reduce_pixel_loss(loss, label, weight, None, reduction,
+                                                    avg_factor, ignore_index)
 
     @property
     def loss_name(self):
@@ -113,7 +112,7 @@ class LabelSmoothingCELoss(_PixelLoss):
 
     Args:
         label_smoothing (float): eps of the smoothed target. Default: 0.1.
-        loss_weight (float): Weight of the loss. Default: 1.0.
+        loss_weight (float): Weight of the loss, finite and >= 0. Default: 1.0.
         reduction (str): 'none', 'mean' (over non-ignored pixels) or 'sum'.
         loss_name (str): Name in the logs. Default: 'loss_ls_ce'.
     """
@@ -136,7 +135,7 @@ class GCELoss(_PixelLoss):
 
     Args:
         q (float): In (0, 1]. Default: 0.7 (the paper's).
-        loss_weight (float): Weight of the loss. Default: 1.0.
+        loss_weight (float): Weight of the loss, finite and >= 0. Default: 1.0.
         reduction (str): 'none', 'mean' (over non-ignored pixels) or 'sum'.
         loss_name (str): Name in the logs. Default: 'loss_gce'.
     """
@@ -158,10 +157,11 @@ class SCELoss(_PixelLoss):
     """Symmetric cross entropy ``ce_weight * CE + rce_weight * RCE``, per pixel.
 
     Args:
-        ce_weight (float): a. Default: 0.1.
-        rce_weight (float): b. Default: 1.0.
-        log_zero (float): A, the value taken for log 0 in RCE. Default: -4.
-        loss_weight (float): Weight of the loss. Default: 1.0.
+        ce_weight (float): a, finite and >= 0. Default: 0.1.
+        rce_weight (float): b, finite and >= 0. Default: 1.0.
+        log_zero (float): A, the value taken for log 0 in RCE; finite and
+            negative. Default: -4.
+        loss_weight (float): Weight of the loss, finite and >= 0. Default: 1.0.
         reduction (str): 'none', 'mean' (over non-ignored pixels) or 'sum'.
         loss_name (str): Name in the logs. Default: 'loss_sce'.
     """
@@ -170,10 +170,12 @@ class SCELoss(_PixelLoss):
 
     def __init__(self, ce_weight=0.1, rce_weight=1.0, log_zero=-4.0, **kwargs):
         super().__init__(**kwargs)
-        if log_zero >= 0:
+        self.ce_weight = check_real('ce_weight', ce_weight, low=0.0)
+        self.rce_weight = check_real('rce_weight', rce_weight, low=0.0)
+        # RCE = -A (1 - p_t) pushes p_t up only for A < 0, and is a number only for a
+        # finite A (-inf would make every pixel's loss infinite).
+        if check_real('log_zero', log_zero) >= 0:
             raise ValueError(f'log_zero stands for log 0 and must be negative, got {log_zero!r}')
-        self.ce_weight = float(ce_weight)
-        self.rce_weight = float(rce_weight)
         self.log_zero = float(log_zero)
 
     def pixel_loss(self, pred, label, ignore_index):

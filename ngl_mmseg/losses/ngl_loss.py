@@ -7,7 +7,6 @@ per pixel the mean over the C classes of::
 
     exp(alpha - p * (1 + y)) - cos(cos(sin(p))),   alpha = 2.4092
 """
-import math
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -16,7 +15,6 @@ from typing import Optional, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.logging import MessageHub
 from mmseg.registry import MODELS
 
@@ -31,7 +29,15 @@ from .recipe import (
     steepest_target_probability,
     warmup_share,
 )
-from .utils import REDUCTIONS, check_bool, check_inputs, mean_over_summed_pixels, reduce_pixel_loss
+from .utils import (
+    REDUCTIONS,
+    check_bool,
+    check_inputs,
+    check_real,
+    mean_over_summed_pixels,
+    pixel_cross_entropy,
+    reduce_pixel_loss,
+)
 
 # exp(alpha) must stay far inside float32's range once summed over millions of pixels.
 MAX_ABS_ALPHA = 20.0
@@ -44,13 +50,6 @@ SIGMOID_ERROR = (
     'everywhere. For binary segmentation use num_classes=2 (two softmax channels, '
     'out_channels=2); for the authors\' TensorFlow variant (a sigmoid on the softmax '
     'probabilities) use scaling=True.')
-
-
-def _check_real(name: str, value: float, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-            not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f'{name} must be a number in [{low}, {high}], got {value!r}')
-    return float(value)
 
 
 def ngl_loss(pred: torch.Tensor,
@@ -130,22 +129,24 @@ def shift_target_logit(logits: torch.Tensor, label: torch.Tensor, bias: float,
 
 
 @lru_cache(maxsize=256)
-def _warmup_shares(iteration, max_iters, ce_fraction, bias_fraction):
-    """Both warm-ups' shares, computed once per iteration and configuration
-    (the decode and auxiliary heads' losses of an iteration share them)."""
-    return (warmup_share(iteration, max_iters, ce_fraction),
-            warmup_share(iteration, max_iters, bias_fraction))
+def _shares_at_iteration(iteration, max_iters, ce_warmup, target_bias_warmup):
+    """``(CE share, target-bias share)`` at ``iteration``: ``recipe.warmup_share``
+    of each warm-up, cached, so the decode and auxiliary heads' losses of an
+    iteration compute them once."""
+    return (warmup_share(iteration, max_iters, ce_warmup),
+            warmup_share(iteration, max_iters, target_bias_warmup))
 
 
 @outside_graph
-def _runner_warmup_shares(ce_fraction: float, bias_fraction: float) -> tuple[float, float]:
-    """``(CE share, target-bias share)`` at the Runner's iteration, read from
-    mmengine's MessageHub ((0, 0) outside a Runner). Runs outside any compiled
-    graph: with a warm-up and mmengine's ``compile = True`` this is one graph
-    break, and the shares enter the graph as numbers."""
+def _shares_at_runner_iteration(ce_warmup: float,
+                                target_bias_warmup: float) -> tuple[float, float]:
+    """:func:`_shares_at_iteration` at the Runner's iteration, read from mmengine's
+    MessageHub ((0, 0) outside a Runner). Runs outside any compiled graph: with a
+    warm-up and mmengine's ``compile = True`` this is one graph break, and the
+    shares enter the graph as numbers."""
     hub = MessageHub.get_current_instance()
-    return _warmup_shares(hub.get_info('iter'), hub.get_info('max_iters'), ce_fraction,
-                          bias_fraction)
+    return _shares_at_iteration(hub.get_info('iter'), hub.get_info('max_iters'), ce_warmup,
+                                target_bias_warmup)
 
 
 # Numbers computed on the host from constants: inside a compiled graph, constants of it.
@@ -169,14 +170,6 @@ def _warn_no_default_bias(warmup, num_classes, alpha, scaling):
         "NGL's gradient on the target logit is steepest, so the default target_bias is 0 and "
         'the warm-up adds no bias. Give target_bias explicitly to use one, or drop '
         'target_bias_warmup (docs/usage.md)', stacklevel=2)
-
-
-def _drop_ignored_logits(logits, label, ignore_index):
-    """Ignored pixels' logits set to 0, so that a NaN or inf there reaches
-    neither a cross-entropy value nor (through 0 * NaN) its gradient."""
-    valid = (label != ignore_index).unsqueeze(1)
-    return torch.where(valid, logits, torch.zeros((), dtype=logits.dtype,
-                                                  device=logits.device))
 
 
 @MODELS.register_module()
@@ -278,10 +271,10 @@ class NGLLoss(nn.Module):
         self.scaling = check_bool('scaling', scaling)
         self.avg_non_ignore = check_bool('avg_non_ignore', avg_non_ignore)
         self.auto_weight = check_bool('auto_weight', auto_weight)
-        self.alpha = _check_real('alpha', alpha, -MAX_ABS_ALPHA, MAX_ABS_ALPHA)
-        self.loss_weight = _check_real('loss_weight', loss_weight, 0.0, math.inf)
+        self.alpha = check_real('alpha', alpha, -MAX_ABS_ALPHA, MAX_ABS_ALPHA)
+        self.loss_weight = check_real('loss_weight', loss_weight, low=0.0)
         self.target_bias = (None if target_bias is None else
-                            _check_real('target_bias', target_bias, 0.0, 20.0))
+                            check_real('target_bias', target_bias, 0.0, 20.0))
         self.reduction = reduction
         self.ce_warmup = float(ce_warmup)
         self.target_bias_warmup = float(target_bias_warmup)
@@ -321,7 +314,7 @@ class NGLLoss(nn.Module):
                                   self.scaling)
         return bias
 
-    def warmup_shares(self) -> tuple[float, float]:
+    def ce_and_bias_shares(self) -> tuple[float, float]:
         """``(CE share, target-bias share)`` at the Runner's current iteration:
         each falls linearly from 1 at the start of training to 0 at its fraction
         of ``max_iters`` (``recipe.warmup_share``), read from mmengine's
@@ -329,7 +322,7 @@ class NGLLoss(nn.Module):
         without reading anything when neither warm-up is configured."""
         if not (self.ce_warmup or self.target_bias_warmup):
             return 0.0, 0.0
-        return _runner_warmup_shares(self.ce_warmup, self.target_bias_warmup)
+        return _shares_at_runner_iteration(self.ce_warmup, self.target_bias_warmup)
 
     def _class_weight_for(self, cls_score):
         if self.class_weight is None:
@@ -385,7 +378,7 @@ class NGLLoss(nn.Module):
         label = label.long()
         num_classes = cls_score.shape[1]
         start_bias = self.start_bias(num_classes) if self.target_bias_warmup else 0.0
-        ce_share, bias_share = self.warmup_shares() if self.training else (0.0, 0.0)
+        ce_share, bias_share = self.ce_and_bias_shares() if self.training else (0.0, 0.0)
         bias_share = bias_share if start_bias > 0 else 0.0
         logits = cls_score
         if bias_share > 0:
@@ -404,8 +397,7 @@ class NGLLoss(nn.Module):
             monitor.post(self.monitor_key, mean, total, num_classes)
         loss = self.effective_weight(num_classes) * ngl
         if ce_share > 0:
-            ce = F.cross_entropy(_drop_ignored_logits(cls_score.float(), label, ignore_index),
-                                 label, reduction='none', ignore_index=ignore_index)
+            ce = pixel_cross_entropy(cls_score, label, ignore_index)
             ce = reduce_pixel_loss(ce, label, weight, class_weight, reduction,
                                    avg_factor, ignore_index, self.avg_non_ignore)
             loss = ce_share * self.loss_weight * ce + (1 - ce_share) * loss

@@ -1,16 +1,21 @@
 # Copyright (c) ngl-mmseg contributors. Licensed under the Apache License 2.0.
-"""What NGLLoss shares with mmseg's losses: argument and input checks and the
-reduction. The checks of ``ignore_index`` and of the labels' values are the
-ops' (``ngl_mmseg.ops.checks``), reused here; class weights are loaded by
-``class_weight.py`` (its names are re-exported here for earlier imports)."""
+"""What NGLLoss shares with mmseg's losses (and the lab's baseline losses): argument
+and input checks, cross entropy with ignored pixels, and the reduction. The checks of
+``ignore_index`` and of the labels' values are the ops' (``ngl_mmseg.ops.checks``),
+reused here; class weights are loaded by ``class_weight.py`` (its names are
+re-exported here for code that imports them from this module; the re-exports go in
+0.6.0)."""
+import math
+import numbers
 from typing import Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mmseg.models.losses.utils import weight_reduce_loss
 
 from ..ops.checks import INT32, check_ignore_index, check_labels, checks_exactly, require
-from .class_weight import (  # noqa: F401  (re-exported: imported from here before 0.5)
+from .class_weight import (  # noqa: F401  (re-exported until 0.6.0, see above)
     MAX_CLASS_WEIGHT_FILE_BYTES,
     MAX_CLASS_WEIGHTS,
     REAL_KINDS,
@@ -19,8 +24,9 @@ from .class_weight import (  # noqa: F401  (re-exported: imported from here befo
 
 REDUCTIONS = ('none', 'mean', 'sum')
 __all__ = ['INT32', 'MAX_CLASS_WEIGHTS', 'MAX_CLASS_WEIGHT_FILE_BYTES', 'REAL_KINDS',
-           'REDUCTIONS', 'check_bool', 'check_ignore_index', 'check_inputs',
-           'load_class_weight', 'mean_over_summed_pixels', 'reduce_pixel_loss']
+           'REDUCTIONS', 'check_bool', 'check_ignore_index', 'check_inputs', 'check_real',
+           'drop_ignored_logits', 'load_class_weight', 'mean_over_summed_pixels',
+           'pixel_cross_entropy', 'reduce_pixel_loss']
 
 
 def check_bool(name: str, value: bool) -> bool:
@@ -29,6 +35,25 @@ def check_bool(name: str, value: bool) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ValueError(f'{name} must be True or False, got {value!r}')
+
+
+def check_real(name: str, value: float, low: float = -math.inf,
+               high: float = math.inf) -> float:
+    """``value`` as a float if it is a finite real number in ``[low, high]``, else a
+    ValueError naming ``name`` and the value: bools, strings, NaN and infinities are
+    refused whatever the bounds (a weight of inf or NaN turns the loss into NaN)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or not low <= value <= high:
+        if math.isinf(low) and math.isinf(high):
+            expected = 'a finite number'
+        elif math.isinf(high):
+            expected = f'a finite number >= {low}'
+        elif math.isinf(low):
+            expected = f'a finite number <= {high}'
+        else:
+            expected = f'a number in [{low}, {high}]'
+        raise ValueError(f'{name} must be {expected}, got {value!r}')
+    return float(value)
 
 
 def check_inputs(pred: torch.Tensor,
@@ -84,6 +109,38 @@ def check_inputs(pred: torch.Tensor,
             shown = class_weight.tolist() if exact else 'a tensor with a NaN, inf or < 0'
             require(ok, f'class_weight must be finite and >= 0, got {shown}', exact=exact)
     check_labels(label, num_classes, ignore_index)
+
+
+def drop_ignored_logits(logits: torch.Tensor, label: torch.Tensor,
+                        ignore_index: int = 255) -> torch.Tensor:
+    """``logits`` (N, C, ...) with the ignored pixels' logits set to 0, so that a NaN
+    or inf there reaches neither a loss value nor (through 0 * NaN) its gradient."""
+    valid = (label != ignore_index).unsqueeze(1)
+    return torch.where(valid, logits, torch.zeros((), dtype=logits.dtype,
+                                                  device=logits.device))
+
+
+def pixel_cross_entropy(logits: torch.Tensor,
+                        label: torch.Tensor,
+                        ignore_index: int = 255,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross entropy per pixel in float32, 0 at ignored pixels, whose logits
+    (even NaN) reach neither the value nor the gradient (:func:`drop_ignored_logits`).
+
+    Args:
+        logits (torch.Tensor): (N, C, ...) or (N, C); computed in float32.
+        label (torch.Tensor): Integer class indices, shape of ``logits`` without dim 1.
+        ignore_index (int): Label value of the pixels that contribute nothing.
+            Default: 255.
+        label_smoothing (float): ``F.cross_entropy``'s: the target is
+            ``(1 - eps) * onehot + eps / C``. Default: 0.
+
+    Returns:
+        torch.Tensor: The loss per pixel, shape of ``label``.
+    """
+    return F.cross_entropy(drop_ignored_logits(logits.float(), label, ignore_index),
+                           label.long(), reduction='none', ignore_index=ignore_index,
+                           label_smoothing=label_smoothing)
 
 
 def reduce_pixel_loss(loss: torch.Tensor,

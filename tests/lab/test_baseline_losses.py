@@ -95,8 +95,64 @@ def test_bad_arguments_refused():
         GCELoss(q=0)
     with pytest.raises(ValueError, match='label_smoothing'):
         LabelSmoothingCELoss(label_smoothing=1.0)
-    with pytest.raises(ValueError, match='log_zero'):
-        SCELoss(log_zero=4.0)
+    for log_zero in (4.0, 0.0):
+        with pytest.raises(ValueError, match=f'log_zero stands for log 0 and must be negative, '
+                                             f'got {log_zero}'):
+            SCELoss(log_zero=log_zero)
+
+
+# --- weights refused as NGLLoss refuses them (issue 31, item 15) -----------------------------
+
+INF, NAN = float('inf'), float('nan')
+BAD_WEIGHTS = [(loss, {'loss_weight': value}, 'loss_weight')
+               for loss in (GCELoss, SCELoss, LabelSmoothingCELoss)
+               for value in (-2, -1e-9, INF, NAN, '1.0', True)]
+BAD_SCE = [({'log_zero': -INF}, 'log_zero'), ({'log_zero': NAN}, 'log_zero'),
+           ({'log_zero': '-4'}, 'log_zero'), ({'ce_weight': -1}, 'ce_weight'),
+           ({'ce_weight': INF}, 'ce_weight'),
+           ({'rce_weight': NAN}, 'rce_weight'), ({'rce_weight': -0.5}, 'rce_weight')]
+
+
+BAD = BAD_WEIGHTS + [(SCELoss, kwargs, argument) for kwargs, argument in BAD_SCE]
+
+
+@pytest.mark.parametrize('loss, kwargs, argument', BAD, ids=[
+    f'{loss.__name__}-{argument}={kwargs[argument]!r}' for loss, kwargs, argument in BAD])
+def test_bad_weights_are_refused_at_construction_naming_argument_and_value(loss, kwargs,
+                                                                            argument):
+    (value, ) = kwargs.values()
+    with pytest.raises(ValueError) as refused:
+        loss(**kwargs)
+    message = str(refused.value)
+    assert message.startswith(argument) and message.endswith(f'got {value!r}'), message
+
+
+def test_baseline_and_ngl_take_the_same_loss_weights():
+    """Refused with one message, and 0 (a loss switched off) accepted by both."""
+    from ngl_mmseg import NGLLoss
+    for value in (-2, INF, NAN):
+        with pytest.raises(ValueError) as baseline:
+            GCELoss(loss_weight=value)
+        with pytest.raises(ValueError) as ngl:
+            NGLLoss(loss_weight=value)
+        assert str(baseline.value) == str(ngl.value)
+    assert GCELoss(loss_weight=0).loss_weight == NGLLoss(loss_weight=0).loss_weight == 0.0
+
+
+def test_an_inline_variant_with_log_zero_minus_inf_fails_the_pre_run_check():
+    """``-1e999`` is parsed as -inf: refused when the variants are built, before any run;
+    weights at the edges of their ranges are built."""
+    from helpers import VOC_CFG
+    from mmengine.config import Config
+
+    from ngl_lab.presets import check_variant_losses, parse_loss_specs
+    edges = "sce-0={'type': 'SCELoss', 'ce_weight': 0, 'rce_weight': 0.0, 'log_zero': -1e-3}"
+    assert check_variant_losses(Config.fromfile(VOC_CFG), parse_loss_specs(['ce', edges]))
+    parsed = parse_loss_specs(['ce', "sce-a={'type': 'SCELoss', 'log_zero': -1e999}"])
+    assert parsed[1][1][0]['log_zero'] == -INF
+    with pytest.raises(ValueError, match=r"variant 'sce-a'.*log_zero must be a finite number.*"
+                                         r'got -inf'):
+        check_variant_losses(Config.fromfile(VOC_CFG), parsed)
 
 
 def test_presets_build_through_mmseg_registry():

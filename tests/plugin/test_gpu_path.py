@@ -103,8 +103,8 @@ class HostReads(TorchDispatchMode):
 
 def test_host_reads_flags_each_kind_of_host_read():
     """The detector the no-sync tests rely on sees each way a host read is written
-    (the label check before 0.5 was ``bool(bad.any())``); the meta device stands in for
-    a second device."""
+    (``bool(bad.any())`` is how a label check reads its result on the host); the meta
+    device stands in for a second device."""
     x = torch.arange(6.0)
     mask = x > 2
     reads = {
@@ -231,7 +231,7 @@ def test_the_warmup_shares_are_computed_once_per_iteration(message_hub, monkeypa
     original = ngl_loss_module.warmup_share
     monkeypatch.setattr(ngl_loss_module, 'warmup_share',
                         lambda *args: calls.append(args) or original(*args))
-    ngl_loss_module._warmup_shares.cache_clear()
+    ngl_loss_module._shares_at_iteration.cache_clear()
     message_hub.update_info('max_iters', 1000)
     logits, label = inputs()
     decode = NGLLoss(impl='torch', ce_warmup=0.1, target_bias_warmup=0.05)
@@ -241,7 +241,7 @@ def test_the_warmup_shares_are_computed_once_per_iteration(message_hub, monkeypa
         decode(logits, label)
         aux(logits, label)
     assert len(calls) == 3 * 2  # per iteration: the CE share and the bias share, once each
-    assert decode.warmup_shares() == (pytest.approx(0.98), pytest.approx(0.96))
+    assert decode.ce_and_bias_shares() == (pytest.approx(0.98), pytest.approx(0.96))
 
 
 def test_one_ignore_index_check_with_one_message():
@@ -316,9 +316,7 @@ def test_compiled_train_step_config_sets_compile():
 def test_compiled_quickstart_config_trains_through_the_train_tool(tmp_path):
     """mmengine's compile = True with NGLLoss and the recipe, a few iterations through
     ngl-mmseg's train tool (inductor compiles the whole train_step on CPU: minutes)."""
-    from helpers import TOOLS
-
-    from helpers import make_dataset
+    from helpers import TOOLS, make_dataset
     make_dataset('voc', tmp_path / 'data' / 'synthetic' / 'voc')
     cfg = os.path.join(
         REPO, 'configs/quickstart/fcn_r18-d8_ngl_compile_1xb8-1k_voc12aug-synthetic-64x64.py')

@@ -155,7 +155,7 @@ def test_class_weight_lists_are_checked_when_the_loss_is_built():
 
 def test_class_weight_loading_lives_in_its_own_module():
     from ngl_mmseg.losses import class_weight, utils
-    assert utils.load_class_weight is class_weight.load_class_weight  # earlier imports work
+    assert utils.load_class_weight is class_weight.load_class_weight  # re-exported until 0.6.0
     assert not hasattr(utils, '_ArrayUnpickler') and hasattr(class_weight, '_ArrayUnpickler')
     assert class_weight.load_class_weight([1, 2.5]) == [1.0, 2.5]
 
@@ -255,6 +255,10 @@ def test_one_warmup_share_function():
     assert recipe.warmup_share(50, 1000, 0.1) == 0.5
     module = importlib.import_module('ngl_mmseg.losses.ngl_loss')  # not the function
     assert module.warmup_share is recipe.warmup_share
+    # the one schedule, and names that say what else is what: no near-copies of its name
+    near = [name for owner in (module, NGLLoss) for name in vars(owner)
+            if 'warmup_share' in name]
+    assert near == ['warmup_share'], near
 
 
 PUBLIC = [ngl_loss, NGLLoss.__init__, NGLLoss.forward, ngl_pixel_loss, resolve_impl,
