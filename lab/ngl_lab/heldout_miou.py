@@ -10,9 +10,9 @@ Used by the study (``--report-split``); a run's config imports this module.
 """
 import copy
 
-import torch
-from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
+
+from .miou_hook import ExtraSplitMIoUHook
 
 
 def _set_dotted(cfg, key, value):
@@ -43,7 +43,7 @@ def report_dataset(val_dataset, overrides):
 
 
 @HOOKS.register_module()
-class HeldOutMIoUHook(Hook):
+class HeldOutMIoUHook(ExtraSplitMIoUHook):
     """After each validation, score the model on a second held-out split.
 
     Args:
@@ -52,34 +52,20 @@ class HeldOutMIoUHook(Hook):
         key (str): The scalar logged. Default: 'report_mIoU'.
     """
 
-    priority = 'LOW'
-
     def __init__(self, overrides, key='report_mIoU'):
         if not isinstance(overrides, dict) or not overrides:
             raise ValueError(f'HeldOutMIoUHook needs a non-empty dict of overrides, got '
                              f'{overrides!r}')
+        super().__init__(key)
         self.overrides = dict(overrides)
-        self.key = key
-        self._loader = None
+
+    def dataset_config(self, runner):
+        return report_dataset(runner.cfg.val_dataloader.dataset, self.overrides)
 
     def _build(self, runner):
-        dataset = report_dataset(runner.cfg.val_dataloader.dataset, self.overrides)
-        loader = dict(batch_size=1, num_workers=0, dataset=dataset,
-                      sampler=dict(type='DefaultSampler', shuffle=False))
-        self._loader = runner.build_dataloader(loader, seed=0, diff_rank_seed=False)
+        super()._build(runner)
         if len(self._loader.dataset) == 0:
             raise ValueError(f'the report split {self.overrides} holds no images')
-        self._evaluator = runner.build_evaluator(dict(type='IoUMetric', iou_metrics=['mIoU']))
-        self._evaluator.dataset_meta = self._loader.dataset.metainfo
 
-    def after_val_epoch(self, runner, metrics=None):
-        if self._loader is None:
-            self._build(runner)
-        with torch.no_grad():
-            for data_batch in self._loader:
-                outputs = runner.model.val_step(data_batch)
-                self._evaluator.process(data_samples=outputs, data_batch=data_batch)
-        result = self._evaluator.evaluate(len(self._loader.dataset))
-        runner.visualizer.add_scalars({self.key: float(result['mIoU'])}, step=runner.iter)
-        runner.logger.info(f'report split ({len(self._loader.dataset)} images): '
-                           f'mIoU {result["mIoU"]:.2f}')
+    def log_line(self, images, miou):
+        return f'report split ({images} images): mIoU {miou:.2f}'
