@@ -19,6 +19,7 @@ import warnings
 import torch
 
 from ngl_mmseg.ops import backends, checks, ngl_literal, ngl_pixel_loss
+
 from . import benchmark
 
 CASES = [((2, 21, 33, 47), False), ((2, 171, 16, 20), False), ((2, 4, 9, 9), True),
@@ -139,17 +140,11 @@ def check_beyond_2_31(classes=65, pixels=2 ** 24 + 3, images=2, device='cuda'):
                 last_image_value_rel=rel(lt[-1], le[-1]), last_image_grad_rel=rel(gt[-1], ge[-1]))
 
 
-def main():
-    """``python -m ngl_lab.gpu_check`` (``tools/gpu_check.py``)."""
-    parser = argparse.ArgumentParser(description='Check every NGL path against the float64 '
-                                     'formula on a CUDA GPU, then benchmark them')
-    parser.add_argument('--out', default='work_dirs/gpu_check')
-    parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--quick', action='store_true',
-                        help='the checks only (no benchmark, no bandwidth)')
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    report = dict(gpu=torch.cuda.get_device_name(0), torch=torch.__version__, checks=[])
+def run_checks(report):
+    """Every NGL path against the float64 formula, the Triton self-check and its cost,
+    host syncs per training iteration and a pass past 2^31 logits: each printed and
+    added to ``report``. Returns whether all passed."""
+    report['checks'] = []
     ok = True
     for impl in ('triton', 'compile', 'torch'):
         for shape, sig in CASES:
@@ -183,16 +178,16 @@ def main():
           f"(last image {big['last_image_value_rel']:.1e}), grad {big['grad_rel']:.1e} "
           f"(last image {big['last_image_grad_rel']:.1e}) {'ok' if big_ok else 'FAIL'}",
           flush=True)
-    torch.cuda.empty_cache()
-    if args.quick:
-        with open(osp.join(args.out, 'gpu_check.json'), 'w') as f:
-            json.dump(report, f, indent=2)
-        print('ALL CHECKS PASSED' if ok else 'SOME CHECKS FAILED')
-        sys.exit(0 if ok else 1)
+    return ok
+
+
+def run_benchmark(report, out, repeats):
+    """The device's copy bandwidth and the benchmark in float32 and bfloat16, printed
+    and added to ``report``; the float32 figure written to ``out``."""
     report['copy_gbps'] = benchmark.copy_bandwidth_gbps('cuda')
     print(f"device copy bandwidth: {report['copy_gbps']:.0f} GB/s", flush=True)
     for dtype in (torch.float32, torch.bfloat16):
-        res = benchmark.run(device='cuda', repeats=args.repeats, warmup=3, dtype=dtype,
+        res = benchmark.run(device='cuda', repeats=repeats, warmup=3, dtype=dtype,
                             log=lambda m: print(m, flush=True))
         for row in res['rows']:
             row['bandwidth_fraction'] = row['kernel_gbps'] / report['copy_gbps']
@@ -202,11 +197,34 @@ def main():
             print(f"  {row['shape_name']} {row['variant']}: kernels {row['kernel_gbps']:.0f} GB/s "
                   f"effective ({100 * row['bandwidth_fraction']:.0f}% of copy)", flush=True)
         if dtype == torch.float32:
-            benchmark.plot(res, osp.join(args.out, 'benchmark_cuda.png'))
-    with open(osp.join(args.out, 'gpu_check.json'), 'w') as f:
+            benchmark.plot(res, osp.join(out, 'benchmark_cuda.png'))
+
+
+def finish(report, out, ok):
+    """Write ``report`` to ``<out>/gpu_check.json``, print the verdict and exit: 0 when
+    every check passed, else 1."""
+    with open(osp.join(out, 'gpu_check.json'), 'w') as f:
         json.dump(report, f, indent=2)
     print('ALL CHECKS PASSED' if ok else 'SOME CHECKS FAILED')
     sys.exit(0 if ok else 1)
+
+
+def main():
+    """``python -m ngl_lab.gpu_check`` (``tools/gpu_check.py``)."""
+    parser = argparse.ArgumentParser(description='Check every NGL path against the float64 '
+                                     'formula on a CUDA GPU, then benchmark them')
+    parser.add_argument('--out', default='work_dirs/gpu_check')
+    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--quick', action='store_true',
+                        help='the checks only (no benchmark, no bandwidth)')
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    report = dict(gpu=torch.cuda.get_device_name(0), torch=torch.__version__)
+    ok = run_checks(report)
+    torch.cuda.empty_cache()
+    if not args.quick:
+        run_benchmark(report, args.out, args.repeats)
+    finish(report, args.out, ok)
 
 
 if __name__ == '__main__':

@@ -28,3 +28,18 @@ def test_gpu_check_runs_its_checks_in_the_interpreter_on_small_cpu_tensors():
                           env=dict(os.environ, TRITON_INTERPRET='1'), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'gpu_check checks passed' in proc.stdout
+
+
+@pytest.mark.parametrize('ok, code, verdict', [(True, 0, 'ALL CHECKS PASSED'),
+                                               (False, 1, 'SOME CHECKS FAILED')])
+def test_the_report_is_written_with_its_verdict_and_exit_status(tmp_path, capsys, ok, code,
+                                                                verdict):
+    import json
+
+    from ngl_lab import gpu_check
+    report = dict(gpu='test', checks=[dict(impl='torch', passed=ok)])
+    with pytest.raises(SystemExit) as exited:
+        gpu_check.finish(report, str(tmp_path), ok)
+    assert exited.value.code == code
+    assert capsys.readouterr().out.strip().splitlines()[-1] == verdict
+    assert json.loads((tmp_path / 'gpu_check.json').read_text()) == report
