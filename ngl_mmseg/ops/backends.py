@@ -252,7 +252,8 @@ IMPLEMENTATIONS = {
                        None, None, _always_usable),
     )
 }
-# Earlier names still accepted: 'reference' was the literal formula's name until 0.4.
+# 'reference': another name of 'literal', kept for configs and NGL_MMSEG_IMPL values that
+# use it; it goes in 0.6.0.
 ALIASES = {'reference': 'literal'}
 IMPLS = ('auto',) + tuple(IMPLEMENTATIONS) + tuple(ALIASES)
 

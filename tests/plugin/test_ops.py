@@ -147,7 +147,7 @@ def test_auto_picks_compile_for_large_cpu_tensors_and_torch_for_small():
 def test_env_var_overrides_auto(monkeypatch):
     monkeypatch.setenv('NGL_MMSEG_IMPL', 'literal')
     assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'literal'
-    monkeypatch.setenv('NGL_MMSEG_IMPL', 'reference')  # the name before 0.4, still accepted
+    monkeypatch.setenv('NGL_MMSEG_IMPL', 'reference')  # 'literal' by another name, until 0.6.0
     assert resolve_impl('auto', torch.empty(2, 21, 256, 256)).name == 'literal'
     monkeypatch.setenv('NGL_MMSEG_IMPL', 'bogus')
     with pytest.raises(ValueError, match='NGL_MMSEG_IMPL'):
