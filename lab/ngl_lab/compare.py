@@ -9,24 +9,30 @@ loop, launched the same way (``ngl_lab.evaluate``), and the
 variants are reported side by side (Markdown, JSON) with plots of the training
 curves and of predictions next to the ground truth.
 """
-import argparse
 import json
 import os
 import os.path as osp
 import sys
-import warnings
 
 import numpy as np
 
 from .presets import LOSS_PRESETS, apply_loss_preset, check_variant_losses, parse_loss_specs
 from .runs import (
     DamagedLogError,
+    call_logged,
     check_fresh_run_dir,
     last_checkpoint,
     launch_command,
     read_scalars,
-    run_logged,
     train_run,
+)
+from .tool_args import (
+    add_cfg_options,
+    check_count,
+    default_work_dir,
+    printer,
+    refusals_as_usage_errors,
+    tool_parser,
 )
 
 # What a comparison writes in its work dir, beside one folder per variant.
@@ -37,17 +43,7 @@ class DamagedRunError(ValueError):
     """A run trained, but what it left on disk cannot be read (the file is named)."""
 
 
-def _print(msg):
-    print(f'[compare_losses] {msg}', flush=True)
-
-
-def load_config(config, cfg_options=None):
-    """``config`` as an mmengine Config, with ``cfg_options`` merged in."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+_print = printer('compare_losses')
 
 
 def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=None):
@@ -56,25 +52,25 @@ def prepare_variant(config, parsed, work_dir, cfg_options=None, seed=None):
 
     ``seed`` replaces the config's ``randomness.seed`` (the quickstarts set
     one); None keeps the config's, or 0 if it sets none."""
+    from ngl_mmseg.launch import load_config
     name, losses = parsed
-    cfg = load_config(config, cfg_options)
+    variant_dir = osp.join(work_dir, name)
+    cfg = load_config(config, cfg_options=cfg_options, work_dir=variant_dir)
     apply_loss_preset(cfg, losses)
     cfg.setdefault('randomness', {})
     if seed is None:
         cfg.randomness.setdefault('seed', 0)
     else:
         cfg.randomness.seed = seed
-    variant_dir = osp.join(work_dir, name)
     check_fresh_run_dir(variant_dir)
     os.makedirs(variant_dir, exist_ok=True)
-    cfg.work_dir = variant_dir
     path = osp.join(variant_dir, f'{name}_config.py')
     cfg.dump(path)
     return name, path, losses
 
 
 def evaluate_checkpoint(config_path, checkpoint, work_dir, gpus=1, port=None, quiet=True,
-             num_samples=0):
+                        num_samples=0):
     """mIoU, mAcc, aAcc and per-class IoU of ``checkpoint`` on the val set:
     mmengine's test loop with mmseg's IoUMetric, in ``gpus`` processes
     (``ngl_lab.evaluate``; its log: ``work_dir/eval.log``). With
@@ -84,7 +80,7 @@ def evaluate_checkpoint(config_path, checkpoint, work_dir, gpus=1, port=None, qu
     cmd = launch_command('ngl_lab.evaluate',
                          [config_path, checkpoint, '--out', out, '--work-dir',
                           osp.join(work_dir, 'eval'), '--num-samples', num_samples], gpus, port)
-    run_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}', quiet=quiet)
+    call_logged(cmd, osp.join(work_dir, 'eval.log'), f'evaluating {checkpoint}', quiet=quiet)
     with open(out) as f:
         metrics = json.load(f)
     if num_samples:
@@ -225,15 +221,6 @@ def plot_predictions(results, path):
     plt.close(fig)
 
 
-def check_count(name, value, minimum, maximum=None):
-    """An int in [``minimum``, ``maximum``], else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
-            maximum is not None and value > maximum):
-        within = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
-        raise ValueError(f'{name} must be an integer {within}, got {value!r}')
-    return value
-
-
 def check_work_dir(work_dir, names):
     """Refuse a work dir that is a file or holds an earlier comparison's report
     (a new report would replace it), and variant names that are the report's
@@ -285,7 +272,8 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
     check_work_dir(work_dir, [name for name, _ in parsed])
     for name, _ in parsed:
         check_fresh_run_dir(osp.join(work_dir, name))
-    check_variant_losses(load_config(config, cfg_options), parsed)
+    from ngl_mmseg.launch import load_config
+    check_variant_losses(load_config(config, cfg_options=cfg_options), parsed)
     os.makedirs(work_dir, exist_ok=True)
     results = []
     for k, spec in enumerate(parsed):
@@ -297,7 +285,7 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
         _print(f'{name}: trained in {seconds:.0f} s; evaluating its last checkpoint'
                + (f' in {gpus} processes' if gpus > 1 else ''))
         metrics = evaluate_checkpoint(cfg_path, checkpoint, variant_dir, gpus, quiet=not verbose,
-                           num_samples=num_samples)
+                                      num_samples=num_samples)
         train, val = read_run_scalars(variant_dir, name)
         results.append(dict(name=name, losses=losses, config=cfg_path, train_seconds=seconds,
                             train=train, val=val, **metrics))
@@ -319,11 +307,9 @@ def compare(config, specs=('ce', 'ngl'), *, work_dir='work_dirs/compare', gpus=1
 
 def main():
     """``python -m ngl_lab.compare`` (``tools/compare_losses.py``)."""
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(
-        description='Train a config with several losses (same seed and settings) and compare '
-                    'them; writes report.md, report.json, curves.png and predictions.png.')
+    parser = tool_parser(
+        'Train a config with several losses (same seed and settings) and compare them; '
+        'writes report.md, report.json, curves.png and predictions.png.')
     parser.add_argument('config')
     parser.add_argument('--losses', nargs='+', default=['ce', 'ngl'],
                         help=f'presets {sorted(LOSS_PRESETS)} or NAME=<dict literal>')
@@ -338,19 +324,16 @@ def main():
                         help='validation images in predictions.png')
     parser.add_argument('--verbose', action='store_true',
                         help="show mmengine's logs (always in <work-dir>/<variant>/train.log)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of every variant, as in tools/train.py')
+    add_cfg_options(parser, 'variant')
     args = parser.parse_args()
-    work_dir = args.work_dir or osp.join('work_dirs', 'compare',
-                                         osp.splitext(osp.basename(args.config))[0])
-    try:
-        compare(args.config, args.losses, work_dir=work_dir, gpus=args.gpus,
-                cfg_options=args.cfg_options, seed=args.seed, num_samples=args.num_samples,
-                verbose=args.verbose)
-    except DamagedRunError as exc:
-        sys.exit(f'compare_losses: error: {exc}')
-    except (ValueError, FileExistsError) as exc:
-        parser.error(str(exc))
+    work_dir = args.work_dir or default_work_dir('compare', args.config)
+    with refusals_as_usage_errors(parser):
+        try:
+            compare(args.config, args.losses, work_dir=work_dir, gpus=args.gpus,
+                    cfg_options=args.cfg_options, seed=args.seed, num_samples=args.num_samples,
+                    verbose=args.verbose)
+        except DamagedRunError as exc:  # trained, then unreadable: not a usage error
+            sys.exit(f'compare_losses: error: {exc}')
 
 
 if __name__ == '__main__':

@@ -40,14 +40,10 @@ def _register_per_class_metric():
 
 def evaluation_config(config_path, work_dir, launcher='none'):
     """The config's validation split as the test split, scored per class."""
-    from mmengine.config import Config
+    from ngl_mmseg.launch import load_config, prepare_config
 
-    from ngl_mmseg.launch import prepare_config
-
-    cfg = Config.fromfile(config_path)
-    cfg.launcher = launcher
-    cfg.work_dir = work_dir
-    cfg.load_from = None  # loaded strictly by run(), as tools/test.py does
+    cfg = load_config(config_path, launcher, work_dir=work_dir)
+    cfg.load_from = None  # loaded strictly by score_checkpoint(), as tools/test.py does
     cfg.test_dataloader = cfg.val_dataloader
     cfg.test_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
     cfg.test_cfg = dict(type='TestLoop')
@@ -77,7 +73,7 @@ def samples_path(out):
 
 
 def load_samples(out):
-    """The samples and palette ``run`` saved beside ``out``."""
+    """The samples and palette ``score_checkpoint`` saved beside ``out``."""
     import numpy as np
     with np.load(samples_path(out)) as data:
         paths = [str(p) for p in data['img_paths']]
@@ -86,7 +82,7 @@ def load_samples(out):
         return samples, data['palette'].tolist()
 
 
-def run(config_path, checkpoint, out, launcher='none', work_dir=None, num_samples=0):
+def score_checkpoint(config_path, checkpoint, out, launcher='none', work_dir=None, num_samples=0):
     """Evaluate; rank 0 writes the metrics to ``out`` (and ``num_samples``
     predictions beside it, see ``load_samples``). Returns the metrics."""
     from mmengine.dist import get_rank
@@ -130,7 +126,8 @@ def main():
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    run(args.config, args.checkpoint, args.out, args.launcher, args.work_dir, args.num_samples)
+    score_checkpoint(args.config, args.checkpoint, args.out, args.launcher, args.work_dir,
+                     args.num_samples)
 
 
 if __name__ == '__main__':

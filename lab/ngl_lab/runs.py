@@ -45,7 +45,7 @@ def launch_command(module, args, gpus=1, port=None):
             '--launcher', 'pytorch']
 
 
-def run_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None):
+def call_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None):
     """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end.
     Not ``quiet``: the output goes to the terminal instead. ``env``: variables set
     for the command on top of this process's environment."""
@@ -76,7 +76,7 @@ def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=Tr
     cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
                          port)
     start = time.time()
-    run_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
+    call_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
                osp.basename(osp.normpath(work_dir)) if progress else None, quiet, env)
     return time.time() - start
 
