@@ -11,7 +11,7 @@ Variants are loss presets (see lab/ngl_lab/presets.py) or NAME=<dict>.
 Writes study.md (table), study.json (every curve) and study.png (mIoU against
 iteration) in --work-dir. mmengine's logs of each run go to RUN_DIR/train.log.
 """
-from ngl_lab.study import main
+from ngl_lab.study_cli import main
 
 if __name__ == '__main__':
     main()

@@ -33,9 +33,12 @@ records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
 from where a fresh machine resumes (copy them into ``work_dir``).
 """
 import json
-import os
 import os.path as osp
-import shutil
+
+from .study import StudySettings, study
+from .study_publish import export_records, publish
+from .study_rebuild import merge
+from .tool_args import printer
 
 DATASET_KEYS = {'dataset', 'out_dir', 'num_train', 'num_val', 'num_test', 'num_aug',
                 'all_classes', 'label_noise', 'noise_kind', 'seed'}
@@ -52,8 +55,7 @@ TEST_SPLITS = {
 }
 
 
-def _print(msg):
-    print(f'[study] {msg}', flush=True)
+_print = printer('study')
 
 
 def _check_keys(where, entry, allowed):
@@ -139,7 +141,9 @@ def make_dataset(entry):
     return root
 
 
-def _report_split(entry, datasets):
+def report_split(entry, datasets):
+    """The report split of a spec's study: ``"test"`` is the maker's
+    ``--num-test`` split of its dataset's kind; a dict is taken as given."""
     split = entry.get('report_split')
     if split == 'test':
         kind = datasets[entry['data']]['dataset'] if 'data' in entry else None
@@ -149,12 +153,38 @@ def _report_split(entry, datasets):
     return split
 
 
+def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_run=None):
+    """The settings of the spec's study ``name``.
+
+    Args:
+        spec (dict): the spec (``load_spec``).
+        name (str): one of its studies.
+        roots (dict): the data root of each dataset made (``make_dataset``).
+        path (str): the spec's file, recorded in the study's report.
+        jobs, gpus_per_run, threads_per_run: how the runs train (the command line's).
+
+    Returns:
+        StudySettings: the study's settings, not yet checked.
+    """
+    entry = spec['studies'][name]
+    pretrain = entry.get('pretrain') or {}
+    return StudySettings(
+        entry['config'], entry.get('variants', ['ce', 'ngl']),
+        optimizers=entry.get('optimizers', ['adamw']), seeds=entry.get('seeds', [0]),
+        work_dir=osp.join(spec['work_dir'], name), gpus=entry.get('gpus', 1),
+        cfg_options=entry.get('cfg_options'), pretrain_iters=pretrain.get('iters', 0),
+        pretrain_data_root=roots.get(pretrain.get('data')), title=entry.get('title', ''),
+        data_root=roots.get(entry.get('data')), iters=entry.get('iters'),
+        regime=entry.get('regime', ''), train_miou=entry.get('train_miou', False),
+        lrs=entry.get('lrs'), search_seeds=entry.get('search_seeds'), jobs=jobs,
+        gpus_per_run=gpus_per_run, threads_per_run=threads_per_run,
+        extend_edges=entry.get('extend_edges', 2),
+        report_split=report_split(entry, spec['datasets']), spec=dict(file=path, study=name))
+
+
 def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
     """Make the datasets, run the studies (resuming) and write the merges of a spec."""
-    from .study import study
-    from .study_report import export_records, merge
     spec = load_spec(path)
-    work = spec['work_dir']
     studies = spec['studies']
     if only:
         unknown = [name for name in only if name not in studies and name not in spec['merges']]
@@ -167,39 +197,28 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
     roots = {name: make_dataset(spec['datasets'][name]) for name in spec['datasets']
              if name in needed}
     for name in selected:
-        entry = studies[name]
-        pretrain = entry.get('pretrain') or {}
         _print(f'study {name} ({path})')
-        study(entry['config'], entry.get('variants', ['ce', 'ngl']),
-              optimizers=entry.get('optimizers', ['adamw']), seeds=entry.get('seeds', [0]),
-              work_dir=osp.join(work, name), gpus=entry.get('gpus', 1),
-              cfg_options=entry.get('cfg_options'),
-              pretrain_iters=pretrain.get('iters', 0),
-              pretrain_data_root=roots.get(pretrain.get('data')),
-              title=entry.get('title', ''), data_root=roots.get(entry.get('data')),
-              iters=entry.get('iters'), regime=entry.get('regime', ''),
-              train_miou=entry.get('train_miou', False), lrs=entry.get('lrs'),
-              search_seeds=entry.get('search_seeds'), jobs=jobs, gpus_per_run=gpus_per_run,
-              threads_per_run=threads_per_run,
-              extend_edges=entry.get('extend_edges', 2),
-              report_split=_report_split(entry, spec['datasets']), spec=dict(file=path,
-                                                                             study=name))
+        study(study_settings(spec, name, roots, path, jobs, gpus_per_run, threads_per_run))
     for name, entry in spec['merges'].items():
         if only and name not in only and not set(entry['studies']) & set(selected):
             continue
-        sources = [osp.join(work, s) for s in entry['studies']]
-        absent = [s for s in sources if not osp.isfile(osp.join(s, 'study.json'))]
-        if absent:
-            _print(f'merge {name}: skipped, {absent} not run yet')
-            continue
-        out = osp.join(work, name)
-        merge(out, sources, entry.get('title', ''), overwrite=True)
-        if entry.get('publish'):
-            os.makedirs(osp.dirname(entry['publish']) or '.', exist_ok=True)
-            for ext in ('md', 'json', 'png'):
-                shutil.copyfile(osp.join(out, f'study.{ext}'), f"{entry['publish']}.{ext}")
-            _print(f"merge {name}: published to {entry['publish']}.md/.json/.png")
-        if entry.get('records'):
-            copied = sum(export_records(source, osp.join(entry['records'], osp.basename(source)))
-                         for source in sources)
-            _print(f"merge {name}: the records of its {copied} runs are in {entry['records']}")
+        _write_merge(spec, name, entry)
+
+
+def _write_merge(spec, name, entry):
+    """Merge the spec's studies of ``entry`` into ``work_dir/<name>`` (skipped
+    while one has not run yet); publish it and export its studies' records."""
+    sources = [osp.join(spec['work_dir'], s) for s in entry['studies']]
+    absent = [s for s in sources if not osp.isfile(osp.join(s, 'study.json'))]
+    if absent:
+        _print(f'merge {name}: skipped, {absent} not run yet')
+        return
+    out = osp.join(spec['work_dir'], name)
+    merge(out, sources, entry.get('title', ''), overwrite=True)
+    if entry.get('publish'):
+        publish(out, entry['publish'])
+        _print(f"merge {name}: published to {entry['publish']}.md/.json/.png")
+    if entry.get('records'):
+        copied = sum(export_records(source, osp.join(entry['records'], osp.basename(source)))
+                     for source in sources)
+        _print(f"merge {name}: the records of its {copied} runs are in {entry['records']}")

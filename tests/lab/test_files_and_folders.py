@@ -13,8 +13,9 @@ import pytest
 import torch
 from helpers import SMALL, VOC_CFG, no_training, run_tool, snapshot
 
-from ngl_lab import compare, study, synthetic
+from ngl_lab import compare, study, study_rebuild, synthetic
 from ngl_lab.runs import check_fresh_run_dir, read_scalars
+from ngl_lab.study_settings import StudySettings
 from ngl_lab.synthetic import MANIFEST, make_coco_stuff, make_voc
 from ngl_mmseg.launch import pick_resume_checkpoint
 
@@ -34,7 +35,7 @@ def test_a_folder_holding_a_run_is_refused_and_read_as_one_run(tmp_path):
     with pytest.raises(FileExistsError, match='already holds a run'):
         check_fresh_run_dir(str(tmp_path / 'ce_sgd_seed0'))
     with pytest.raises(FileExistsError, match='already holds a run'):
-        study.study(VOC_CFG, ['ce'], seeds=[0], work_dir=str(tmp_path), iters=4)
+        study.study(StudySettings(VOC_CFG, ['ce'], seeds=[0], work_dir=str(tmp_path), iters=4))
 
 
 def test_scalars_of_a_resumed_run_continue_and_a_restarted_one_replaces(tmp_path):
@@ -72,13 +73,13 @@ def test_merge_counts_every_run_once(tmp_path):
     write_study(a, [run])
     write_study(b, [dict(run, seed=1)])
     with pytest.raises(ValueError, match='named twice'):
-        study.merge(str(tmp_path / 'm'), [a, a])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, a])
     with pytest.raises(ValueError, match='is one of the merged studies'):
-        study.merge(a, [a, b])
+        study_rebuild.merge(a, [a, b])
     write_study(str(tmp_path / 'c'), [run])
     with pytest.raises(ValueError, match='appears in more than one merged study'):
-        study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'c')])
-    rows = study.merge(str(tmp_path / 'm'), [a, b])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'c')])
+    rows = study_rebuild.merge(str(tmp_path / 'm'), [a, b])
     assert len(rows) == 1 and rows[0]['final_miou'] == [50.0, 50.0]
     with open(osp.join(a, 'study.json')) as f:
         assert len(json.load(f)['runs']) == 1  # the source is untouched
@@ -88,7 +89,8 @@ def test_merged_regimes_are_rows_of_their_own(tmp_path):
     run = dict(variant='ce', optimizer='adamw', seed=0, curve=[[4, 50.0]], seconds=1.0)
     write_study(str(tmp_path / 'clean'), [dict(run, regime='clean')])
     write_study(str(tmp_path / 'noisy'), [dict(run, regime='uniform-40', curve=[[4, 30.0]])])
-    rows = study.merge(str(tmp_path / 'm'), [str(tmp_path / 'clean'), str(tmp_path / 'noisy')])
+    rows = study_rebuild.merge(str(tmp_path / 'm'),
+                               [str(tmp_path / 'clean'), str(tmp_path / 'noisy')])
     assert [(r['regime'], r['mean']) for r in rows] == [('clean', 50.0), ('uniform-40', 30.0)]
     table = open(tmp_path / 'm' / 'study.md').read()
     assert '| regime |' in table and '| uniform-40 | ce | adamw | config | 30.00' in table

@@ -52,7 +52,7 @@ def test_report_names_the_recipe_and_what_the_logged_loss_is():
 def test_collect_rebuilds_a_study_from_its_run_folders(tmp_path):
     from study_helpers import fake_study_run
 
-    from ngl_lab.study import collect
+    from ngl_lab.study_rebuild import collect
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
     fake_study_run(tmp_path, 'ce', 1, [10.0, 50.0])
     fake_study_run(tmp_path, 'ngl-bias-half', 0, [5.0, 20.0])

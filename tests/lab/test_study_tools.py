@@ -6,14 +6,16 @@ import os
 import pytest
 from study_helpers import FakeTraining, fake_study_run
 
-from ngl_lab import study, study_report, study_spec
+from ngl_lab import study, study_cli, study_config, study_rebuild, study_spec, study_tables
+from ngl_lab.jobs import JobPool
+from ngl_lab.study_settings import StudySettings
 
 
 def test_collect_refuses_a_copied_run_folder(tmp_path):
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0], name='ce_adamw_seed00')  # a copy
     with pytest.raises(ValueError, match='ce_adamw_seed0 and .*ce_adamw_seed00 are the same run'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
 
 
 @pytest.mark.parametrize('field, value', [('data_root', 'other'), ('iters', 8),
@@ -22,19 +24,19 @@ def test_collect_refuses_runs_of_another_study(tmp_path, field, value):
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
     fake_study_run(tmp_path, 'ngl', 0, [10.0, 40.0], **{field: value})
     with pytest.raises(ValueError, match=rf'differ in {field} .*ce_adamw_seed0.*ngl_adamw_seed0'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
 
 
 def test_collect_takes_a_regime_per_data_root_and_names_a_damaged_log(tmp_path):
     fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0], regime='clean')
     fake_study_run(tmp_path, 'ce', 1, [10.0, 40.0], regime='noisy', data_root='other',
                    name='ce_adamw_seed1')
-    rows = study.collect(str(tmp_path))  # one data root per regime: one study
+    rows = study_rebuild.collect(str(tmp_path))  # one data root per regime: one study
     assert [r['regime'] for r in rows] == ['clean', 'noisy']
     scalars = next((tmp_path / 'ce_adamw_seed1').glob('*/vis_data/scalars.json'))
     scalars.write_text(scalars.read_text() + '{"step": 9, "mIoU\n')
     with pytest.raises(ValueError, match=r'ce_adamw_seed1.*scalars\.json, line 4, is not JSON'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
 
 
 def test_merge_refuses_one_row_of_two_data_roots(tmp_path):
@@ -43,24 +45,24 @@ def test_merge_refuses_one_row_of_two_data_roots(tmp_path):
     write_study(b, [dict(RUN, seed=1, data_root='y', work_dir='b/ce_adamw_seed1')])
     with pytest.raises(ValueError, match=r'row -, adamw.*differ in data_root.*ce_adamw_seed0.*'
                                          r'ce_adamw_seed1'):
-        study.merge(str(tmp_path / 'm'), [a, b])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, b])
     write_study(str(tmp_path / 'c'), [dict(RUN, seed=1, data_root='y', regime='noisy')])
-    assert len(study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'c')])) == 2
+    assert len(study_rebuild.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'c')])) == 2
 
 
 def test_collect_refuses_a_folder_without_a_record_or_unfinished(tmp_path):
     run_dir = fake_study_run(tmp_path, 'ce', 0, [10.0, 40.0])
     (run_dir / 'run.json').write_text('{"variant": "ce"}')
     with pytest.raises(ValueError, match='is not a run record'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
     (run_dir / 'run.json').unlink()
     with pytest.raises(ValueError, match='holds no run folders'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
     unfinished = fake_study_run(tmp_path, 'ngl', 0, [10.0, 40.0])
     record = json.loads((unfinished / 'run.json').read_text())
     (unfinished / 'run.json').write_text(json.dumps(dict(record, iters=100)))
     with pytest.raises(ValueError, match='unfinished run'):
-        study.collect(str(tmp_path))
+        study_rebuild.collect(str(tmp_path))
 
 
 def write_study(path, runs):
@@ -78,9 +80,9 @@ def test_merge_does_not_write_over_a_study(tmp_path):
     write_study(out, [dict(RUN, seed=7)])
     before = open(os.path.join(out, 'study.json')).read()
     with pytest.raises(ValueError, match='already holds a study'):
-        study.merge(out, [a])
+        study_rebuild.merge(out, [a])
     assert open(os.path.join(out, 'study.json')).read() == before
-    study.merge(out, [a], overwrite=True)  # asked for: replaced
+    study_rebuild.merge(out, [a], overwrite=True)  # asked for: replaced
     assert json.load(open(os.path.join(out, 'study.json')))['runs'][0]['seed'] == 0
 
 
@@ -89,16 +91,16 @@ def test_merge_refuses_one_row_of_two_schedules_and_bad_sources(tmp_path):
     write_study(a, [RUN])
     write_study(b, [dict(RUN, seed=1, curve=[[8, 50.0]])])
     with pytest.raises(ValueError, match='runs of different lengths'):
-        study.merge(str(tmp_path / 'm'), [a, b])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, b])
     with pytest.raises(ValueError, match='does not exist'):
-        study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'missing')])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'missing')])
     os.makedirs(tmp_path / 'corrupt')
     (tmp_path / 'corrupt' / 'study.json').write_text('{"runs": 3')
     with pytest.raises(ValueError, match=r'corrupt.study\.json is not a study record'):
-        study.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'corrupt')])
+        study_rebuild.merge(str(tmp_path / 'm'), [a, str(tmp_path / 'corrupt')])
     write_study(str(tmp_path / 'empty'), [])
     with pytest.raises(ValueError, match='holds no runs'):
-        study.merge(str(tmp_path / 'm'), [str(tmp_path / 'empty')])
+        study_rebuild.merge(str(tmp_path / 'm'), [str(tmp_path / 'empty')])
     assert not (tmp_path / 'm').exists()  # nothing written by a refused merge
 
 
@@ -106,32 +108,32 @@ def test_a_nan_score_is_refused_before_any_file_is_written(tmp_path):
     a = str(tmp_path / 'a')
     write_study(a, [RUN, dict(RUN, seed=1, curve=[[4, float('nan')]])])
     with pytest.raises(ValueError, match='NaN score'):
-        study.merge(str(tmp_path / 'm'), [a])
+        study_rebuild.merge(str(tmp_path / 'm'), [a])
     assert not (tmp_path / 'm' / 'study.md').exists()
 
 
 def test_no_ce_variant_gives_no_difference_column_values():
-    rows = study_report.summarise([dict(RUN, variant='ngl')])
-    table = study_report.format_table(rows)
+    rows = study_tables.summarise([dict(RUN, variant='ngl')])
+    table = study_tables.format_table(rows)
     assert 'nan' not in table and '| ngl | adamw | config | 50.00 (± 0.00) | - |' in table
 
 
 @pytest.mark.parametrize('regime', ['a|b', 'two\nlines', 'x' * 65])
 def test_regime_labels_that_break_tables_are_refused(regime):
     with pytest.raises(ValueError, match='regime .* is not allowed'):
-        study.check_study_args(['ce'], ['adamw'], [0], regime=regime)
+        StudySettings('c.py', ['ce'], ['adamw'], [0], regime=regime).check()
 
 
 def test_pretrain_data_root_without_iters_is_refused():
     with pytest.raises(ValueError, match='without --pretrain-iters'):
-        study.check_study_args(['ce'], ['adamw'], [0], pretrain_data_root='x')
+        StudySettings('c.py', ['ce'], ['adamw'], [0], pretrain_data_root='x').check()
 
 
 def test_study_refuses_a_work_dir_that_is_a_file(tmp_path):
     from helpers import VOC_CFG
     (tmp_path / 'f').write_text('')
     with pytest.raises(ValueError, match='is a file'):
-        study.study(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'f'), iters=4)
+        study.study(StudySettings(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'f'), iters=4))
 
 
 # --- schedules shortened with --iters --------------------------------------------------
@@ -139,9 +141,9 @@ def test_study_refuses_a_work_dir_that_is_a_file(tmp_path):
 def test_iters_scales_every_scheduler_begin_and_end(tmp_path):
     """SegFormer: a LinearLR warm-up over 1500 iterations, then PolyLR from 1500."""
     from helpers import REPO
-    cfg = study.load_config(os.path.join(REPO, 'configs', 'ngl',
-                                         'segformer_mit-b0_ngl_8xb2-40k_voc12aug-512x512.py'),
-                            iters=400)
+    cfg = study_config.load_study_config(
+        os.path.join(REPO, 'configs', 'ngl', 'segformer_mit-b0_ngl_8xb2-40k_voc12aug-512x512.py'),
+        iters=400)
     warmup, poly = cfg.param_scheduler
     assert (warmup['begin'], warmup['end']) == (0, 15)  # 1500 / 40000 of 400
     assert (poly['begin'], poly['end']) == (15, 400)
@@ -157,15 +159,11 @@ def test_every_shipped_spec_loads(tmp_path):
     assert {'tuned.json', 'regimes.json', 'coco-bias.json', 'trainability.json'} <= set(names)
     for name in names:
         spec = study_spec.load_spec(os.path.join(folder, name))
-        for entry in spec['studies'].values():
+        # the data roots the spec's datasets would be made at
+        roots = {key: study_spec.data_root(entry) for key, entry in spec['datasets'].items()}
+        for study_name, entry in spec['studies'].items():
             assert os.path.isfile(os.path.join(REPO, entry['config']))
-            study.check_study_args(entry.get('variants', ['ce']), entry.get('optimizers',
-                                                                            ['adamw']),
-                                   entry.get('seeds', [0]), lrs=entry.get('lrs'),
-                                   search_seeds=entry.get('search_seeds'),
-                                   regime=entry.get('regime', ''),
-                                   report_split=study_spec._report_split(entry,
-                                                                         spec['datasets']))
+            study_spec.study_settings(spec, study_name, roots, name).check()
 
 
 @pytest.mark.parametrize('spec, message', [
@@ -200,7 +198,7 @@ def test_every_shipped_config_with_several_schedulers_keeps_their_order(tmp_path
         if len(full.get('param_scheduler') or []) < 2:
             continue
         old = full.train_cfg.max_iters
-        cfg = study.load_config(path, iters=100)
+        cfg = study_config.load_study_config(path, iters=100)
         for before, after in zip(full.param_scheduler, cfg.param_scheduler):
             assert 0 <= after['begin'] < after['end'] <= 100, (path, after)
             assert after['begin'] == round(min(before.get('begin', 0), old) * 100 / old)
@@ -214,7 +212,8 @@ def test_a_variant_that_cannot_be_built_fails_before_any_run(tmp_path, monkeypat
     monkeypatch.setattr(study, 'train_run', lambda *a, **k: trained.append(a))
     for bad in ("bad={'type': 'NoSuchLoss'}", "x={'type': 'NGLLoss', 'alpha': 100}"):
         with pytest.raises(ValueError, match="variant '(bad|x)'"):
-            study.study(VOC_CFG, ['ce', bad], work_dir=str(tmp_path / 'w'), iters=4)
+            study.study(StudySettings(VOC_CFG, ['ce', bad], work_dir=str(tmp_path / 'w'),
+                                      iters=4))
     assert trained == [] and not (tmp_path / 'w').exists()
 
 
@@ -224,7 +223,7 @@ def test_regime_is_refused_with_merge_replot_and_collect(monkeypatch, capsys):
         monkeypatch.setattr(sys, 'argv', ['study_ngl.py', *mode, '--work-dir', 'w', '--regime',
                                           'r'])
         with pytest.raises(SystemExit):
-            study.main()
+            study_cli.main()
         assert 'each run keeps the regime it was trained under' in capsys.readouterr().err
 
 
@@ -252,7 +251,7 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
     import sys
     monkeypatch.setattr(sys, 'argv', ['study_ngl.py', '--spec', str(path), '--jobs', '2',
                                       '--threads-per-run', '3'])
-    study.main()
+    study_cli.main()
     # the spec's runs get the threads asked for (not cores / jobs)
     assert {env['OMP_NUM_THREADS'] for _, env in fake.calls} == {'3'}
     assert (tmp_path / 'data' / 'VOCdevkit' / 'VOC2012' / 'ImageSets' / 'Segmentation' /
@@ -286,12 +285,12 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
     assert json.loads((tmp_path / 'pub' / 'x.json').read_text())['tuned'] == published['tuned']
 
 
-def test_the_runner_trains_only_inside_with(tmp_path):
-    from helpers import VOC_CFG
-    runner = study._Runner(VOC_CFG, str(tmp_path))
-    with pytest.raises(RuntimeError, match='only inside `with runner:`'):
-        runner.run([])
-    with runner:
-        assert runner.run([]) == []
-    with pytest.raises(RuntimeError, match='only inside `with runner:`'):
-        runner.run_later([])
+def test_the_job_pool_trains_only_inside_with():
+    pool = JobPool(do_job=lambda job, env: job, reuse=lambda job: None,
+                   on_done=lambda job, result, progress: None)
+    with pytest.raises(RuntimeError, match='only inside `with pool:`'):
+        pool.complete([])
+    with pool:
+        assert pool.complete([]) == []
+    with pytest.raises(RuntimeError, match='only inside `with pool:`'):
+        pool.queue_later([])

@@ -9,8 +9,10 @@ import pytest
 from helpers import VOC_CFG
 from study_helpers import FakeTraining
 
-from ngl_lab import stats, study, study_report
+from ngl_lab import stats, study, study_config, study_tables
 from ngl_lab.heldout_miou import report_dataset
+from ngl_lab.runs import read_scalars
+from ngl_lab.study_settings import StudySettings
 
 TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
 
@@ -67,7 +69,7 @@ def test_the_lr_is_chosen_on_the_selection_split_and_scored_on_the_report_split(
         runs += [_run('ngl', 0.001, seed, 64.0, 60.0 + 2 * seed),
                  _run('ngl', 0.01, seed, 50.0, 80.0)]
     runs += [_run('ce', 0.01, 2, 66.0, 63.0), _run('ngl', 0.001, 2, 63.0, 61.0)]
-    rows = {r['variant']: r for r in study_report.tuned_rows(runs)}
+    rows = {r['variant']: r for r in study_tables.tuned_rows(runs)}
     assert rows['ce']['lr'] == 0.01 and rows['ngl']['lr'] == 0.001
     assert rows['ce']['search_seeds'] == [0, 1]
     assert rows['ce']['report_final'] == {0: 62.0, 1: 63.0, 2: 63.0}
@@ -75,7 +77,7 @@ def test_the_lr_is_chosen_on_the_selection_split_and_scored_on_the_report_split(
     diff = rows['ngl']['vs_ce']
     assert diff['diffs'] == [-2.0, -1.0, -2.0] and diff['ahead'] == 0
     assert rows['ngl']['edge']  # the chosen lr is the grid's smallest
-    table = study_report.format_tuned_table(list(rows.values()))
+    table = study_tables.format_tuned_table(list(rows.values()))
     assert '| clean | adamw | ngl | 0.001 (grid edge) |' in table
 
 
@@ -84,7 +86,7 @@ def test_tuned_rows_refuse_runs_without_report_scores():
     for run in runs:
         run['report_curve'] = []
     with pytest.raises(ValueError, match='no report-split scores'):
-        study_report.tuned_rows(runs)
+        study_tables.tuned_rows(runs)
 
 
 def test_report_split_must_differ_from_the_validation_split():
@@ -102,19 +104,21 @@ def test_report_split_must_differ_from_the_validation_split():
 
 def test_a_search_without_a_report_split_is_refused():
     with pytest.raises(ValueError, match='needs a --report-split'):
-        study.check_study_args(['ce'], ['adamw'], [0], lrs=[1e-3, 1e-2])
+        StudySettings('c.py', ['ce'], ['adamw'], [0], lrs=[1e-3, 1e-2]).check()
     with pytest.raises(ValueError, match='--search-seeds needs --lrs'):
-        study.check_study_args(['ce'], ['adamw'], [0], search_seeds=[0])
+        StudySettings('c.py', ['ce'], ['adamw'], [0], search_seeds=[0]).check()
     with pytest.raises(ValueError, match='learning rate 0.001 is given more than once'):
-        study.check_study_args(['ce'], ['adamw'], [0], lrs=[1e-3, 1e-3], report_split=TEST_SPLIT)
+        StudySettings('c.py', ['ce'], ['adamw'], [0], lrs=[1e-3, 1e-3],
+                      report_split=TEST_SPLIT).check()
     with pytest.raises(ValueError, match='must be a positive number'):
-        study.check_study_args(['ce'], ['adamw'], [0], lrs=[-1.0])
+        StudySettings('c.py', ['ce'], ['adamw'], [0], lrs=[-1.0]).check()
 
 
 def test_run_config_sets_the_lr_the_report_hook_and_determinism(tmp_path):
     from ngl_lab.presets import LOSS_PRESETS
-    path = study.run_config(VOC_CFG, LOSS_PRESETS['ce'], 'adamw', 3, str(tmp_path / 'r'),
-                            lr=0.0123, report_split=TEST_SPLIT)
+    path = study_config.write_run_config(VOC_CFG, LOSS_PRESETS['ce'], 'adamw', 3,
+                                         str(tmp_path / 'r'), lr=0.0123,
+                                         report_split=TEST_SPLIT)
     text = open(path).read()
     assert "lr=0.0123" in text
     assert "type='HeldOutMIoUHook'" in text and 'test.txt' in text
@@ -129,7 +133,7 @@ def _tuned_study(tmp_path, fake, monkeypatch, **kwargs):
                 work_dir=str(tmp_path / 'study'), iters=8, regime='clean',
                 report_split=TEST_SPLIT, jobs=2, threads_per_run=1)
     args.update(kwargs)
-    return study.study(VOC_CFG, ['ce', 'ngl'], **args)
+    return study.study(StudySettings(VOC_CFG, ['ce', 'ngl'], **args))
 
 
 @pytest.mark.slow
@@ -233,11 +237,12 @@ def test_two_runs_with_one_seed_give_the_same_numbers(tmp_path):
     rows = []
     for k in range(2):
         work = str(tmp_path / f'study{k}')
-        study.study(VOC_CFG, ['ngl'], optimizers=['adamw'], seeds=[5], work_dir=work,
-                    data_root=root, iters=8, report_split=TEST_SPLIT, threads_per_run=1,
-                    cfg_options={'default_hooks.logger.interval': 1})
+        study.study(StudySettings(VOC_CFG, ['ngl'], optimizers=['adamw'], seeds=[5],
+                                  work_dir=work, data_root=root, iters=8,
+                                  report_split=TEST_SPLIT, threads_per_run=1,
+                                  cfg_options={'default_hooks.logger.interval': 1}))
         run_dir = osp.join(work, 'ngl_adamw_seed5')
-        train, val = study_report.read_scalars(run_dir)
+        train, val = read_scalars(run_dir)
         rows.append(([(r['step'], r.get('loss')) for r in train if 'loss' in r],
                      [(r['step'], r['mIoU'], r['aAcc']) for r in val],
                      [(r['step'], r['report_mIoU']) for r in train if 'report_mIoU' in r]))

@@ -2,19 +2,18 @@
 argument of the comparison and the study is checked before the first run,
 the comparison's ``--seed`` replaces the config's, the synthetic-data writer refuses bad
 arguments before it touches the disk, the training-set mIoU hook checks ``max_images`` and
-scores the dataset a RepeatDataset wraps. The plugin's tools: ``tests/plugin/test_tool_messages.py``."""
+scores the dataset a RepeatDataset wraps. The plugin's tools:
+``tests/plugin/test_tool_messages.py``."""
 import math
-import os
-import os.path as osp
-import subprocess
 import sys
 
 import pytest
-from helpers import REPO, SMALL, VOC_CFG, no_training, run_tool, snapshot
+from helpers import SMALL, VOC_CFG, no_training, run_tool, snapshot
 from mmengine.config import Config
 
-from ngl_lab import compare, study
+from ngl_lab import compare, study_cli
 from ngl_lab.presets import parse_loss_spec, parse_loss_specs
+from ngl_lab.study_settings import StudySettings
 from ngl_lab.synthetic import make_coco_stuff, make_voc
 from ngl_lab.train_miou import TrainSetMIoUHook
 
@@ -55,15 +54,15 @@ def test_repeated_variants_seeds_and_optimizers_are_refused():
     with pytest.raises(ValueError, match="variant 'x' is named more than once"):
         parse_loss_specs(["x={'type': 'NGLLoss'}", "x={'type': 'NGLLoss', 'alpha': 2.0}"])
     with pytest.raises(ValueError, match='seed 0 is given more than once'):
-        study.check_study_args(['ce'], ['sgd'], [0, 0])
+        StudySettings('c.py', ['ce'], ['sgd'], [0, 0]).check()
     with pytest.raises(ValueError, match="optimizer 'sgd' is given more than once"):
-        study.check_study_args(['ce'], ['sgd', 'sgd'], [0])
+        StudySettings('c.py', ['ce'], ['sgd', 'sgd'], [0]).check()
 
 
 def assert_refused_before_writing(tmp_path, monkeypatch, capsys, tool, args, message):
     """``python -m ngl_lab.<tool> CONFIG ARGS`` exits with a usage error
     naming ``message`` and writes nothing (its ``main()``, run in this process)."""
-    main = {'compare': compare.main, 'study': study.main}[tool]
+    main = {'compare': compare.main, 'study': study_cli.main}[tool]
     monkeypatch.setattr(sys, 'argv', [tool, VOC_CFG, *args, '--work-dir', str(tmp_path / 'w')])
     with pytest.raises(SystemExit) as exited:
         main()

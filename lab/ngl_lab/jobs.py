@@ -1,0 +1,167 @@
+"""The job pool that trains a study's runs, ``size`` at a time (:class:`JobPool`).
+
+A job is one run. While it trains it holds a slot: its share of the CPU
+threads and, with ``gpus_per_job``, GPUs of its own, handed to the run through
+its environment (:func:`job_env`). Jobs the caller waits on (``complete``) go
+ahead of jobs queued for later (``queue_later``): a slot never idles while the
+caller needs one job more, and never waits on jobs it does not need yet;
+those fill the slots left free.
+
+A failed job (or ^C) cancels every queued job, and its error is raised to the
+caller (from ``complete`` or ``later_results``); jobs in flight finish first.
+"""
+import collections
+import concurrent.futures
+import itertools
+import queue
+import threading
+import time
+
+from .tool_args import printer
+
+_print = printer('study')
+
+# How far the pool is: jobs done, jobs to do (both counting only jobs trained
+# here), and the seconds left at the pace so far.
+Progress = collections.namedtuple('Progress', 'done total eta')
+
+
+def job_env(threads, devices=None):
+    """The environment a run trains in: ``threads`` CPU threads (pinned: a run's
+    numbers must not depend on the machine's load), cuBLAS's deterministic
+    workspace, and ``devices`` (``CUDA_VISIBLE_DEVICES``) when given."""
+    env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
+           'CUBLAS_WORKSPACE_CONFIG': ':4096:8'}
+    if devices is not None:
+        env['CUDA_VISIBLE_DEVICES'] = devices
+    return env
+
+
+class JobPool:
+    """Trains jobs on ``size`` worker threads, inside ``with pool:``.
+
+    Args:
+        do_job (callable): ``do_job(job, env)`` trains one job in the
+            environment ``env`` (:func:`job_env`) and returns its result.
+        reuse (callable): ``reuse(job)``: the result of a job finished before
+            (it is not trained again), or None.
+        on_done (callable): ``on_done(job, result, progress)`` once a job
+            trained here has finished (one call at a time; ``progress``: a
+            :data:`Progress`).
+        size (int): jobs trained at once.
+        threads (int): CPU threads of each job.
+        gpus_per_job (int): GPUs of each job (0: the environment sets none).
+        where (str): where the jobs' results go, named in the messages.
+    """
+
+    # Priorities in the queue: jobs waited on first, then the later ones, then
+    # the workers' stop signals.
+    _NOW, _LATER, _STOP = 0, 1, 2
+
+    def __init__(self, do_job, reuse, on_done, size=1, threads=1, gpus_per_job=0, where=''):
+        self.do_job, self.reuse, self.on_done = do_job, reuse, on_done
+        self.size, self.threads, self.where = size, threads, where
+        self.slots = queue.Queue()
+        for k in range(size):
+            self.slots.put(','.join(str(k * gpus_per_job + g) for g in range(gpus_per_job))
+                           if gpus_per_job else None)
+        self.lock = threading.Lock()
+        self.queue = None  # the workers and their queue live inside `with pool:`
+
+    def __enter__(self):
+        self.queue = queue.PriorityQueue()
+        self.order = itertools.count()
+        self.later = []
+        self.total, self.done, self.started = 0, 0, time.time()
+        self.workers = [threading.Thread(target=self._work, daemon=True)
+                        for _ in range(self.size)]
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:  # a job failed (or ^C): queued jobs never start
+            self._cancel_queued()
+        for _ in self.workers:
+            self.queue.put((self._STOP, next(self.order), None, None))
+        for worker in self.workers:
+            worker.join()
+        self.queue = None
+        return False
+
+    def _work(self):
+        while True:
+            _, _, job, future = self.queue.get()
+            if job is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._train(job))
+            except BaseException as e:  # noqa: B036 - handed to the thread waiting on it
+                future.set_exception(e)
+
+    def _train(self, job):
+        devices = self.slots.get()
+        try:
+            result = self.do_job(job, job_env(self.threads, devices))
+        finally:
+            self.slots.put(devices)
+        with self.lock:
+            self.done += 1
+            elapsed = time.time() - self.started
+            self.on_done(job, result, Progress(self.done, self.total,
+                                               elapsed / self.done * (self.total - self.done)))
+        return result
+
+    def _cancel_queued(self):
+        for future in self.later:
+            future.cancel()
+        with self.queue.mutex:
+            for _, _, _, future in self.queue.queue:
+                if future is not None:
+                    future.cancel()
+
+    def _submit(self, jobs, priority):
+        if self.queue is None:
+            raise RuntimeError('JobPool trains only inside `with pool:` (which starts its '
+                               'workers)')
+        futures = []
+        for job in jobs:
+            future = concurrent.futures.Future()
+            result = self.reuse(job)
+            if result is not None:
+                future.set_result(result)
+            else:
+                with self.lock:
+                    self.total += 1
+                self.queue.put((priority, next(self.order), job, future))
+            futures.append(future)
+        reused = sum(f.done() for f in futures)
+        if reused:
+            _print(f'{reused} of {len(jobs)} runs already finished in {self.where}: reused')
+        if reused < len(jobs):
+            _print(f'training {len(jobs) - reused} runs, {self.size} at a time, '
+                   f'{self.threads} CPU thread(s) each')
+        return futures
+
+    def _results(self, futures):
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            self._cancel_queued()
+            raise
+
+    def complete(self, jobs):
+        """Every job's result (reused or trained), in the order of ``jobs``, the
+        jobs trained ahead of any ``queue_later`` job still queued; a failed
+        job cancels every queued one and raises."""
+        return self._results(self._submit(jobs, self._NOW))
+
+    def queue_later(self, jobs):
+        """Queue jobs behind every ``complete`` job; ``later_results`` returns their results."""
+        self.later += self._submit(jobs, self._LATER)
+
+    def later_results(self):
+        """The results of every ``queue_later`` job, in the order queued (waiting for them)."""
+        return self._results(self.later)

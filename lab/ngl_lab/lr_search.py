@@ -1,0 +1,117 @@
+"""The learning-rate search: the rule that chooses a row's learning rate
+(:func:`choose_lr`), the one rule for both the study, which trains the chosen
+rate, and the report's tuned table (``study_tables.tuned_rows``), which
+reports it; and the search a study runs after its grid
+(:func:`search_then_finish`)."""
+import dataclasses
+import statistics
+
+from .tool_args import printer
+
+_print = printer('study')
+
+
+@dataclasses.dataclass(frozen=True)
+class LRChoice:
+    """The learning rate chosen for one (regime, optimizer, variant).
+
+    Args:
+        lrs (list[float]): every rate tried, ascending.
+        search_seeds (list[int]): the seeds that ran at every rate.
+        scores (dict): each rate's mean final mIoU on the selection
+            (validation) split over the search seeds.
+        best (float): the rate with the highest score (the smaller on a tie).
+    """
+    lrs: list
+    search_seeds: list
+    scores: dict
+    best: float
+
+    @property
+    def at_edge(self):
+        """The best rate is the largest or the smallest tried: not yet a tuned rate."""
+        return self.best in (self.lrs[0], self.lrs[-1])
+
+    @property
+    def past_edge(self):
+        """The rate to try next past that edge: twice the largest, half the smallest."""
+        return self.best * 2 if self.best == self.lrs[-1] else self.best / 2
+
+
+def tried_lrs(members):
+    """The learning rates the runs ``members`` trained at, ascending (None: the
+    optimizer's own rate, not a rate of a search)."""
+    return sorted({m.get('lr') for m in members if m.get('lr') is not None})
+
+
+def choose_lr(members):
+    """The learning rate of one (regime, optimizer, variant) group of runs.
+
+    The search seeds are those that ran at every lr of the group; each lr
+    scores their mean final mIoU on the selection (validation) split, and the
+    best score wins (the smaller lr on a tie).
+
+    Returns:
+        LRChoice: the rates, search seeds, scores and the chosen rate.
+    """
+    lrs = tried_lrs(members)
+    by_lr = {lr: {m['seed']: m for m in members if m.get('lr') == lr} for lr in lrs}
+    search_seeds = sorted(set.intersection(*[set(v) for v in by_lr.values()])) if lrs else []
+    if not search_seeds:
+        m = members[0] if members else {}
+        raise ValueError(f"{m.get('regime', '')} {m.get('variant', '')} "
+                         f"{m.get('optimizer', '')}: no seed ran at every learning "
+                         f'rate {lrs}, so the rates cannot be compared')
+    scores = {lr: statistics.fmean(by_lr[lr][s]['curve'][-1][1] for s in search_seeds)
+              for lr in lrs}
+    return LRChoice(lrs, search_seeds, scores, max(lrs, key=lambda lr: scores[lr]))
+
+
+def search_then_finish(pool, searched, variants, settings, plan):
+    """After the grid: each variant's search past the grid's edge, then its
+    remaining seeds at the chosen lr. Returns the runs this trained.
+
+    A best rate at the grid's edge is not a tuned rate: the search goes on past
+    that edge (doubling or halving) for that variant, up to
+    ``settings.extend_edges`` more rates. A variant whose best rate is inside
+    its grid is settled: its remaining seeds are queued behind the other
+    variants' extra rates, so they fill the job slots the search leaves free
+    and never hold it up.
+
+    Args:
+        pool (JobPool): trains the runs.
+        searched (list[dict]): the runs of the grid.
+        variants (list[tuple]): the parsed variants, (name, losses).
+        settings (StudySettings): the study's.
+        plan (callable): ``plan(variant, losses, optimizer, lr, seed, phase)``,
+            the job of one run.
+    """
+    known, trained = list(searched), []
+    finals = [s for s in settings.seeds if s not in settings.search_seeds]
+    settled = set()
+    for round_ in range(settings.extend_edges + 1):
+        extra = []
+        for optimizer in settings.optimizers:
+            for name, losses in variants:
+                if (name, optimizer) in settled:
+                    continue
+                choice = choose_lr([r for r in known if r['variant'] == name
+                                    and r['optimizer'] == optimizer])
+                if round_ < settings.extend_edges and choice.at_edge:
+                    _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
+                           f'rates tried: trying {choice.past_edge:g}')
+                    extra += [plan(name, losses, optimizer, choice.past_edge, s, 'search')
+                              for s in settings.search_seeds]
+                    continue
+                _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
+                       '(mean final mIoU over the search seeds: ' + ', '.join(
+                           f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
+                settled.add((name, optimizer))
+                pool.queue_later([plan(name, losses, optimizer, choice.best, s, 'final')
+                                  for s in finals])
+        if not extra:  # every variant settled
+            break
+        more = pool.complete(extra)
+        known += more
+        trained += more
+    return trained + pool.later_results()

@@ -1,0 +1,57 @@
+"""A study's run folders: how each is named, what becomes of one already there
+(a finished run of the same identity is reused, an unfinished one moved aside,
+one holding another run refused)."""
+import os
+import os.path as osp
+
+from .run_record import differing_keys, has_record, read_record, run_from_folder, write_record
+from .runs import check_fresh_run_dir
+from .tool_args import printer
+
+_print = printer('study')
+
+
+def run_dir_name(variant, optimizer, seed, lr=None):
+    """``<variant>_<optimizer>[_lr<lr>]_seed<seed>``: the folder of one run."""
+    lr_part = '' if lr is None else f'_lr{lr:g}'
+    return f'{variant}_{optimizer}{lr_part}_seed{seed}'
+
+
+def move_aside(run_dir):
+    """An interrupted run's folder goes to ``<folder>.interrupted-N`` (kept, not deleted)."""
+    if not osp.exists(run_dir) or not os.listdir(run_dir):
+        return
+    k = 1
+    while osp.exists(f'{run_dir}.interrupted-{k}'):
+        k += 1
+    os.rename(run_dir, f'{run_dir}.interrupted-{k}')
+    _print(f'{run_dir} held an unfinished run: moved to {run_dir}.interrupted-{k}')
+
+
+def existing_run(run_dir, record):
+    """The finished run in ``run_dir`` whose record matches ``record`` (to be
+    reused), or None: nothing there, or an unfinished run of this study (the
+    caller moves it aside before training). A folder holding another run is
+    refused (FileExistsError)."""
+    if not has_record(run_dir):
+        check_fresh_run_dir(run_dir)
+        return None
+    held = read_record(run_dir)
+    differs = differing_keys(held, record)
+    if differs:
+        raise FileExistsError(f'{run_dir} already holds a run of another study (its '
+                              f'{", ".join(differs)} differ): use a new --work-dir, or '
+                              'remove that folder')
+    if held.get('finished'):
+        return run_from_folder(run_dir, held)
+    if osp.isfile(osp.join(run_dir, f"iter_{record['iters']}.pth")):
+        # Trained to the end, but the study stopped before it wrote so: a run
+        # whose log reaches the last validation and whose last checkpoint is
+        # there is finished.
+        try:
+            run = run_from_folder(run_dir, held)
+        except ValueError:
+            return None
+        write_record(run_dir, dict(held, finished=True, seconds=run['seconds']))
+        return run
+    return None

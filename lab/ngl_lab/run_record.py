@@ -1,0 +1,99 @@
+"""The run record: ``run.json`` in each run folder of a study, saying what the run
+is (regime, variant, losses, optimizer, lr, seed, config, data root,
+iterations, ...) and whether it finished.
+
+The one module that writes, reads and matches it: the study writes it before
+and after training and matches it to reuse a finished run; ``collect``, the
+records export and a resumed study read it back (with the scalars the run
+logged) as the run dict the report takes.
+"""
+import datetime
+import glob
+import json
+import os
+import os.path as osp
+import re
+
+from .runs import read_scalars
+
+RUN_RECORD = 'run.json'
+# What identifies a run: two records that agree on these are the same run.
+IDENTITY = ('regime', 'variant', 'losses', 'optimizer', 'lr', 'seed', 'config', 'data_root',
+            'iters', 'pretrain', 'train_miou', 'report_split', 'cfg_options')
+# What must be the same for every run of one table.
+SHARED = ('config', 'iters', 'pretrain', 'report_split', 'cfg_options')
+
+
+def canonical(value):
+    """A record's value as comparable text (dicts with sorted keys)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def write_record(run_dir, record):
+    """Write ``record`` as ``run_dir/run.json`` (whole or not at all: through a
+    temporary file), making the folder if needed."""
+    os.makedirs(run_dir, exist_ok=True)
+    tmp = osp.join(run_dir, RUN_RECORD + '.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, osp.join(run_dir, RUN_RECORD))
+
+
+def read_record(run_dir):
+    """The record in ``run_dir``; a ValueError naming the file if it is missing,
+    not JSON or lacks an identity key."""
+    path = osp.join(run_dir, RUN_RECORD)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        if not isinstance(record, dict) or not all(k in record for k in IDENTITY):
+            raise ValueError(f'it lacks {[k for k in IDENTITY if k not in record]}')
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'{path} is not a run record ({exc}): the folder was not written by '
+                         'tools/study_ngl.py, or its record was edited') from None
+    return record
+
+
+def has_record(run_dir):
+    return osp.isfile(osp.join(run_dir, RUN_RECORD))
+
+
+def differing_keys(held, record):
+    """The identity keys in which two records differ ([]: the same run)."""
+    return [k for k in IDENTITY if canonical(held.get(k)) != canonical(record.get(k))]
+
+
+def run_from_folder(run_dir, record=None):
+    """The run dict of a finished run folder: its record (``record``, else read
+    from the folder) and the scalars it logged. A ValueError if the log stops
+    before the record's last iteration."""
+    record = record or read_record(run_dir)
+    train, val = read_scalars(run_dir)
+    if not val or val[-1]['step'] != record['iters']:
+        raise ValueError(f'{run_dir} is an unfinished run (its last validation is at '
+                         f"{val[-1]['step'] if val else 'no step'} of {record['iters']})")
+    return dict(
+        {k: record[k] for k in IDENTITY}, phase=record.get('phase', ''),
+        threads=record.get('threads'),
+        curve=[(row['step'], float(row['mIoU'])) for row in val],
+        report_curve=[(row['step'], float(row['report_mIoU'])) for row in train
+                      if 'report_mIoU' in row],
+        train_curve=[(row['step'], float(row['train_mIoU'])) for row in train
+                     if 'train_mIoU' in row],
+        seconds=record.get('seconds') or logged_seconds(run_dir), work_dir=run_dir)
+
+
+_LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', re.M)
+
+
+def logged_seconds(run_dir):
+    """Wall time between the first and the last line mmengine logged in the run."""
+    stamps = []
+    for path in glob.glob(osp.join(run_dir, '*', '*.log')):
+        with open(path, errors='replace') as f:
+            stamps += _LOG_TIME.findall(f.read())
+    if len(stamps) < 2:
+        return float('nan')
+    first, last = (datetime.datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
+                   for t in (min(stamps), max(stamps)))
+    return (last - first).total_seconds()

@@ -1,0 +1,126 @@
+"""Reports rebuilt without training: ``replot`` (a finished study's report from
+its study.json), ``collect`` (from the run folders of a study interrupted or
+run in parts) and ``merge`` (one report from the runs of several finished
+studies); ``check_one_study`` refuses runs that cannot share a table."""
+import glob
+import os.path as osp
+
+from .run_record import RUN_RECORD, SHARED, canonical, run_from_folder
+from .study_report import load_study, write_report
+from .study_tables import run_key
+
+
+def replot(work_dir):
+    """Rewrite the table and figure of a finished study from its study.json."""
+    data = load_study(work_dir)
+    return write_report(work_dir, data['config'], data['title'], data['runs'], data.get('spec'))
+
+
+def _folders(runs, limit=3):
+    names = [osp.basename(str(run.get('work_dir') or run.get('source') or '?')) for run in runs]
+    return ', '.join(names[:limit]) + (' ...' if len(names) > limit else '')
+
+
+def _refuse_repeated_runs(runs):
+    """One run twice: two merged studies hold it (their runs carry a different
+    ``source``), or one study holds a copy of a run folder."""
+    seen = {}
+    for run in runs:
+        key = run_key(run)
+        first = seen.setdefault(key, run)
+        if first is run:
+            continue
+        if first.get('source') != run.get('source'):
+            raise ValueError(f'run {key} appears in more than one merged study: give each '
+                             'study its own --regime, or merge each run once')
+        raise ValueError(f'{first.get("work_dir")} and {run.get("work_dir")} are the same run '
+                         f'{key}: a copy counts once; remove one of them')
+
+
+def check_one_study(runs, where, per_row=False):
+    """Refuse runs that cannot share a table: one run twice (a copied folder,
+    or a run in two merged studies), runs of other settings (config, schedule,
+    pretraining, report split, options; a data root within a regime), named by
+    their folders. With ``per_row`` (a merge of studies), the settings need
+    only agree within each (regime, optimizer) row."""
+    _refuse_repeated_runs(runs)
+    groups = {}
+    for run in runs:
+        groups.setdefault((run.get('regime', ''), run['optimizer']) if per_row else '',
+                          []).append(run)
+    for group, members in groups.items():
+        row = f' (row {group[0] or "-"}, {group[1]})' if per_row else ''
+        for field in SHARED + ('data_root', ):
+            by_value = {}
+            for run in members:
+                by_value.setdefault(canonical(run.get(field)), []).append(run)
+            if len(by_value) > 1 and not (field == 'data_root' and not per_row and
+                                          _one_root_per_regime(members)):
+                detail = '; '.join(f'{value}: {_folders(rs)}' for value, rs in by_value.items())
+                raise ValueError(f'the runs in {where}{row} differ in {field} ({detail}): not '
+                                 'one study; give each its own --regime or work dir')
+
+
+def _one_root_per_regime(runs):
+    roots = {}
+    for run in runs:
+        roots.setdefault(run.get('regime', ''), set()).add(run.get('data_root'))
+    return all(len(values) == 1 for values in roots.values())
+
+
+def collect(work_dir, config='', title=''):
+    """Rebuild a study's report from the run folders in ``work_dir`` (each with
+    the ``run.json`` the study writes): for a study that was interrupted, or run
+    in parts. Returns the rows."""
+    runs = []
+    for record_path in sorted(glob.glob(osp.join(work_dir, '*', RUN_RECORD))):
+        run_dir = osp.dirname(record_path)
+        if osp.basename(run_dir) == 'pretrain':
+            continue
+        runs.append(run_from_folder(run_dir))
+    if not runs:
+        raise ValueError(f'{work_dir} holds no run folders (folders with a {RUN_RECORD} '
+                         'written by tools/study_ngl.py)')
+    check_one_study(runs, work_dir)
+    lengths = {run['curve'][-1][0] for run in runs}
+    if len(lengths) > 1:
+        raise ValueError(f'the runs in {work_dir} end at different iterations {sorted(lengths)}'
+                         ': not one study')
+    return write_report(work_dir, config or runs[0]['config'], title, runs)
+
+
+def _check_merge_target(work_dir, sources, overwrite):
+    real = [osp.realpath(source) for source in sources]
+    for k, path in enumerate(real):
+        if path in real[:k]:
+            raise ValueError(f'study {sources[k]!r} is named twice in --merge')
+    if osp.realpath(work_dir) in real:
+        raise ValueError(f'--work-dir {work_dir!r} is one of the merged studies: the merged '
+                         'table goes to a folder of its own')
+    if osp.isfile(work_dir):
+        raise ValueError(f'--work-dir {work_dir!r} is a file: the merged study needs a folder')
+    if not overwrite and osp.exists(osp.join(work_dir, 'study.json')):
+        raise ValueError(f'{work_dir} already holds a study (study.json): merge into a new '
+                         'folder, or pass --overwrite-merge to replace it')
+
+
+def merge(work_dir, sources, title='', overwrite=False):
+    """One table and figure from the runs of several finished studies (each
+    named once, none of them ``work_dir``; no run twice). A ``work_dir`` that
+    holds a study already is refused unless ``overwrite``. Returns the rows."""
+    _check_merge_target(work_dir, sources, overwrite)
+    studies = [load_study(source) for source in sources]
+    for data, source in zip(studies, sources):
+        for run in data['runs']:
+            run.setdefault('source', source)
+    runs = [run for data in studies for run in data['runs']]
+    check_one_study(runs, ', '.join(sources), per_row=True)
+    schedules = {}
+    for run in runs:
+        cell = (run.get('regime', ''), run['optimizer'])
+        schedules.setdefault(cell, set()).add(run['curve'][-1][0] if run['curve'] else None)
+    for cell, ends in schedules.items():
+        if len(ends) > 1:
+            raise ValueError(f'regime {cell[0]!r} ({cell[1]}) holds runs of different lengths '
+                             f'{sorted(map(str, ends))}: one row must be one schedule')
+    return write_report(work_dir, studies[0]['config'], title, runs)

@@ -1,0 +1,257 @@
+"""The study's tables, from its runs.
+
+A run is a dict: ``regime``, ``variant``, ``optimizer``, ``lr`` (None in
+studies older than the learning-rate axis), ``seed``, ``curve`` ((step, mIoU)
+on the validation split, the *selection* split), ``report_curve`` ((step,
+mIoU) on the report split, where the study scored one), ``train_curve``,
+``seconds``, ``work_dir`` (``run_record.run_from_folder`` reads one).
+
+Two kinds of table:
+
+- **every run group** (``format_table``): one row per regime, variant,
+  optimizer and learning rate: the final validation mIoU of each seed, their
+  mean and spread, and the paired difference to CE with the same regime,
+  optimizer and learning rate (``stats.paired_difference``);
+- **tuned** (``tuned_rows``/``format_tuned_table``), where a study searched
+  learning rates: per regime, optimizer and variant, the learning rate
+  ``lr_search.choose_lr`` chooses on the selection split; the runs at that
+  rate scored on the report split (final, and at the validation where the
+  selection split peaked), their 95% interval, how many runs converged, and
+  the paired difference to tuned CE, seed by seed.
+"""
+import math
+import os.path as osp
+import statistics
+
+from .lr_search import choose_lr, tried_lrs
+from .stats import format_difference, is_converged, mean_interval, paired_difference
+
+REFERENCE = 'ce'
+
+
+def _finite_mean(values):
+    return statistics.fmean(values) if values else float('nan')
+
+
+def _check_scores(run, curve_key='curve'):
+    for step, value in run.get(curve_key) or []:
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            raise ValueError(f"run {run.get('work_dir') or run_key(run)} logged mIoU {value!r} "
+                             f'at step {step}: a NaN score cannot enter a table')
+
+
+def run_key(run):
+    return (run.get('regime', ''), run['variant'], run['optimizer'], run.get('lr'),
+            run['seed'])
+
+
+def group_runs(runs):
+    """Runs grouped by (regime, variant, optimizer, lr), in first-seen order."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run_key(run)[:4], []).append(run)
+    return groups
+
+
+def summarise(runs):
+    """One row per (regime, variant, optimizer, lr): final mIoU per seed, mean,
+    spread, peak, convergence and the paired difference to CE (same regime,
+    optimizer and lr)."""
+    if not runs:
+        raise ValueError('the study holds no runs: nothing to summarise')
+    for run in runs:
+        _check_scores(run)
+        _check_scores(run, 'report_curve')
+    rows = []
+    for (regime, variant, optimizer, lr), members in group_runs(runs).items():
+        finals = [m['curve'][-1][1] for m in members if m['curve']]
+        train_curves = [m.get('train_curve') for m in members if m.get('train_curve')]
+        curves = [[v for _, v in m['curve']] for m in members if m['curve']]
+        rows.append(dict(
+            regime=regime, variant=variant, optimizer=optimizer, lr=lr,
+            seeds=[m['seed'] for m in members],
+            final_miou=finals,
+            mean=_finite_mean(finals),
+            std=statistics.pstdev(finals) if len(finals) > 1 else 0.0,
+            steps=[step for step, _ in members[0]['curve']],
+            mean_curve=[statistics.fmean(vals) for vals in zip(*curves)],
+            train_mean_curve=[statistics.fmean(vals) for vals in zip(
+                *[[v for _, v in c] for c in train_curves])] if train_curves else [],
+            peak=_finite_mean([max(v for _, v in m['curve']) for m in members
+                               if m['curve']]),
+            converged=sum(is_converged(m['curve']) for m in members),
+            seconds=_finite_mean([m['seconds'] for m in members])))
+    by_key = {(r['regime'], r['optimizer'], r['lr'], r['variant']): r for r in rows}
+    for row in rows:
+        ref = by_key.get((row['regime'], row['optimizer'], row['lr'], REFERENCE))
+        row['vs_ce'] = None if ref is None or row['variant'] == REFERENCE else \
+            paired_difference(dict(zip(row['seeds'], row['final_miou'])),
+                              dict(zip(ref['seeds'], ref['final_miou'])))
+    return rows
+
+
+def _lr_text(lr):
+    return 'config' if lr is None else f'{lr:g}'
+
+
+def format_table(rows, reference=REFERENCE):
+    """Markdown: one row per (regime, variant, optimizer, lr); the paired
+    difference to CE under the same regime, optimizer and lr; training-set mIoU
+    (labels as written) where the runs scored it."""
+    regimes = any(r['regime'] for r in rows)
+    train = any(r['train_mean_curve'] for r in rows)
+    head = (['regime'] if regimes else []) + [
+        'variant', 'optimizer', 'lr', 'final mIoU (mean ± spread of seeds)',
+        f'vs {reference}: paired mean [95% CI], seeds ahead', 'best along training',
+        'per seed', 'converged'] + (['train mIoU (labels as written)'] if train else []) + [
+        'mIoU along training', 's / run']
+    align = {'final mIoU (mean ± spread of seeds)', 'best along training', 's / run',
+             'train mIoU (labels as written)', 'converged'}
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '|'.join('---:' if h in align else '---' for h in head) + '|']
+    for r in rows:
+        along = ', '.join(f'{s}: {v:.1f}' for s, v in zip(r['steps'], r['mean_curve']))
+        seeds = ', '.join(f'{v:.1f}' for v in r['final_miou'])
+        vs = '-' if r['vs_ce'] is None else format_difference(r['vs_ce'])
+        cells = ([r['regime']] if regimes else []) + [
+            r['variant'], r['optimizer'], _lr_text(r['lr']),
+            f"{r['mean']:.2f} (± {r['std']:.2f})", vs, f"{r['peak']:.2f}", seeds,
+            f"{r['converged']}/{len(r['seeds'])}"]
+        if train:
+            cells.append(f"{r['train_mean_curve'][-1]:.2f}" if r['train_mean_curve'] else '-')
+        cells += [along, f"{r['seconds']:.0f}"]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def format_regime_table(rows, reference=REFERENCE):
+    """Markdown, one row per (regime, optimizer, lr): each variant's final
+    validation mIoU (mean ± spread of seeds) and its paired difference to CE;
+    where scored, each variant's final training-set mIoU on the labels as written."""
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    others = [v for v in variants if v != reference]
+    train = any(r['train_mean_curve'] for r in rows)
+    by_key = {(r['regime'], r['optimizer'], r['lr'], r['variant']): r for r in rows}
+    head = ['regime', 'optimizer', 'lr', f'{reference} (val)'] + [
+        f'{v} (val; vs {reference}: paired mean [95% CI], ahead)' for v in others]
+    if train:
+        head += [f'{v} (train labels)' for v in variants]
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|' + '---:|' * (len(head) - 3)]
+    for regime, optimizer, lr in dict.fromkeys((r['regime'], r['optimizer'], r['lr'])
+                                               for r in rows):
+        ce = by_key.get((regime, optimizer, lr, reference))
+        cells = [regime or '-', optimizer, _lr_text(lr),
+                 f"{ce['mean']:.1f} ± {ce['std']:.1f}" if ce else '-']
+        for v in others:
+            r = by_key.get((regime, optimizer, lr, v))
+            if r is None:
+                cells.append('-')
+            elif r['vs_ce'] is None:
+                cells.append(f"{r['mean']:.1f} ± {r['std']:.1f}")
+            else:
+                cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} ({format_difference(r['vs_ce'])})")
+        if train:
+            for v in variants:
+                r = by_key.get((regime, optimizer, lr, v))
+                cells.append(f"{r['train_mean_curve'][-1]:.1f}" if r and r['train_mean_curve']
+                             else '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def _report_at_selection_peak(run):
+    """The report-split score at the validation where the selection split peaked."""
+    best_step = max(run['curve'], key=lambda point: point[1])[0]
+    scores = dict(run['report_curve'])
+    return scores.get(best_step, float('nan'))
+
+
+def tuned_rows(runs, reference=REFERENCE):
+    """Per (regime, optimizer, variant) of a study with a learning-rate search:
+    the chosen lr and its runs on the report split; [] if no group searched
+    more than one lr.
+
+    The lr is chosen on the selection split only (``lr_search.choose_lr``:
+    the best mean over the search seeds, the seeds that ran at every lr of the
+    group, of the final validation mIoU). The chosen runs are then scored on
+    the report split.
+    """
+    cells = {}
+    for run in runs:
+        cells.setdefault((run.get('regime', ''), run['optimizer'], run['variant']),
+                         []).append(run)
+    rows = []
+    for (regime, optimizer, variant), members in cells.items():
+        if len(tried_lrs(members)) < 2:
+            continue
+        choice = choose_lr(members)
+        chosen = sorted((m for m in members if m.get('lr') == choice.best),
+                        key=lambda m: m['seed'])
+        missing = [m['work_dir'] for m in chosen if not m.get('report_curve')]
+        if missing:
+            raise ValueError(f'runs {missing} have no report-split scores: a tuned table '
+                             'needs a report split (--report-split)')
+        report = {m['seed']: m['report_curve'][-1][1] for m in chosen}
+        peak = {m['seed']: _report_at_selection_peak(m) for m in chosen}
+        mean, half = mean_interval(list(report.values()))
+        rows.append(dict(
+            regime=regime, optimizer=optimizer, variant=variant, lrs=choice.lrs,
+            search_seeds=choice.search_seeds, search_mean=choice.scores, lr=choice.best,
+            edge=choice.at_edge,
+            seeds=sorted(report), report_final=report, report_peak=peak,
+            mean=mean, half_width=half, peak_mean=statistics.fmean(peak.values()),
+            selection_mean=statistics.fmean(m['curve'][-1][1] for m in chosen),
+            converged=sum(is_converged(m['curve']) for m in chosen),
+            not_converged=[osp.basename(m['work_dir'] or '') for m in chosen
+                           if not is_converged(m['curve'])],
+            steps=[s for s, _ in chosen[0]['curve']]))
+    by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
+    for row in rows:
+        ref = by_cell.get((row['regime'], row['optimizer'], reference))
+        if ref is None or row['variant'] == reference:
+            row['vs_ce'] = row['vs_ce_peak'] = None
+        else:
+            row['vs_ce'] = paired_difference(row['report_final'], ref['report_final'])
+            row['vs_ce_peak'] = paired_difference(row['report_peak'], ref['report_peak'])
+    return rows
+
+
+def format_tuned_table(rows, reference=REFERENCE):
+    """Markdown: the tuned row of each (regime, optimizer, variant)."""
+    head = ['regime', 'optimizer', 'variant', 'chosen lr (on val)', 'report mIoU, final '
+            '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
+            'report mIoU at val peak', f'vs {reference} at peak', 'per seed (final)',
+            'converged']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|---:|---:|---|---:|---|---|---:|']
+    for r in rows:
+        interval = '' if math.isnan(r['half_width']) else \
+            f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
+        lines.append('| ' + ' | '.join([
+            r['regime'] or '-', r['optimizer'], r['variant'],
+            f"{r['lr']:g}" + (' (grid edge)' if r['edge'] else ''),
+            f"{r['mean']:.2f}{interval}",
+            '-' if r['vs_ce'] is None else format_difference(r['vs_ce']),
+            f"{r['peak_mean']:.2f}",
+            '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']),
+            ', '.join(f'{r["report_final"][s]:.1f}' for s in r['seeds']),
+            f"{r['converged']}/{len(r['seeds'])}"]) + ' |')
+    return '\n'.join(lines)
+
+
+def format_search_table(rows):
+    """Markdown: the learning-rate search, the mean final validation mIoU over
+    the search seeds at every lr (the chosen one in bold)."""
+    lrs = sorted({lr for r in rows for lr in r['lrs']})
+    head = ['regime', 'optimizer', 'variant', 'search seeds'] + [f'lr {lr:g}' for lr in lrs]
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|---|' + '---:|' * len(lrs)]
+    for r in rows:
+        cells = [r['regime'] or '-', r['optimizer'], r['variant'],
+                 ', '.join(map(str, r['search_seeds']))]
+        for lr in lrs:
+            if lr not in r['search_mean']:
+                cells.append('-')
+            else:
+                text = f"{r['search_mean'][lr]:.1f}"
+                cells.append(f'**{text}**' if lr == r['lr'] else text)
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
