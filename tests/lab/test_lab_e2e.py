@@ -90,6 +90,8 @@ def test_compare_with_two_processes_trains_and_evaluates_in_both(workspace):
 @pytest.fixture(scope='module')
 def checkpoint_missing_a_weight(workspace, tmp_path_factory):
     import torch
+
+    import ngl_mmseg  # noqa: F401  (allow-lists the globals of mmengine's checkpoints)
     work_dir = workspace / 'work_dirs' / 'lab_short'
     train(VOC_CFG, work_dir, workspace, 'train_cfg.max_iters=10', 'train_cfg.val_interval=10',
           'default_hooks.checkpoint.interval=10')
