@@ -179,3 +179,9 @@ def pretrain_backbone(settings):
         raise FileNotFoundError(f'pretraining wrote no {ckpt}')
     open(osp.join(work_dir, 'pretrain.done'), 'w').close()
     return ckpt
+
+
+if __name__ == '__main__':
+    # The engine has no command line of its own (the CLI imports the engine, not the reverse).
+    raise SystemExit('the study\'s command line is python -m ngl_lab.study_cli '
+                     '(tools/study_ngl.py)')

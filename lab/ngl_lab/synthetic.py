@@ -371,3 +371,9 @@ def _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
     guard.save(label_noise=noise.manifest() if noise else None)
 
+
+
+if __name__ == '__main__':
+    # The writer has no command line of its own (the CLI imports the writer, not the reverse).
+    raise SystemExit('the command line of the synthetic datasets is python -m '
+                     'ngl_lab.synthetic_cli (tools/make_synthetic_dataset.py)')
