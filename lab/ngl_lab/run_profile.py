@@ -1,0 +1,209 @@
+"""Where a training run's time goes: start-up, data loading, the training step, the
+hooks after it, validation (the selection split, then what ``after_val_epoch`` hooks
+add, e.g. the report split of a tuned study) and checkpoints.
+
+    python -m ngl_lab.run_profile CONFIG [--work-dir D] [--threads N] [--cfg-options ...]
+                                         [--out profile.json]
+
+CONFIG is trained in this process as ``ngl_mmseg.cli.train`` trains it (the same
+config preparation, mmengine's Runner), with two hooks that take the time at the
+start and at the end of every callback, and ``runner.save_checkpoint`` timed. A
+study's run folder holds the config it trained (``<run>/config.py``): profiling that
+file profiles a study run. ``--flops`` adds the multiply-adds of the model's parts at
+the training crop (mmengine's ``FlopAnalyzer``), which says where the step's time
+can go down.
+"""
+import time
+
+START = time.perf_counter()  # before torch, mmengine and mmseg are imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import os.path as osp  # noqa: E402
+
+
+class _Clock:
+    """Marks shared by the two hooks (one runs first in every callback, one last)."""
+
+    def __init__(self):
+        self.seconds = dict(data=0.0, step=0.0, after_iter_hooks=0.0, validation=0.0,
+                            after_val_hooks=0.0, checkpoints=0.0)
+        self.iters = self.validations = 0
+        self.last_iter_end = self.val_start = self.val_split_end = None
+        self.train_start = self.iter_start = self.after_iter_start = None
+        self.checkpoint_in_iter = 0.0
+
+
+def _hooks(clock):
+    """The first and the last hook of every callback, as mmengine orders them by priority."""
+    from mmengine.hooks import Hook
+
+    class First(Hook):
+        priority = 'HIGHEST'
+
+        def before_train(self, runner):
+            clock.train_start = clock.last_iter_end = time.perf_counter()
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            clock.iter_start = time.perf_counter()
+            clock.seconds['data'] += clock.iter_start - clock.last_iter_end
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            clock.after_iter_start = time.perf_counter()
+            clock.seconds['step'] += clock.after_iter_start - clock.iter_start
+            clock.iters += 1
+            clock.checkpoint_in_iter = 0.0
+
+        def before_val_epoch(self, runner):
+            clock.val_start = time.perf_counter()
+
+        def after_val_epoch(self, runner, metrics=None):
+            clock.val_split_end = time.perf_counter()
+            clock.seconds['validation'] += clock.val_split_end - clock.val_start
+
+    class Last(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            now = time.perf_counter()
+            clock.seconds['after_iter_hooks'] += (now - clock.after_iter_start
+                                                  - clock.checkpoint_in_iter)
+            clock.last_iter_end = now
+
+        def after_val_epoch(self, runner, metrics=None):
+            now = time.perf_counter()
+            clock.seconds['after_val_hooks'] += now - clock.val_split_end
+            clock.validations += 1
+            # validation runs between two iterations: not the next one's data time
+            clock.last_iter_end = now
+
+    return First(), Last()
+
+
+def _time_checkpoints(runner, clock):
+    save = runner.save_checkpoint
+
+    def timed_save(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return save(*args, **kwargs)
+        finally:
+            spent = time.perf_counter() - t0
+            clock.seconds['checkpoints'] += spent
+            clock.checkpoint_in_iter += spent
+
+    runner.save_checkpoint = timed_save
+
+
+def model_flops(cfg):
+    """Multiply-adds of a training forward at the config's crop, batch 1: the total and
+    each part's (backbone stages, heads)."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+    from mmseg.registry import MODELS
+
+    from ngl_mmseg.compat import sync_bn_to_bn
+    model_cfg = cfg.model.copy()
+    sync_bn_to_bn(model_cfg)
+    model = MODELS.build(model_cfg).eval()
+    size = tuple(model_cfg.data_preprocessor.get('size') or (64, 64))
+    analyzer = FlopAnalyzer(model, (torch.zeros(1, 3, *size), ))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_module = analyzer.by_module()
+    parts = [name for name in by_module if name.count('.') == 1 and
+             name.split('.')[0] in ('backbone', 'decode_head', 'auxiliary_head')]
+    parts = [p for p in parts if by_module[p]]
+    return dict(size=list(size), total=by_module[''], parts={p: by_module[p] for p in parts})
+
+
+PHASES = (('startup', 'start-up: imports, config, Runner, datasets and model built'),
+          ('data', 'data loading (waiting for the next batch)'),
+          ('step', 'training step (forward, backward, optimizer)'),
+          ('after_iter_hooks', 'hooks after each iteration (logging, schedulers)'),
+          ('validation', 'validation on the selection split'),
+          ('after_val_hooks', 'after validation (report split, train-set mIoU hooks)'),
+          ('checkpoints', 'checkpoints'),
+          ('other', 'the rest (loop set-up, teardown)'))
+
+
+def profile(config, work_dir, cfg_options=None, flops=False):
+    """Train ``config`` once, timed; returns the profile (seconds per phase)."""
+    import torch
+    from mmengine.runner import Runner
+    from mmseg.registry import RUNNERS  # noqa: F401  (mmseg's registry scope)
+
+    import ngl_mmseg  # noqa: F401
+    from ngl_mmseg.launch import load_config, prepare_config
+    cfg = load_config(config, cfg_options=cfg_options, work_dir=work_dir)
+    prepare_config(cfg, splits=('train', 'val'))
+    clock = _Clock()
+    runner = Runner.from_cfg(cfg)
+    for hook in _hooks(clock):
+        runner.register_hook(hook)
+    _time_checkpoints(runner, clock)
+    runner.train()
+    end = time.perf_counter()
+    seconds = dict(startup=clock.train_start - START, **clock.seconds)
+    seconds['other'] = end - START - sum(seconds.values())
+    out = dict(config=config, iters=clock.iters, validations=clock.validations,
+               threads=torch.get_num_threads(), total=end - START, seconds=seconds,
+               batch_size=cfg.train_dataloader.batch_size,
+               num_workers=cfg.train_dataloader.get('num_workers', 0))
+    if flops:
+        out['flops'] = model_flops(cfg)
+    return out
+
+
+def profile_table(result):
+    """The profile as a Markdown table: seconds, share and milliseconds per iteration."""
+    total, iters = result['total'], max(result['iters'], 1)
+    lines = ['| phase | seconds | share | ms per iteration |', '|---|---|---|---|']
+    for key, label in PHASES:
+        s = result['seconds'][key]
+        lines.append(f'| {label} | {s:.1f} | {100 * s / total:.0f}% | {1e3 * s / iters:.1f} |')
+    lines.append(f'| **total** ({result["iters"]} iterations, {result["validations"]} '
+                 f'validations, {result["threads"]} thread(s)) | {total:.1f} | 100% | '
+                 f'{1e3 * total / iters:.1f} |')
+    if 'flops' in result:
+        f = result['flops']
+        lines += ['', f'Multiply-adds of one {f["size"][0]}x{f["size"][1]} image '
+                  f'(forward): {f["total"] / 1e6:.1f} M', '', '| part | M | share |',
+                  '|---|---|---|']
+        lines += [f'| {name} | {n / 1e6:.1f} | {100 * n / f["total"]:.0f}% |'
+                  for name, n in f['parts'].items()]
+    return '\n'.join(lines)
+
+
+def main():
+    """``python -m ngl_lab.run_profile`` (``tools/profile_run.py``)."""
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Where a training run spends its time')
+    parser.add_argument('config')
+    parser.add_argument('--work-dir', default=None,
+                        help='where the run writes (default: work_dirs/profile/<config name>)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch threads (a study pins 1 per run with --jobs 2 on 2 cores)')
+    parser.add_argument('--flops', action='store_true',
+                        help="also count the model parts' multiply-adds")
+    parser.add_argument('--out', default=None, help='write the profile as JSON here too')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f'--threads must be a positive integer, not {args.threads}')
+        import torch
+        torch.set_num_threads(args.threads)
+    work_dir = args.work_dir or osp.join(
+        'work_dirs', 'profile', osp.splitext(osp.basename(args.config))[0])
+    if osp.isdir(work_dir) and os.listdir(work_dir):
+        parser.error(f'{work_dir} is not empty: name a new --work-dir')
+    result = profile(args.config, work_dir, args.cfg_options, args.flops)
+    print(profile_table(result))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
