@@ -11,6 +11,7 @@ max_iters = 2000
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
                         by_epoch=False)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 8)
+study_validations = 8  # what the lab's studies keep when they rescale the schedule
 default_hooks = dict(checkpoint=dict(interval=max_iters), logger=dict(interval=100))
 train_dataloader = {{_base_.budget_loader}}
 val_dataloader = {{_base_.budget_loader}}

@@ -28,12 +28,17 @@ def _replace_values(node, old, new):
 
 
 def scale_schedule(cfg, iters):
-    """``iters`` iterations: validation every quarter; every scheduler's
-    ``begin`` and ``end`` scaled by ``iters / max_iters`` (a warm-up stays the
-    same share of the run and a PolyLR after it still begins where it ends)."""
+    """``iters`` iterations, validated every quarter, or ``study_validations`` times
+    where the config sets that (the budget configs: 8, for the curve's peak and its
+    quarter-budget point); every scheduler's ``begin`` and ``end`` scaled by
+    ``iters / max_iters`` (a warm-up stays the same share of the run and a PolyLR
+    after it still begins where it ends)."""
     old = cfg.train_cfg.max_iters
+    validations = cfg.get('study_validations', 4)
+    if isinstance(validations, bool) or not isinstance(validations, int) or validations < 1:
+        raise ValueError(f'study_validations must be a positive integer, not {validations!r}')
     cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = max(1, iters // 4)
+    cfg.train_cfg.val_interval = max(1, iters // validations)
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
