@@ -88,8 +88,18 @@ def evaluate_checkpoint(config_path, checkpoint, work_dir, gpus=1, port=None, qu
     return metrics
 
 
+# Below the table of a comparison of two or more variants: what one seed can show.
+ONE_SEED_NOTE = (
+    'One seed on one machine: this shows that each loss trains and how to read the runs, not '
+    'which is better. The same seed lands up to about 1 mIoU apart on another machine (float '
+    'sums in another order), and seeds move more; a comparison needs several seeds, each loss '
+    'at its own tuned rate and a paired interval: `tools/study_ngl.py`, and the measured ones '
+    'in docs/when-to-use-ngl.md.')
+
+
 def format_report(results):
-    """Markdown: the summary table, then per-class IoU of the classes scored."""
+    """Markdown: the summary table (with ``ONE_SEED_NOTE`` where it compares variants), then
+    per-class IoU of the classes scored."""
     notes = [f"- {r['name']}: {recipe_note(r['losses'])}" for r in results
              if recipe_note(r['losses'])]
     lines = (notes + [''] if notes else []) + [
@@ -98,6 +108,8 @@ def format_report(results):
         losses = ' + '.join(f"{d['type']}({d.get('loss_weight', 1.0):g})" for d in r['losses'])
         lines.append(f"| {r['name']} | {losses} | {r['mIoU']:.2f} | {r['mAcc']:.2f} | "
                      f"{r['aAcc']:.2f} | {r['train_seconds']:.0f} s |")
+    if len(results) > 1:
+        lines += ['', ONE_SEED_NOTE]
     classes = [c for c in results[0]['per_class_iou']
                if any(r['per_class_iou'].get(c) is not None for r in results)]
     lines += ['', '| class | ' + ' | '.join(r['name'] for r in results) + ' |',

@@ -61,3 +61,17 @@ def test_collect_rebuilds_a_study_from_its_run_folders(tmp_path):
         ('ce', 45.0, [0, 1]), ('ngl-bias-half', 20.0, [0])]
     assert rows[0]['seconds'] == 100.0 and rows[0]['train_mean_curve'] == [70.0]
     assert (tmp_path / 'study.md').read_text().count('| r |') >= 2
+
+
+def test_a_comparison_report_says_one_seed_is_not_a_comparison():
+    from ngl_lab.compare import ONE_SEED_NOTE, format_report
+
+    def result(name, miou):
+        return dict(name=name, losses=[{'type': 'CrossEntropyLoss'}], mIoU=miou, mAcc=90.0,
+                    aAcc=99.0, train_seconds=100.0, per_class_iou={'cat': miou})
+
+    two = format_report([result('ce', 92.2), result('ngl', 92.6)])
+    assert ONE_SEED_NOTE in two
+    assert two.index('| ngl |') < two.index(ONE_SEED_NOTE) < two.index('| class |')
+    assert 'docs/when-to-use-ngl.md' in ONE_SEED_NOTE and 'study_ngl.py' in ONE_SEED_NOTE
+    assert ONE_SEED_NOTE not in format_report([result('ngl', 92.6)])  # nothing compared
