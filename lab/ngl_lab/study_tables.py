@@ -17,7 +17,11 @@ Two kinds of table:
   ``lr_search.choose_lr`` chooses on the selection split; the runs at that
   rate scored on the report split (final, and at the validation where the
   selection split peaked), their 95% interval, how many runs converged, and
-  the paired difference to tuned CE, seed by seed.
+  the paired difference to tuned CE, seed by seed; where the curve has one, the
+  report-split score at a quarter of the budget (speed, never the verdict);
+  and where the study reran the chosen rate at twice its budget (runs of phase
+  ``'double'``), the plateau check: how far doubling moved the mean of those
+  seeds (``PLATEAU_TOLERANCE``).
 """
 import math
 import os.path as osp
@@ -27,6 +31,17 @@ from .lr_search import choose_lr, tried_lrs
 from .stats import format_difference, is_converged, mean_interval, paired_difference
 
 REFERENCE = 'ce'
+# A run of this phase reran a variant's chosen rate at twice the study's budget: the plateau
+# check, kept out of every table but the check's own columns.
+DOUBLE_PHASE = 'double'
+# A cell is at its plateau when doubling its budget moves no variant's mean by this much.
+PLATEAU_TOLERANCE = 1.0
+
+
+def split_doubled(runs):
+    """The runs of the study's budget, and the plateau check's reruns at twice it."""
+    return ([r for r in runs if r.get('phase') != DOUBLE_PHASE],
+            [r for r in runs if r.get('phase') == DOUBLE_PHASE])
 
 
 def _finite_mean(values):
@@ -59,6 +74,7 @@ def summarise(runs):
     optimizer and lr)."""
     if not runs:
         raise ValueError('the study holds no runs: nothing to summarise')
+    runs = split_doubled(runs)[0]
     for run in runs:
         _check_scores(run)
         _check_scores(run, 'report_curve')
@@ -166,6 +182,62 @@ def _report_at_selection_peak(run):
     return scores.get(best_step, float('nan'))
 
 
+def _report_at_quarter(run):
+    """The report-split score at a quarter of the run's iterations (None where the run did
+    not validate there)."""
+    iters = run.get('iters') or run['report_curve'][-1][0]
+    return dict(run['report_curve']).get(iters // 4)
+
+
+def _doubling_check(chosen, report, doubled):
+    """How far twice the budget moved the chosen rate's mean (the seeds that ran both)."""
+    twice = {m['seed']: m['report_curve'][-1][1] for m in doubled
+             if m.get('lr') == chosen[0].get('lr') and m.get('report_curve')}
+    seeds = sorted(set(twice) & set(report))
+    if not seeds:
+        return None
+    base, more = (statistics.fmean(d[s] for s in seeds) for d in (report, twice))
+    iters = sorted({m.get('iters') for m in doubled if m['seed'] in seeds})
+    return dict(seeds=seeds, iters=iters[0] if len(iters) == 1 else iters, base_mean=base,
+                mean=more, delta=more - base, at_plateau=abs(more - base) < PLATEAU_TOLERANCE)
+
+
+def _cell_key(run):
+    return run.get('regime', ''), run['optimizer'], run['variant']
+
+
+def _tuned_row(members, doubled):
+    """One tuned row: the chosen rate of one (regime, optimizer, variant), its runs scored."""
+    choice = choose_lr(members)
+    chosen = sorted((m for m in members if m.get('lr') == choice.best),
+                    key=lambda m: m['seed'])
+    missing = [m['work_dir'] for m in chosen if not m.get('report_curve')]
+    if missing:
+        raise ValueError(f'runs {missing} have no report-split scores: a tuned table '
+                         'needs a report split (--report-split)')
+    report = {m['seed']: m['report_curve'][-1][1] for m in chosen}
+    peak = {m['seed']: _report_at_selection_peak(m) for m in chosen}
+    quarter = {m['seed']: _report_at_quarter(m) for m in chosen}
+    if any(v is None for v in quarter.values()):
+        quarter = None
+    mean, half = mean_interval(list(report.values()))
+    regime, optimizer, variant = _cell_key(chosen[0])
+    return dict(
+        regime=regime, optimizer=optimizer, variant=variant, lrs=choice.lrs,
+        search_seeds=choice.search_seeds, search_mean=choice.scores, lr=choice.best,
+        edge=choice.at_edge, iters=chosen[0].get('iters'),
+        seeds=sorted(report), report_final=report, report_peak=peak,
+        mean=mean, half_width=half, peak_mean=statistics.fmean(peak.values()),
+        report_quarter=quarter,
+        quarter_mean=None if quarter is None else statistics.fmean(quarter.values()),
+        doubled=_doubling_check(chosen, report, doubled),
+        selection_mean=statistics.fmean(m['curve'][-1][1] for m in chosen),
+        converged=sum(is_converged(m['curve']) for m in chosen),
+        not_converged=[osp.basename(m['work_dir'] or '') for m in chosen
+                       if not is_converged(m['curve'])],
+        steps=[s for s, _ in chosen[0]['curve']])
+
+
 def tuned_rows(runs, reference=REFERENCE):
     """Per (regime, optimizer, variant) of a study with a learning-rate search:
     the chosen lr and its runs on the report split; [] if no group searched
@@ -174,46 +246,46 @@ def tuned_rows(runs, reference=REFERENCE):
     The lr is chosen on the selection split only (``lr_search.choose_lr``:
     the best mean over the search seeds, the seeds that ran at every lr of the
     group, of the final validation mIoU). The chosen runs are then scored on
-    the report split.
+    the report split: final, at the selection split's peak, at a quarter of the
+    budget; and the plateau check's reruns at twice the budget (``doubled``).
     """
+    runs, doubled = split_doubled(runs)
     cells = {}
     for run in runs:
-        cells.setdefault((run.get('regime', ''), run['optimizer'], run['variant']),
-                         []).append(run)
-    rows = []
-    for (regime, optimizer, variant), members in cells.items():
-        if len(tried_lrs(members)) < 2:
-            continue
-        choice = choose_lr(members)
-        chosen = sorted((m for m in members if m.get('lr') == choice.best),
-                        key=lambda m: m['seed'])
-        missing = [m['work_dir'] for m in chosen if not m.get('report_curve')]
-        if missing:
-            raise ValueError(f'runs {missing} have no report-split scores: a tuned table '
-                             'needs a report split (--report-split)')
-        report = {m['seed']: m['report_curve'][-1][1] for m in chosen}
-        peak = {m['seed']: _report_at_selection_peak(m) for m in chosen}
-        mean, half = mean_interval(list(report.values()))
-        rows.append(dict(
-            regime=regime, optimizer=optimizer, variant=variant, lrs=choice.lrs,
-            search_seeds=choice.search_seeds, search_mean=choice.scores, lr=choice.best,
-            edge=choice.at_edge,
-            seeds=sorted(report), report_final=report, report_peak=peak,
-            mean=mean, half_width=half, peak_mean=statistics.fmean(peak.values()),
-            selection_mean=statistics.fmean(m['curve'][-1][1] for m in chosen),
-            converged=sum(is_converged(m['curve']) for m in chosen),
-            not_converged=[osp.basename(m['work_dir'] or '') for m in chosen
-                           if not is_converged(m['curve'])],
-            steps=[s for s, _ in chosen[0]['curve']]))
+        cells.setdefault(_cell_key(run), []).append(run)
+    rows = [_tuned_row(members, [d for d in doubled if _cell_key(d) == key])
+            for key, members in cells.items() if len(tried_lrs(members)) >= 2]
     by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
     for row in rows:
         ref = by_cell.get((row['regime'], row['optimizer'], reference))
         if ref is None or row['variant'] == reference:
-            row['vs_ce'] = row['vs_ce_peak'] = None
-        else:
-            row['vs_ce'] = paired_difference(row['report_final'], ref['report_final'])
-            row['vs_ce_peak'] = paired_difference(row['report_peak'], ref['report_peak'])
+            row['vs_ce'] = row['vs_ce_peak'] = row['vs_ce_quarter'] = None
+            continue
+        row['vs_ce'] = paired_difference(row['report_final'], ref['report_final'])
+        row['vs_ce_peak'] = paired_difference(row['report_peak'], ref['report_peak'])
+        row['vs_ce_quarter'] = None if row['report_quarter'] is None or \
+            ref['report_quarter'] is None else \
+            paired_difference(row['report_quarter'], ref['report_quarter'])
     return rows
+
+
+def cell_at_plateau(rows, regime, optimizer):
+    """True when twice the budget moved no variant of the cell's mean by
+    ``PLATEAU_TOLERANCE``, False when it moved one, None when not every variant was
+    checked."""
+    checks = [r['doubled'] for r in rows
+              if r['regime'] == regime and r['optimizer'] == optimizer]
+    if not checks or any(c is None for c in checks):
+        return None
+    return all(c['at_plateau'] for c in checks)
+
+
+def _doubled_text(check):
+    if check is None:
+        return 'not run'
+    return (f"{check['delta']:+.2f} ({check['base_mean']:.2f} to {check['mean']:.2f}, seeds "
+            f"{', '.join(map(str, check['seeds']))}): "
+            + ('at plateau' if check['at_plateau'] else 'NOT at plateau'))
 
 
 def format_tuned_table(rows, reference=REFERENCE):
@@ -221,8 +293,9 @@ def format_tuned_table(rows, reference=REFERENCE):
     head = ['regime', 'optimizer', 'variant', 'chosen lr (on val)', 'report mIoU, final '
             '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
             'report mIoU at val peak', f'vs {reference} at peak', 'per seed (final)',
-            'converged']
-    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|---:|---:|---|---:|---|---|---:|']
+            'converged', 'at a quarter of the budget (speed)', 'budget doubled: mean moved']
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|---|---|---|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
@@ -234,7 +307,9 @@ def format_tuned_table(rows, reference=REFERENCE):
             f"{r['peak_mean']:.2f}",
             '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']),
             ', '.join(f'{r["report_final"][s]:.1f}' for s in r['seeds']),
-            f"{r['converged']}/{len(r['seeds'])}"]) + ' |')
+            f"{r['converged']}/{len(r['seeds'])}",
+            '-' if r.get('quarter_mean') is None else f"{r['quarter_mean']:.2f}",
+            _doubled_text(r.get('doubled'))]) + ' |')
     return '\n'.join(lines)
 
 

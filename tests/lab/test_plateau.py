@@ -1,0 +1,106 @@
+"""The plateau study's parts: the budget configs' validations, the tuned rows' speed column
+(report split at a quarter of the budget) and plateau check (the chosen rate rerun at twice
+the budget), and the run profiler."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+from helpers import REPO, make_dataset, run
+
+from ngl_lab import study_config
+from ngl_lab.study_tables import (
+    cell_at_plateau,
+    format_tuned_table,
+    summarise,
+    tuned_rows,
+)
+
+BUDGET_VOC = osp.join(REPO, 'configs', 'quickstart',
+                      'fcn_r18-s3w16-d8_ngl_1xb8-2k_voc12aug-synthetic-64x64.py')
+QUICKSTART = osp.join(REPO, 'configs', 'quickstart',
+                      'fcn_r18-d8_ngl_1xb8-1k_voc12aug-synthetic-64x64.py')
+
+
+def fake_run(variant, lr, seed, final, iters=800, phase='search', lift=0.0):
+    """A run record with 8 validations: the selection split rises to ``final``, the report
+    split ends ``lift`` above it."""
+    steps = [iters * k // 8 for k in range(1, 9)]
+    curve = [(s, final * k / 8) for k, s in enumerate(steps, 1)]
+    report = [(s, v + lift * k / 8) for k, (s, v) in enumerate(curve, 1)]
+    return dict(regime='r', variant=variant, optimizer='adamw', lr=lr, seed=seed, iters=iters,
+                phase=phase, curve=curve, report_curve=report, train_curve=[], seconds=1.0,
+                work_dir=f'{variant}_lr{lr}_seed{seed}_it{iters}')
+
+
+def study_runs(ngl_twice_lift):
+    runs = []
+    for variant, best in (('ce', 1e-3), ('ngl', 2e-3)):
+        for lr in (1e-3, 2e-3, 4e-3):
+            for seed in (0, 1):
+                runs.append(fake_run(variant, lr, seed, 80.0 + 10 * (lr == best) + seed))
+        runs.append(fake_run(variant, best, 2, 90.0 + 2))
+        for seed in (0, 1):
+            lift = ngl_twice_lift if variant == 'ngl' else 0.4
+            runs.append(fake_run(variant, best, seed, 90.0 + seed, iters=1600, phase='double',
+                                 lift=lift))
+    return runs
+
+
+def test_tuned_rows_carry_the_quarter_budget_score_and_the_plateau_check():
+    rows = {r['variant']: r for r in tuned_rows(study_runs(ngl_twice_lift=3.0))}
+    ce, ngl = rows['ce'], rows['ngl']
+    assert (ce['lr'], ngl['lr']) == (1e-3, 2e-3)  # the doubled runs chose nothing
+    assert ce['seeds'] == [0, 1, 2] and ce['iters'] == 800
+    # the quarter of 800 iterations is the second of 8 validations: a quarter of the final
+    assert ce['report_quarter'] == {0: 90.0 / 4, 1: 91.0 / 4, 2: 92.0 / 4}
+    assert ngl['vs_ce_quarter']['mean'] == pytest.approx(0.0)
+    assert ce['doubled']['seeds'] == [0, 1] and ce['doubled']['iters'] == 1600
+    assert ce['doubled']['delta'] == pytest.approx(0.4) and ce['doubled']['at_plateau']
+    assert ngl['doubled']['delta'] == pytest.approx(3.0) and not ngl['doubled']['at_plateau']
+    assert cell_at_plateau(list(rows.values()), 'r', 'adamw') is False
+    table = format_tuned_table(list(rows.values()))
+    assert '+3.00 (90.50 to 93.50, seeds 0, 1): NOT at plateau' in table
+    assert '+0.40 (90.50 to 90.90, seeds 0, 1): at plateau' in table
+    # the budget's own table leaves the reruns out: no seed appears twice
+    for row in summarise(study_runs(0.0)):
+        assert len(row['seeds']) == len(set(row['seeds'])), row
+
+
+def test_a_cell_is_at_plateau_only_when_every_variant_was_checked_and_held():
+    rows = tuned_rows(study_runs(ngl_twice_lift=0.9))
+    assert cell_at_plateau(rows, 'r', 'adamw') is True
+    unchecked = tuned_rows([r for r in study_runs(0.9)
+                            if not (r['phase'] == 'double' and r['variant'] == 'ngl')])
+    assert cell_at_plateau(unchecked, 'r', 'adamw') is None
+    assert 'not run' in format_tuned_table(unchecked)
+
+
+def test_budget_configs_keep_eight_validations_when_a_study_rescales_them():
+    cfg = study_config.load_study_config(BUDGET_VOC, iters=4000)
+    assert cfg.train_cfg.max_iters == 4000 and cfg.train_cfg.val_interval == 500
+    cfg = study_config.load_study_config(QUICKSTART, iters=4000)
+    assert cfg.train_cfg.val_interval == 1000  # every other config: quarters
+    with pytest.raises(ValueError, match='study_validations must be a positive integer'):
+        study_config.load_study_config(BUDGET_VOC, {'study_validations': 0}, iters=100)
+
+
+@pytest.mark.slow
+def test_the_profiler_accounts_for_a_short_run(tmp_path):
+    make_dataset('voc', tmp_path / 'data' / 'synthetic' / 'voc', '--num-train', 4,
+                 '--num-val', 2)
+    out = tmp_path / 'profile.json'
+    proc = run([sys.executable, osp.join(REPO, 'tools', 'profile_run.py'), BUDGET_VOC,
+                '--work-dir', tmp_path / 'w', '--threads', 1, '--flops', '--out', out,
+                '--cfg-options', 'train_cfg.max_iters=8', 'train_cfg.val_interval=4',
+                'default_hooks.checkpoint.interval=8'], tmp_path)
+    result = json.loads(out.read_text())
+    assert (result['iters'], result['validations'], result['threads']) == (8, 2, 1)
+    seconds = result['seconds']
+    assert all(v >= 0 for k, v in seconds.items() if k != 'other'), seconds
+    assert sum(seconds.values()) == pytest.approx(result['total'])
+    assert abs(seconds['other']) < 0.05 * result['total']  # the phases account for the run
+    assert seconds['step'] > 0 and seconds['validation'] > 0 and seconds['checkpoints'] > 0
+    assert set(result['flops']['parts']) >= {'backbone.layer3', 'decode_head.conv_seg'}
+    assert 'backbone.layer4' not in result['flops']['parts']  # the budget model has 3 stages
+    assert '| training step (forward, backward, optimizer) |' in proc.stdout
