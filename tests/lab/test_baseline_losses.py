@@ -1,11 +1,15 @@
-"""The study's noise-robust baselines against their formulas written plainly in float64."""
+"""The study's noise-robust baselines against their formulas written plainly in float64, and
+their weights checked as NGLLoss checks its own."""
 import math
 
 import pytest
 import torch
+from helpers import VOC_CFG
+from mmengine.config import Config
 
 from ngl_lab.baseline_losses import GCELoss, LabelSmoothingCELoss, SCELoss
-from ngl_lab.presets import LOSS_PRESETS
+from ngl_lab.presets import LOSS_PRESETS, check_variant_losses, parse_loss_specs
+from ngl_mmseg import NGLLoss
 
 
 def _probs(logits):
@@ -111,8 +115,6 @@ BAD_SCE = [({'log_zero': -INF}, 'log_zero'), ({'log_zero': NAN}, 'log_zero'),
            ({'log_zero': '-4'}, 'log_zero'), ({'ce_weight': -1}, 'ce_weight'),
            ({'ce_weight': INF}, 'ce_weight'),
            ({'rce_weight': NAN}, 'rce_weight'), ({'rce_weight': -0.5}, 'rce_weight')]
-
-
 BAD = BAD_WEIGHTS + [(SCELoss, kwargs, argument) for kwargs, argument in BAD_SCE]
 
 
@@ -129,7 +131,6 @@ def test_bad_weights_are_refused_at_construction_naming_argument_and_value(loss,
 
 def test_baseline_and_ngl_take_the_same_loss_weights():
     """Refused with one message, and 0 (a loss switched off) accepted by both."""
-    from ngl_mmseg import NGLLoss
     for value in (-2, INF, NAN):
         with pytest.raises(ValueError) as baseline:
             GCELoss(loss_weight=value)
@@ -142,10 +143,6 @@ def test_baseline_and_ngl_take_the_same_loss_weights():
 def test_an_inline_variant_with_log_zero_minus_inf_fails_the_pre_run_check():
     """``-1e999`` is parsed as -inf: refused when the variants are built, before any run;
     weights at the edges of their ranges are built."""
-    from helpers import VOC_CFG
-    from mmengine.config import Config
-
-    from ngl_lab.presets import check_variant_losses, parse_loss_specs
     edges = "sce-0={'type': 'SCELoss', 'ce_weight': 0, 'rce_weight': 0.0, 'log_zero': -1e-3}"
     assert check_variant_losses(Config.fromfile(VOC_CFG), parse_loss_specs(['ce', edges]))
     parsed = parse_loss_specs(['ce', "sce-a={'type': 'SCELoss', 'log_zero': -1e999}"])
