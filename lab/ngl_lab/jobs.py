@@ -7,12 +7,15 @@ ahead of jobs queued for later (``queue_later``): a slot never idles while the
 caller needs one job more, and never waits on jobs it does not need yet;
 those fill the slots left free.
 
-A failed job (or ^C) cancels every queued job, and its error is raised to the
-caller (from ``complete`` or ``later_results``); jobs in flight finish first.
+A failed job (or ^C) cancels every queued job: once one has failed, no job
+starts. Jobs in flight finish first; then ``with pool:`` ends with
+:class:`JobsFailed`, naming every job that failed (an error of the caller's
+own, ^C included, is raised as it is).
 """
 import collections
 import concurrent.futures
 import itertools
+import os
 import queue
 import threading
 import time
@@ -24,6 +27,26 @@ _print = printer('study')
 # How far the pool is: jobs done, jobs to do (both counting only jobs trained
 # here), and the seconds left at the pace so far.
 Progress = collections.namedtuple('Progress', 'done total eta')
+
+
+class JobsFailed(RuntimeError):
+    """Jobs of a pool failed; ``failures``: each failed job and its error, in the
+    order they failed (jobs queued then never started)."""
+
+    def __init__(self, failures, where=''):
+        self.failures = failures
+        first = failures[0][1]
+        super().__init__(f'{len(failures)} job(s) failed{" in " + where if where else ""}; '
+                         f'the first: {type(first).__name__}: {first}')
+
+
+def visible_gpus(count):
+    """The ids of the first ``count`` GPUs this process sees: its own
+    ``CUDA_VISIBLE_DEVICES`` entries where it has one (a run must not be handed a
+    GPU the study was not given), else 0, 1, ..."""
+    listed = os.environ.get('CUDA_VISIBLE_DEVICES')
+    ids = [i.strip() for i in listed.split(',') if i.strip()] if listed is not None else []
+    return ids[:count] if listed is not None else [str(k) for k in range(count)]
 
 
 def job_env(threads, devices=None):
@@ -62,8 +85,9 @@ class JobPool:
         self.do_job, self.reuse, self.on_done = do_job, reuse, on_done
         self.size, self.threads, self.where = size, threads, where
         self.slots = queue.Queue()
+        gpus = visible_gpus(size * gpus_per_job)
         for k in range(size):
-            self.slots.put(','.join(str(k * gpus_per_job + g) for g in range(gpus_per_job))
+            self.slots.put(','.join(gpus[k * gpus_per_job:(k + 1) * gpus_per_job])
                            if gpus_per_job else None)
         self.lock = threading.Lock()
         self.queue = None  # the workers and their queue live inside `with pool:`
@@ -73,6 +97,7 @@ class JobPool:
         self.order = itertools.count()
         self.later = []
         self.total, self.done, self.started = 0, 0, time.time()
+        self.failures = []
         self.workers = [threading.Thread(target=self._work, daemon=True)
                         for _ in range(self.size)]
         for worker in self.workers:
@@ -87,6 +112,8 @@ class JobPool:
         for worker in self.workers:
             worker.join()
         self.queue = None
+        if self.failures and (exc[0] is None or isinstance(exc[1], Exception)):
+            raise JobsFailed(self.failures, self.where) from exc[1]
         return False
 
     def _work(self):
@@ -94,11 +121,16 @@ class JobPool:
             _, _, job, future = self.queue.get()
             if job is None:
                 return
+            with self.lock:
+                if self.failures:  # a job failed: none starts after it
+                    future.cancel()
             if not future.set_running_or_notify_cancel():
                 continue
             try:
                 future.set_result(self._train(job))
             except BaseException as e:  # noqa: B036 - handed to the thread waiting on it
+                with self.lock:
+                    self.failures.append((job, e))
                 future.set_exception(e)
 
     def _train(self, job):

@@ -1,10 +1,17 @@
 """A study's run folders: how each is named, what becomes of one already there
 (a finished run of the same identity is reused, an unfinished one moved aside,
-one holding another run refused)."""
+one holding another run, or a file where the folder goes, refused)."""
 import os
 import os.path as osp
 
-from .run_record import differing_keys, has_record, read_record, run_from_folder, write_record
+from .run_record import (
+    ADDED_LATER,
+    differing_keys,
+    has_record,
+    read_record,
+    run_from_folder,
+    write_record,
+)
 from .runs import check_fresh_run_dir
 from .tool_args import printer
 
@@ -17,8 +24,16 @@ def run_dir_name(variant, optimizer, seed, lr=None):
     return f'{variant}_{optimizer}{lr_part}_seed{seed}'
 
 
+def _refuse_a_file(run_dir):
+    if osp.lexists(run_dir) and not osp.isdir(run_dir):
+        raise ValueError(f'{run_dir} is a file, not a run folder: the study keeps it; move it '
+                         'elsewhere (or use a new work dir)')
+
+
 def move_aside(run_dir):
-    """An interrupted run's folder goes to ``<folder>.interrupted-N`` (kept, not deleted)."""
+    """An interrupted run's folder goes to ``<folder>.interrupted-N`` (kept, not
+    deleted). A file where the folder goes is refused (ValueError), and kept."""
+    _refuse_a_file(run_dir)
     if not osp.exists(run_dir) or not os.listdir(run_dir):
         return
     k = 1
@@ -32,7 +47,11 @@ def existing_run(run_dir, record):
     """The finished run in ``run_dir`` whose record matches ``record`` (to be
     reused), or None: nothing there, or an unfinished run of this study (the
     caller moves it aside before training). A folder holding another run is
-    refused (FileExistsError)."""
+    refused (FileExistsError), and so is a file where the folder goes (ValueError).
+
+    A record without the data's content (``run_record.ADDED_LATER``) is taken as
+    a run on the data now at its data root: reused, it is completed with it."""
+    _refuse_a_file(run_dir)
     if not has_record(run_dir):
         check_fresh_run_dir(run_dir)
         return None
@@ -42,8 +61,13 @@ def existing_run(run_dir, record):
         raise FileExistsError(f'{run_dir} already holds a run of another study (its '
                               f'{", ".join(differs)} differ): use a new --work-dir, or '
                               'remove that folder')
+    lacking = [k for k in ADDED_LATER if k not in held]
+    held = dict(held, **{k: record.get(k) for k in lacking})
     if held.get('finished'):
-        return run_from_folder(run_dir, held)
+        run = run_from_folder(run_dir, held)
+        if lacking:
+            write_record(run_dir, held)
+        return run
     if osp.isfile(osp.join(run_dir, f"iter_{record['iters']}.pth")):
         # Trained to the end, but the study stopped before it wrote so: a run
         # whose log reaches the last validation and whose last checkpoint is

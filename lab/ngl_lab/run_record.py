@@ -1,6 +1,11 @@
 """The run record: ``run.json`` in each run folder of a study, saying what the run
-is (regime, variant, losses, optimizer, lr, seed, config, data root,
-iterations, ...) and whether it finished.
+is (regime, variant, losses, optimizer, lr, seed, config, data root and the
+data's content, iterations, ...) and whether it finished.
+
+The data is named by its path (``data_root``) and by its content (``dataset``:
+the synthetic dataset's split sizes and label noise, read from its manifest
+by ``synthetic.manifest_identity``; None for data without a manifest), so that
+a dataset remade at the same path with other noise or sizes is other data.
 
 The one module that writes, reads and matches it: the study writes it before
 and after training and matches it to reuse a finished run; ``collect``, the
@@ -19,7 +24,12 @@ from .runs import read_scalars
 RUN_RECORD = 'run.json'
 # What identifies a run: two records that agree on these are the same run.
 IDENTITY = ('regime', 'variant', 'losses', 'optimizer', 'lr', 'seed', 'config', 'data_root',
-            'iters', 'pretrain', 'train_miou', 'report_split', 'cfg_options')
+            'dataset', 'iters', 'pretrain', 'train_miou', 'report_split', 'cfg_options')
+# Identity keys a record may lack: records written by ngl-mmseg-lab 0.5 (those kept in
+# docs/study/records/) have no ``dataset``; such a run is taken as trained on the data
+# now at its data root, which the study writes into its record when it reuses it. Accepted
+# until 0.7, by when the kept records carry it.
+ADDED_LATER = ('dataset', )
 # What must be the same for every run of one table.
 SHARED = ('config', 'iters', 'pretrain', 'report_split', 'cfg_options')
 
@@ -46,8 +56,11 @@ def read_record(run_dir):
     try:
         with open(path) as f:
             record = json.load(f)
-        if not isinstance(record, dict) or not all(k in record for k in IDENTITY):
-            raise ValueError(f'it lacks {[k for k in IDENTITY if k not in record]}')
+        if not isinstance(record, dict):
+            raise ValueError('it is not a JSON object')
+        missing = [k for k in IDENTITY if k not in record and k not in ADDED_LATER]
+        if missing:
+            raise ValueError(f'it lacks {missing}')
     except (OSError, ValueError) as exc:
         raise ValueError(f'{path} is not a run record ({exc}): the folder was not written by '
                          'tools/study_ngl.py, or its record was edited') from None
@@ -59,8 +72,11 @@ def has_record(run_dir):
 
 
 def differing_keys(held, record):
-    """The identity keys in which two records differ ([]: the same run)."""
-    return [k for k in IDENTITY if canonical(held.get(k)) != canonical(record.get(k))]
+    """The identity keys in which the record ``held`` (in a run folder) and ``record``
+    (of a run to train) differ ([]: the same run). A key of ``ADDED_LATER`` that
+    ``held`` lacks is not compared."""
+    return [k for k in IDENTITY if (k in held or k not in ADDED_LATER)
+            and canonical(held.get(k)) != canonical(record.get(k))]
 
 
 def run_from_folder(run_dir, record=None):
@@ -73,7 +89,7 @@ def run_from_folder(run_dir, record=None):
         raise ValueError(f'{run_dir} is an unfinished run (its last validation is at '
                          f"{val[-1]['step'] if val else 'no step'} of {record['iters']})")
     return dict(
-        {k: record[k] for k in IDENTITY}, phase=record.get('phase', ''),
+        {k: record.get(k) for k in IDENTITY}, phase=record.get('phase', ''),
         threads=record.get('threads'),
         curve=[(row['step'], float(row['mIoU'])) for row in val],
         report_curve=[(row['step'], float(row['report_mIoU'])) for row in train

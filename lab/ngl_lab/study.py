@@ -37,7 +37,9 @@ holds a ``run.json`` naming what it is (variant, losses, optimizer, lr, seed,
 regime, config, data root, iterations, ...). Run again, the study keeps every
 finished run whose record matches, moves an unfinished one aside
 (``<folder>.interrupted-N``) and trains the rest; a folder holding another
-run is refused.
+run is refused. A run's record names its data by path and by content (the
+synthetic dataset's manifest: split sizes and label noise), so that data
+remade at the same path is not taken for the data a run trained on.
 
 With ``pretrain_iters``, the config is first trained with CE on other
 synthetic scenes (``pretrain_data_root``) and each run starts from that
@@ -49,7 +51,7 @@ import os
 import os.path as osp
 import threading
 
-from .jobs import JobPool, job_env
+from .jobs import JobPool, JobsFailed, job_env
 from .lr_search import search_then_finish
 from .presets import check_variant_losses
 from .run_folders import existing_run, move_aside, run_dir_name
@@ -58,23 +60,19 @@ from .runs import train_run
 from .study_config import load_study_config, write_pretrain_config, write_run_config
 from .study_report import write_report
 from .study_settings import StudySettings
-from .tool_args import printer
+from .synthetic import manifest_identity
+from .tool_args import check_folder, printer
 
-__all__ = ['StudySettings', 'pretrain_backbone', 'study']
+__all__ = ['RunsFailed', 'StudySettings', 'check_study', 'pretrain_backbone', 'study']
 
 _print = printer('study')
 
 
-def study(settings):
-    """Train every (variant, optimizer, lr, seed) of ``settings``; write
-    study.md/.json/.png in its work dir. Returns the report's rows.
-
-    Every setting, variant (built on the config's heads) and run folder is
-    checked before the first run. With ``settings.search_seeds``, only those
-    seeds train at every lr; a variant whose best lr is the largest (smallest)
-    tried also trains at twice (half) that, up to ``settings.extend_edges``
-    more rates; each variant then trains its seeds at the lr chosen on the
-    validation split (``lr_search``).
+def check_study(settings):
+    """Everything of one study that can be checked before anything is made: its
+    settings, its config file, its work dir (a folder, or none yet) and its
+    variants (built on the config's heads). Returns the parsed variants and the
+    config as the study trains it.
 
     Args:
         settings (StudySettings): the study.
@@ -82,13 +80,34 @@ def study(settings):
     parsed = settings.check()
     if not osp.isfile(settings.config):
         raise ValueError(f'config {settings.config!r} is not a file')
-    if osp.isfile(settings.work_dir):
-        raise ValueError(f'--work-dir {settings.work_dir!r} is a file: the study needs a folder')
+    check_folder(settings.work_dir, '--work-dir')
     cfg = load_study_config(settings.config, settings.cfg_options, settings.data_root,
                             settings.iters)
     check_variant_losses(cfg, parsed)
+    return parsed, cfg
+
+
+def study(settings):
+    """Train every (variant, optimizer, lr, seed) of ``settings``; write
+    study.md/.json/.png in its work dir. Returns the report's rows.
+
+    Every setting, variant (built on the config's heads) and run folder is
+    checked before the first run (``check_study``). With ``settings.search_seeds``,
+    only those seeds train at every lr; a variant whose best lr is the largest
+    (smallest) tried also trains at twice (half) that, up to
+    ``settings.extend_edges`` more rates; each variant then trains its seeds at
+    the lr chosen on the validation split (``lr_search``). A run that fails
+    ends the study with :class:`RunsFailed` once the runs in flight are done
+    (the finished ones are kept: the same study run again resumes).
+
+    Args:
+        settings (StudySettings): the study.
+    """
+    parsed, cfg = check_study(settings)
     # recorded: the config's own iterations without --iters
-    trainer = _RunTrainer(settings, cfg.train_cfg.max_iters)
+    data_root = settings.data_root or cfg.get('data_root')
+    trainer = _RunTrainer(settings, cfg.train_cfg.max_iters,
+                          manifest_identity(data_root) if data_root else None)
     lr_axis = list(settings.lrs) if settings.lrs else [None]
     phase = 'search' if settings.search_seeds else 'grid'
     first = [trainer.plan(name, losses, optimizer, lr, seed, phase)
@@ -101,21 +120,46 @@ def study(settings):
     pool = JobPool(trainer.train, reuse=lambda job: existing_run(job['run_dir'], job['record']),
                    on_done=trainer.announce, size=settings.jobs, threads=settings.threads,
                    gpus_per_job=settings.gpus_per_run, where=settings.work_dir)
-    with pool:
-        if settings.pretrain_iters:
-            trainer.backbone = pretrain_backbone(settings)
-        runs = pool.complete(first)
-        if settings.search_seeds:
-            runs += search_then_finish(pool, runs, parsed, settings, trainer.plan)
+    try:
+        with pool:
+            if settings.pretrain_iters:
+                trainer.backbone = pretrain_backbone(settings)
+            runs = pool.complete(first)
+            if settings.search_seeds:
+                runs += search_then_finish(pool, runs, parsed, settings, trainer.plan)
+    except JobsFailed as failed:
+        raise RunsFailed([(job['run_dir'], exc) for job, exc in failed.failures]) from failed
     return write_report(settings.work_dir, settings.config, settings.title, runs, settings.spec)
+
+
+class RunsFailed(RuntimeError):
+    """Runs of a study failed (the finished ones are kept); the message is one
+    line naming each failed run, its log and how to resume.
+
+    Args:
+        failures (list[tuple]): each failed run's folder and its error.
+    """
+
+    def __init__(self, failures):
+        self.failures = failures
+        named = '; '.join(
+            f'{run_dir} (log: {osp.join(run_dir, "train.log")}; {_first_line(exc)})'
+            for run_dir, exc in failures)
+        super().__init__(f'{len(failures)} run(s) failed: {named}. The finished runs are kept: '
+                         'run the same command again to resume (the failed runs train again)')
+
+
+def _first_line(exc):
+    lines = str(exc).strip().splitlines()
+    return f'{type(exc).__name__}: {lines[0] if lines else ""}'
 
 
 class _RunTrainer:
     """What each run of one study is (its record and folder: ``plan``) and how
     it trains (``train``, a job of the pool; ``announce``, once it is done)."""
 
-    def __init__(self, settings, iters):
-        self.settings, self.iters = settings, iters
+    def __init__(self, settings, iters, dataset):
+        self.settings, self.iters, self.dataset = settings, iters, dataset
         self.backbone = None  # the pretrained checkpoint, once pretraining is done
         # mmengine's Config (through pkg_resources) is not thread-safe: one at a time.
         self.config_lock = threading.Lock()
@@ -125,9 +169,9 @@ class _RunTrainer:
         s = self.settings
         record = dict(regime=s.regime, variant=variant, losses=losses, optimizer=optimizer,
                       lr=lr, seed=seed, config=s.config, data_root=s.data_root,
-                      iters=self.iters, pretrain=s.pretrain, train_miou=s.train_miou,
-                      report_split=s.report_split, cfg_options=s.cfg_options, phase=phase,
-                      threads=s.threads)
+                      dataset=self.dataset, iters=self.iters, pretrain=s.pretrain,
+                      train_miou=s.train_miou, report_split=s.report_split,
+                      cfg_options=s.cfg_options, phase=phase, threads=s.threads)
         return dict(record=record,
                     run_dir=osp.join(s.work_dir, run_dir_name(variant, optimizer, seed, lr)))
 
@@ -173,8 +217,11 @@ def pretrain_backbone(settings):
     path = write_pretrain_config(settings.config, work_dir, iters, data_root,
                                  settings.cfg_options)
     _print(f'pretraining the backbone with CE for {iters} iterations on {data_root}')
-    train_run(path, work_dir, settings.gpus, quiet=True, progress=False,
-              env=job_env(settings.threads))
+    try:
+        train_run(path, work_dir, settings.gpus, quiet=True, progress=False,
+                  env=job_env(settings.threads))
+    except Exception as exc:
+        raise RunsFailed([(work_dir, exc)]) from exc
     if not osp.isfile(ckpt):
         raise FileNotFoundError(f'pretraining wrote no {ckpt}')
     open(osp.join(work_dir, 'pretrain.done'), 'w').close()

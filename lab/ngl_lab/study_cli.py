@@ -3,8 +3,10 @@
 rebuilt report (``study_rebuild``: ``--replot``, ``--collect``, ``--merge``)
 or one study (``study``); a refused argument or folder ends it with one usage
 line. Nothing the engine imports imports this module."""
+import contextlib
+
 from .presets import LOSS_PRESETS
-from .study import StudySettings, study
+from .study import RunsFailed, StudySettings, study
 from .study_config import OPTIMIZERS
 from .study_rebuild import collect, merge, replot
 from .study_spec import run_spec
@@ -13,6 +15,8 @@ from .tool_args import add_cfg_options, default_work_dir, refusals_as_usage_erro
 # The modes that do not train one study from the command line's grid, in the
 # order their clashes are named.
 MODES = ('merge', 'collect', 'replot', 'spec')
+# What a spec run takes from the command line (the spec says everything else).
+SPEC_ARGUMENTS = ('spec', 'only', 'jobs', 'gpus_per_run', 'threads_per_run')
 
 
 def _add_grid_arguments(parser):
@@ -108,6 +112,17 @@ def _check_modes(parser, args):
     if modes and modes[0] in ('merge', 'replot', 'collect') and args.regime:
         parser.error(f'--regime labels the runs of a new study; with --{modes[0]} each run '
                      'keeps the regime it was trained under')
+    if args.spec:
+        unused = [action.option_strings[0] if action.option_strings else action.dest.upper()
+                  for action in parser._actions
+                  if action.dest not in SPEC_ARGUMENTS + ('help', )
+                  and getattr(args, action.dest) != action.default]
+        if unused:
+            parser.error(f'--spec does not use {", ".join(unused)}: the spec file says what '
+                         'to train and where (only --only, --jobs, --gpus-per-run and '
+                         '--threads-per-run go with it)')
+    elif args.only:
+        parser.error('--only picks studies of a --spec')
 
 
 def report_split_arg(values):
@@ -135,13 +150,23 @@ def settings_from_args(args, work_dir):
         extend_edges=args.extend_edges, report_split=report_split_arg(args.report_split))
 
 
+@contextlib.contextmanager
+def _failed_runs_as_one_line(parser):
+    """A study whose runs failed ends the tool with one line naming them, their
+    logs and how to resume (exit code 1), not with a traceback."""
+    try:
+        yield
+    except RunsFailed as exc:
+        parser.exit(1, f'{parser.prog}: {exc}\n')
+
+
 def main():
     """``python -m ngl_lab.study_cli`` (``tools/study_ngl.py``)."""
     parser = build_parser()
     args = parser.parse_args()
     _check_modes(parser, args)
     work_dir = args.work_dir or default_work_dir('study', args.config)
-    with refusals_as_usage_errors(parser):
+    with refusals_as_usage_errors(parser), _failed_runs_as_one_line(parser):
         if args.spec:
             run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run,
                      threads_per_run=args.threads_per_run)

@@ -1,50 +1,169 @@
 """What a study spec's merge keeps outside its work dir: the published report
 (``publish``: ``<publish>.md/.json/.png``) and its studies' run records
 (``export_records``: each run's ``run.json`` and logged scalars, no
-checkpoints), from which a fresh machine resumes."""
+checkpoints), from which a fresh machine resumes.
+
+Neither replaces or deletes a file it did not write. ``publish`` replaces only
+a report it published before (``published_report``: a study record in the
+``.json``, the ``.md`` opening with that study's title, a PNG); the records
+export removes only record folders it wrote (``exported_files``: a run
+record whose run the folder is named after, and the scalars mmengine logged)
+and leaves anything else there, with a line naming it.
+"""
+import json
 import os
 import os.path as osp
 import shutil
 
+from .run_folders import run_dir_name
 from .run_record import RUN_RECORD, read_record
 from .runs import scalar_logs
 from .study_report import load_study
+from .tool_args import check_folder, printer
 
 REPORT_EXTENSIONS = ('md', 'json', 'png')
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+_print = printer('study')
+
+
+def published_report(target):
+    """Whether ``<target>.md/.json/.png`` may be replaced by ``publish``: none of them
+    exists, or they are a report this tool published (its ``.json`` a study record:
+    an object with ``config``, ``title``, ``rows`` and ``runs``; its ``.md`` opening
+    with ``# <that title>``, as ``study_report.write_report`` writes it; its
+    ``.png`` a PNG). Else a ValueError naming the file."""
+    paths = {ext: f'{target}.{ext}' for ext in REPORT_EXTENSIONS}
+    present = [path for path in paths.values() if osp.lexists(path)]
+    if not present:
+        return
+    refusal = ('is not a study report this tool published, so publish does not replace it: '
+               'move it, or give "publish" another name')
+    for path in present:
+        if not osp.isfile(path) or osp.islink(path):
+            raise ValueError(f'{path} {refusal} (it is not a plain file)')
+    try:
+        with open(paths['json'], encoding='utf-8') as f:
+            data = json.load(f)
+        if not (isinstance(data.get('config'), str) and isinstance(data.get('title'), str)
+                and isinstance(data.get('rows'), list) and isinstance(data.get('runs'), list)):
+            raise ValueError('not a study record')
+    except (OSError, ValueError, AttributeError):
+        raise ValueError(f'{present[0]} {refusal} ({paths["json"]} is not a study record)') \
+            from None
+    title = data['title'] or osp.basename(data['config'])
+    if osp.lexists(paths['md']):
+        with open(paths['md'], encoding='utf-8', errors='replace') as f:
+            if f.readline().rstrip('\n') != f'# {title}':
+                raise ValueError(f'{paths["md"]} {refusal} (its first line is not the title '
+                                 f'of {paths["json"]}, # {title})')
+    if osp.lexists(paths['png']):
+        with open(paths['png'], 'rb') as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise ValueError(f'{paths["png"]} {refusal} (not a PNG)')
 
 
 def publish(study_dir, target):
     """Copy the report of the study in ``study_dir`` (study.md/.json/.png) to
-    ``<target>.md/.json/.png``, making ``target``'s folder if needed."""
+    ``<target>.md/.json/.png``, making ``target``'s folder if needed; a report
+    there is replaced only if this tool published it (``published_report``)."""
+    published_report(target)
     os.makedirs(osp.dirname(target) or '.', exist_ok=True)
     for ext in REPORT_EXTENSIONS:
         shutil.copyfile(osp.join(study_dir, f'study.{ext}'), f'{target}.{ext}')
+
+
+def exported_files(folder):
+    """The files of ``folder`` that ``export_records`` wrote, or None if it did not
+    write the folder's ``run.json``: a run record whose run (variant, optimizer,
+    lr, seed) names the folder, and mmengine's scalars (``*/vis_data/scalars.json``)."""
+    try:
+        record = read_record(folder)
+        name = run_dir_name(record['variant'], record['optimizer'], record['seed'],
+                            record['lr'])
+    except (ValueError, TypeError):
+        return None
+    if name != osp.basename(osp.normpath(folder)):
+        return None
+    return {RUN_RECORD} | {osp.relpath(path, folder) for path in scalar_logs(folder)}
+
+
+def _files_under(folder):
+    return sorted(osp.relpath(osp.join(d, name), folder) for d, _, names in os.walk(folder)
+                  for name in names)
+
+
+def _clear(folder, ours):
+    """Remove the files ``ours`` from ``folder`` (and the folders they leave empty);
+    any other file stays, named in a line."""
+    for rel in ours:
+        os.remove(osp.join(folder, rel))
+        parent = osp.dirname(osp.join(folder, rel))
+        while osp.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)
+            if osp.normpath(parent) == osp.normpath(folder):
+                break
+            parent = osp.dirname(parent)
+    left = _files_under(folder) if osp.isdir(folder) else []
+    if left:
+        _print(f'{folder} holds files the records export did not write, left there: '
+               f'{", ".join(left[:5])}{" ..." if len(left) > 5 else ""}')
+
+
+def check_export(work_dir, out_dir):
+    """What ``export_records`` checks before it writes, alone: the study in
+    ``work_dir`` is finished, its runs hold records and scalars, and no run's
+    folder in ``out_dir`` holds a ``run.json`` the export did not write (a
+    ValueError naming it). Returns each run's folder name and scalar logs."""
+    check_folder(out_dir, 'records')
+    runs = load_study(work_dir)['runs']
+    names = {osp.basename(osp.normpath(run['work_dir'])) for run in runs}
+    sources = {}
+    for name in sorted(names):
+        src = osp.join(work_dir, name)
+        read_record(src)  # a folder the study wrote, not one edited since
+        sources[name] = scalar_logs(src)
+        if not sources[name]:
+            raise ValueError(f'{src} has no logged scalars to export')
+        dst = osp.join(out_dir, name)
+        check_folder(dst, 'records')
+        if osp.lexists(osp.join(dst, RUN_RECORD)) and exported_files(dst) is None:
+            raise ValueError(f'{osp.join(dst, RUN_RECORD)} is not a record the records export '
+                             f'wrote for the run {name}, so it is not replaced: move it, or '
+                             'give "records" another folder')
+    return sources
 
 
 def export_records(work_dir, out_dir):
     """Copy the record of every run of the finished study in ``work_dir`` (its
     ``run.json`` and logged ``scalars.json``, no checkpoints or logs) to
     ``out_dir/<run>/``, enough for a study on another machine to reuse the run.
-    Records in ``out_dir`` of runs the study no longer holds are removed; any
-    other file there is left alone. Returns the number of runs copied."""
-    runs = load_study(work_dir)['runs']
-    names = {osp.basename(osp.normpath(run['work_dir'])) for run in runs}
+
+    Only what this export wrote is replaced or removed (``exported_files``):
+    records in ``out_dir`` of runs the study no longer holds are removed, a
+    folder there that is not such a record is left as it is (with a line naming
+    it if it holds a ``run.json``), and other files in a record's folder stay.
+    A run's own folder whose ``run.json`` this export did not write is refused
+    (ValueError) before anything is written. Returns the number of runs copied."""
+    sources = check_export(work_dir, out_dir)
+    names = set(sources)
     if osp.isdir(out_dir):
         for name in sorted(set(os.listdir(out_dir)) - names):
-            if osp.isfile(osp.join(out_dir, name, RUN_RECORD)):
-                shutil.rmtree(osp.join(out_dir, name))
+            folder = osp.join(out_dir, name)
+            if not osp.isdir(folder) or not osp.lexists(osp.join(folder, RUN_RECORD)):
+                continue
+            ours = exported_files(folder)
+            if ours is None:
+                _print(f'{folder} is not a run record the records export wrote: left there')
+            else:
+                _clear(folder, ours)
     for name in sorted(names):
-        src = osp.join(work_dir, name)
-        read_record(src)  # a folder the study wrote, not one edited since
-        scalars = scalar_logs(src)
-        if not scalars:
-            raise ValueError(f'{src} has no logged scalars to export')
-        dst = osp.join(out_dir, name)
+        src, dst = osp.join(work_dir, name), osp.join(out_dir, name)
         if osp.isdir(dst):
-            shutil.rmtree(dst)
-        os.makedirs(dst)
+            _clear(dst, exported_files(dst) or set())
+        os.makedirs(dst, exist_ok=True)
         shutil.copyfile(osp.join(src, RUN_RECORD), osp.join(dst, RUN_RECORD))
-        for path in scalars:
+        for path in sources[name]:
             target = osp.join(dst, osp.relpath(path, src))
             os.makedirs(osp.dirname(target), exist_ok=True)
             shutil.copyfile(path, target)

@@ -4,10 +4,16 @@ run in parts) and ``merge`` (one report from the runs of several finished
 studies); ``check_one_study`` refuses runs that cannot share a table."""
 import glob
 import os.path as osp
+import re
 
 from .run_record import RUN_RECORD, SHARED, canonical, run_from_folder
 from .study_report import load_study, write_report
 from .study_tables import run_key
+from .tool_args import check_folder, printer
+
+_print = printer('study')
+# A run folder the study moved aside (an interrupted run): ``<run>.interrupted-N``.
+MOVED_ASIDE = re.compile(r'\.interrupted-\d+$')
 
 
 def replot(work_dir):
@@ -71,13 +77,20 @@ def _one_root_per_regime(runs):
 def collect(work_dir, config='', title=''):
     """Rebuild a study's report from the run folders in ``work_dir`` (each with
     the ``run.json`` the study writes): for a study that was interrupted, or run
-    in parts. Returns the rows."""
-    runs = []
+    in parts. Folders the study moved aside (``<run>.interrupted-N``) are
+    skipped, and named. Returns the rows."""
+    runs, aside = [], []
     for record_path in sorted(glob.glob(osp.join(work_dir, '*', RUN_RECORD))):
         run_dir = osp.dirname(record_path)
         if osp.basename(run_dir) == 'pretrain':
             continue
+        if MOVED_ASIDE.search(osp.basename(run_dir)):
+            aside.append(osp.basename(run_dir))
+            continue
         runs.append(run_from_folder(run_dir))
+    if aside:
+        _print(f'skipped {len(aside)} folder(s) of interrupted runs, moved aside: '
+               f'{", ".join(aside)}')
     if not runs:
         raise ValueError(f'{work_dir} holds no run folders (folders with a {RUN_RECORD} '
                          'written by tools/study_ngl.py)')
@@ -90,6 +103,10 @@ def collect(work_dir, config='', title=''):
 
 
 def _check_merge_target(work_dir, sources, overwrite):
+    if osp.basename(work_dir.rstrip('/')) in ('', '.', '..'):
+        raise ValueError(f'--work-dir {work_dir!r} ends in "." or "..": it names no folder of its '
+                         'own for the merged study (name one)')
+    check_folder(work_dir, '--work-dir')
     real = [osp.realpath(source) for source in sources]
     for k, path in enumerate(real):
         if path in real[:k]:
@@ -97,8 +114,6 @@ def _check_merge_target(work_dir, sources, overwrite):
     if osp.realpath(work_dir) in real:
         raise ValueError(f'--work-dir {work_dir!r} is one of the merged studies: the merged '
                          'table goes to a folder of its own')
-    if osp.isfile(work_dir):
-        raise ValueError(f'--work-dir {work_dir!r} is a file: the merged study needs a folder')
     if not overwrite and osp.exists(osp.join(work_dir, 'study.json')):
         raise ValueError(f'{work_dir} already holds a study (study.json): merge into a new '
                          'folder, or pass --overwrite-merge to replace it')

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .presets import parse_loss_specs
+from .run_folders import run_dir_name
 from .study_config import OPTIMIZERS
-from .tool_args import check_count
+from .tool_args import check_count, check_plain_name
 
 # A regime label: one cell of a Markdown table and one part of a folder name.
 REGIME_LABEL_PATTERN = re.compile(r'[A-Za-z0-9_.+-]{0,64}')
@@ -91,6 +92,8 @@ class StudySettings:
     def check(self):
         """Every setting checked before the first run (the config file and the
         work dir are the study's to check). Returns the parsed variants."""
+        if self.spec is not None:
+            check_plain_name(self.spec.get('study'), 'study')
         self._check_grid()
         self._check_counts()
         if self.pretrain_data_root and not self.pretrain_iters:
@@ -124,6 +127,8 @@ class StudySettings:
         check_count('gpus', self.gpus, 1)
         check_count('jobs', self.jobs, 1)
         check_count('gpus_per_run', self.gpus_per_run, 0)
+        if self.gpus_per_run:
+            _check_visible_gpus(self.jobs, self.gpus_per_run)
         if self.threads_per_run is not None:
             check_count('threads_per_run', self.threads_per_run, 1)
         if self.iters is not None:
@@ -145,8 +150,24 @@ class StudySettings:
                              'e.g. ann_file=ImageSets/Segmentation/test.txt')
 
 
+def _check_visible_gpus(jobs, gpus_per_run):
+    """``jobs`` runs at once with ``gpus_per_run`` GPUs each need that many GPUs
+    visible here (``torch.cuda.device_count()``, which ``CUDA_VISIBLE_DEVICES``
+    limits): without them the runs would train on CPU, or share a GPU."""
+    import torch
+    needed, visible = jobs * gpus_per_run, torch.cuda.device_count()
+    if needed > visible:
+        listed = os.environ.get('CUDA_VISIBLE_DEVICES')
+        where = f' (CUDA_VISIBLE_DEVICES={listed})' if listed is not None else ''
+        raise ValueError(f'--jobs {jobs} x --gpus-per-run {gpus_per_run} = {needed} '
+                         f'GPU{"s" if needed != 1 else ""}, but {visible} are visible{where}: '
+                         'lower --jobs or --gpus-per-run (0: train on CPU)')
+
+
 def check_lrs(lrs):
-    """Positive, finite, each given once; else a ValueError naming the rate."""
+    """Positive, finite, each given once, and each naming a run folder of its own
+    (rates that print alike, such as 0.001 and 0.0010000001, would share one);
+    else a ValueError naming the rate."""
     for lr in lrs:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
                 or lr <= 0:
@@ -154,3 +175,11 @@ def check_lrs(lrs):
     repeated = sorted({lr for lr in lrs if list(lrs).count(lr) > 1})
     if repeated:
         raise ValueError(f'learning rate {repeated[0]!r} is given more than once')
+    by_folder = {}
+    for lr in sorted(lrs):
+        folder = run_dir_name('<variant>', '<optimizer>', '<s>', lr)
+        if folder in by_folder:
+            raise ValueError(f'learning rates {by_folder[folder]!r} and {lr!r} both name the run '
+                             f'folders {folder}: give rates that differ in their first 6 '
+                             'significant digits')
+        by_folder[folder] = lr

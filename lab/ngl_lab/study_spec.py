@@ -31,22 +31,56 @@ the backbone. Each study runs in ``work_dir/<name>``; each merge writes
 ``<publish>.md/.json/.png``; with ``records``, copies each of its studies' run
 records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
 from where a fresh machine resumes (copy them into ``work_dir``).
+
+Nothing is made before everything is checked (``check_spec``): every entry's
+keys and JSON types, study and merge names (plain names: folders of
+``work_dir``), every selected study's settings, config and variants, the
+folders (none a file; ``records`` and ``publish`` inside neither the runs nor
+the data), a dataset already made (its manifest must match the spec's
+arguments, ``study_spec_checks.check_made_dataset``) and what ``publish`` and
+``records`` would replace: only a report or records this tool wrote
+(``study_publish``).
 """
 import json
 import os.path as osp
 
-from .study import StudySettings, study
-from .study_publish import export_records, publish
+from .study import RunsFailed, StudySettings, check_study, study
+from .study_publish import check_export, export_records, publish, published_report
 from .study_rebuild import merge
-from .tool_args import printer
+from .study_spec_checks import (
+    BOOLEAN,
+    INTEGER,
+    INTEGERS,
+    NUMBER,
+    NUMBERS,
+    OBJECT,
+    SPLIT,
+    STRING,
+    STRINGS,
+    check_dataset_values,
+    check_entry,
+    check_made_dataset,
+    check_overlaps,
+    data_root,
+    maker_arguments,
+)
+from .synthetic import MANIFEST
+from .tool_args import check_folder, check_plain_name, printer
 
-DATASET_KEYS = {'dataset', 'out_dir', 'num_train', 'num_val', 'num_test', 'num_aug',
-                'all_classes', 'label_noise', 'noise_kind', 'seed'}
-STUDY_KEYS = {'config', 'data', 'variants', 'optimizers', 'lrs', 'search_seeds', 'seeds',
-              'iters', 'regime', 'train_miou', 'report_split', 'pretrain', 'title',
-              'cfg_options', 'gpus', 'extend_edges'}
-MERGE_KEYS = {'studies', 'title', 'publish', 'records'}
-TOP_KEYS = {'work_dir', 'datasets', 'studies', 'merges', 'description'}
+__all__ = ['RunsFailed', 'data_root', 'load_spec', 'make_dataset', 'run_spec', 'study_settings']
+
+# Each key of a spec's entries and the JSON type it takes.
+DATASET_KEYS = {'dataset': STRING, 'out_dir': STRING, 'num_train': INTEGER, 'num_val': INTEGER,
+                'num_test': INTEGER, 'num_aug': INTEGER, 'all_classes': BOOLEAN,
+                'label_noise': NUMBER, 'noise_kind': STRING, 'seed': INTEGER}
+STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers': STRINGS,
+              'lrs': NUMBERS, 'search_seeds': INTEGERS, 'seeds': INTEGERS, 'iters': INTEGER,
+              'regime': STRING, 'train_miou': BOOLEAN, 'report_split': SPLIT, 'pretrain': OBJECT,
+              'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER}
+PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
+MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING}
+TOP_KEYS = {'work_dir': STRING, 'datasets': OBJECT, 'studies': OBJECT, 'merges': OBJECT,
+            'description': STRING}
 # The report split of the synthetic makers' --num-test, per dataset kind.
 TEST_SPLITS = {
     'voc': {'ann_file': 'ImageSets/Segmentation/test.txt'},
@@ -58,16 +92,10 @@ TEST_SPLITS = {
 _print = printer('study')
 
 
-def _check_keys(where, entry, allowed):
-    if not isinstance(entry, dict):
-        raise ValueError(f'{where} must be a JSON object, got {type(entry).__name__}')
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise ValueError(f'{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}')
-
-
 def load_spec(path):
-    """The spec in ``path``, its shape checked (unknown keys, missing names)."""
+    """The spec in ``path``, its shape checked: unknown keys, JSON types, names
+    (studies and merges are folders of ``work_dir``: plain names), datasets'
+    values and the names entries give of each other."""
     try:
         with open(path) as f:
             spec = json.load(f)
@@ -75,33 +103,20 @@ def load_spec(path):
         raise ValueError(f'cannot read the study spec {path}: {exc}') from None
     except ValueError as exc:
         raise ValueError(f'the study spec {path} is not valid JSON: {exc}') from None
-    _check_keys(path, spec, TOP_KEYS)
-    if not isinstance(spec.get('work_dir'), str) or not spec['work_dir']:
+    check_entry(path, spec, TOP_KEYS)
+    if not spec.get('work_dir'):
         raise ValueError(f'{path}: "work_dir" (a folder for the runs) is required')
     datasets = spec.setdefault('datasets', {})
     studies = spec.setdefault('studies', {})
     merges = spec.setdefault('merges', {})
     for name, entry in datasets.items():
-        _check_keys(f'{path}: dataset {name!r}', entry, DATASET_KEYS)
-        if entry.get('dataset') not in TEST_SPLITS or not entry.get('out_dir'):
-            raise ValueError(f'{path}: dataset {name!r} needs "dataset" (voc or coco-stuff) '
-                             'and "out_dir"')
+        check_entry(f'{path}: dataset {name!r}', entry, DATASET_KEYS)
+        check_dataset_values(f'{path}: dataset {name!r}', entry)
     for name, entry in studies.items():
-        _check_keys(f'{path}: study {name!r}', entry, STUDY_KEYS)
-        if not entry.get('config'):
-            raise ValueError(f'{path}: study {name!r} needs a "config"')
-        for key in ('data', ):
-            if key in entry and entry[key] not in datasets:
-                raise ValueError(f'{path}: study {name!r} names dataset {entry[key]!r}, '
-                                 f'which the spec does not define ({sorted(datasets)})')
-        pretrain = entry.get('pretrain')
-        if pretrain is not None:
-            _check_keys(f'{path}: study {name!r} pretrain', pretrain, {'iters', 'data'})
-            if pretrain.get('data') not in datasets:
-                raise ValueError(f'{path}: study {name!r} pretrains on {pretrain.get("data")!r}'
-                                 ', which the spec does not define')
+        _check_study_entry(path, name, entry, datasets)
     for name, entry in merges.items():
-        _check_keys(f'{path}: merge {name!r}', entry, MERGE_KEYS)
+        check_plain_name(name, f'{path}: merge')
+        check_entry(f'{path}: merge {name!r}', entry, MERGE_KEYS)
         missing = [s for s in entry.get('studies', []) if s not in studies]
         if not entry.get('studies') or missing:
             raise ValueError(f'{path}: merge {name!r} needs "studies" naming studies of the '
@@ -111,32 +126,32 @@ def load_spec(path):
     return spec
 
 
-def data_root(entry):
-    if entry['dataset'] == 'voc':
-        return osp.join(entry['out_dir'], 'VOCdevkit', 'VOC2012')
-    return osp.join(entry['out_dir'], 'coco_stuff164k')
+def _check_study_entry(path, name, entry, datasets):
+    check_plain_name(name, f'{path}: study')
+    where = f'{path}: study {name!r}'
+    check_entry(where, entry, STUDY_KEYS)
+    if not entry.get('config'):
+        raise ValueError(f'{where} needs a "config"')
+    if 'data' in entry and entry['data'] not in datasets:
+        raise ValueError(f'{where} names dataset {entry["data"]!r}, which the spec does not '
+                         f'define ({sorted(datasets)})')
+    pretrain = entry.get('pretrain')
+    if pretrain is not None:
+        check_entry(f'{where} pretrain', pretrain, PRETRAIN_KEYS)
+        if pretrain.get('data') not in datasets:
+            raise ValueError(f'{where} pretrains on {pretrain.get("data")!r}, which the spec '
+                             'does not define')
 
 
 def make_dataset(entry):
-    """Make a spec's dataset unless it is there already; returns its data root."""
-    from .synthetic import MANIFEST, make_coco_stuff, make_voc
+    """Make a spec's dataset unless it is there already; returns its data root.
+    One already there must be the one the spec asks for (``check_made_dataset``)."""
     root = data_root(entry)
+    check_made_dataset(f'dataset at {entry["out_dir"]}', entry)
     if osp.isfile(osp.join(root, MANIFEST)):
         return root
-    kwargs = {k: entry[k] for k in ('num_train', 'num_val', 'num_test', 'seed')
-              if k in entry}
-    if entry.get('label_noise'):
-        kwargs.update(noise_rate=entry['label_noise'], noise_kind=entry.get('noise_kind'))
-    if entry['dataset'] == 'voc':
-        if 'num_aug' in entry:
-            kwargs['num_aug'] = entry['num_aug']
-        make_voc(entry['out_dir'], long_tail=bool(entry.get('all_classes')), **kwargs)
-    else:
-        if entry.get('all_classes'):
-            # as make_synthetic_dataset.py: every class used appears in validation
-            kwargs.update(num_used_classes=171)
-            kwargs.setdefault('num_val', 171)
-        make_coco_stuff(entry['out_dir'], long_tail=bool(entry.get('all_classes')), **kwargs)
+    maker, kwargs = maker_arguments(entry)
+    maker(entry['out_dir'], **kwargs)
     _print(f'made {root}')
     return root
 
@@ -183,7 +198,12 @@ def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_
 
 
 def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
-    """Make the datasets, run the studies (resuming) and write the merges of a spec."""
+    """Make the datasets, run the studies (resuming) and write the merges of a spec.
+
+    Everything is checked before anything is made (``check_spec``): a refusal
+    leaves every folder as it was. A run that fails ends it with
+    ``study.RunsFailed`` (the finished runs are kept; run it again to resume).
+    """
     spec = load_spec(path)
     studies = spec['studies']
     if only:
@@ -192,33 +212,74 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
             raise ValueError(f'--only {unknown}: not a study or merge of {path} '
                              f'({sorted(studies) + sorted(spec["merges"])})')
     selected = [name for name in studies if not only or name in only]
-    needed = {studies[n]['data'] for n in selected if 'data' in studies[n]} | {
-        studies[n]['pretrain']['data'] for n in selected if studies[n].get('pretrain')}
-    roots = {name: make_dataset(spec['datasets'][name]) for name in spec['datasets']
-             if name in needed}
+    merges = [name for name, entry in spec['merges'].items()
+              if not only or name in only or set(entry['studies']) & set(selected)]
+    needed = [name for name in spec['datasets'] if name in
+              {studies[n]['data'] for n in selected if 'data' in studies[n]} |
+              {studies[n]['pretrain']['data'] for n in selected if studies[n].get('pretrain')}]
+    run = dict(jobs=jobs, gpus_per_run=gpus_per_run, threads_per_run=threads_per_run)
+    check_spec(spec, path, selected, needed, merges, run)
+    roots = {name: make_dataset(spec['datasets'][name]) for name in needed}
     for name in selected:
         _print(f'study {name} ({path})')
-        study(study_settings(spec, name, roots, path, jobs, gpus_per_run, threads_per_run))
-    for name, entry in spec['merges'].items():
-        if only and name not in only and not set(entry['studies']) & set(selected):
-            continue
-        _write_merge(spec, name, entry)
+        study(study_settings(spec, name, roots, path, **run))
+    for name in merges:
+        _write_merge(spec, name, spec['merges'][name])
+
+
+def check_spec(spec, path, selected, needed, merges, run):
+    """Everything a spec run will make, checked before the first is made: its
+    folders (none a file, none inside another), every selected study (settings,
+    config, variants), every needed dataset already made (the spec's) and every
+    merge's published report (one this tool published, or none).
+
+    Args:
+        spec (dict): the spec (``load_spec``).
+        path (str): its file.
+        selected (list[str]): the studies to run.
+        needed (list[str]): the datasets they use.
+        merges (list[str]): the merges to write.
+        run (dict): ``jobs``, ``gpus_per_run``, ``threads_per_run``.
+    """
+    check_folder(spec['work_dir'], 'work_dir')
+    for name in merges:
+        if spec['merges'][name].get('records'):
+            check_folder(spec['merges'][name]['records'], f'merge {name!r}: records')
+        check_folder(osp.join(spec['work_dir'], name), f'merge {name!r}: its folder')
+    check_overlaps(spec, merges)
+    planned = {name: data_root(entry) for name, entry in spec['datasets'].items()}
+    for name in selected:
+        try:
+            check_study(study_settings(spec, name, planned, path, **run))
+        except (ValueError, FileExistsError) as exc:
+            raise ValueError(f'{path}: study {name!r}: {exc}') from None
+    for name in needed:
+        check_made_dataset(f'{path}: dataset {name!r}', spec['datasets'][name])
+    for name in merges:
+        if spec['merges'][name].get('publish'):
+            published_report(spec['merges'][name]['publish'])
 
 
 def _write_merge(spec, name, entry):
     """Merge the spec's studies of ``entry`` into ``work_dir/<name>`` (skipped
-    while one has not run yet); publish it and export its studies' records."""
+    while one has not run yet); publish it and export its studies' records
+    (both checked before the merge is written)."""
     sources = [osp.join(spec['work_dir'], s) for s in entry['studies']]
     absent = [s for s in sources if not osp.isfile(osp.join(s, 'study.json'))]
     if absent:
         _print(f'merge {name}: skipped, {absent} not run yet')
         return
+    records = entry.get('records')
+    if entry.get('publish'):
+        published_report(entry['publish'])
+    for source in sources if records else []:
+        check_export(source, osp.join(records, osp.basename(source)))
     out = osp.join(spec['work_dir'], name)
     merge(out, sources, entry.get('title', ''), overwrite=True)
     if entry.get('publish'):
         publish(out, entry['publish'])
         _print(f"merge {name}: published to {entry['publish']}.md/.json/.png")
-    if entry.get('records'):
-        copied = sum(export_records(source, osp.join(entry['records'], osp.basename(source)))
+    if records:
+        copied = sum(export_records(source, osp.join(records, osp.basename(source)))
                      for source in sources)
-        _print(f"merge {name}: the records of its {copied} runs are in {entry['records']}")
+        _print(f"merge {name}: the records of its {copied} runs are in {records}")

@@ -36,7 +36,8 @@ from .synthetic_scenes import (
 # The public names, those of the scenes' module included: the tools and tests import them here.
 __all__ = ['COCO_STUFF_CLASSES', 'COCO_STUFF_UNUSED_RAW_IDS', 'IGNORE', 'MANIFEST', 'NOISE_KINDS',
            'VOC_CLASSES', 'LabelNoise', 'WriteGuard', 'coco_stuff_raw_ids', 'coco_stuff_train_ids',
-           'long_tail_frequencies', 'make_coco_stuff', 'make_voc', 'read_manifest']
+           'long_tail_frequencies', 'make_coco_stuff', 'make_voc', 'manifest_identity',
+           'read_manifest']
 
 MANIFEST = '.ngl_mmseg_synthetic.json'
 MIN_SIZE = 8  # pixels of a side: the shapes are 1/8 to 1/3 of it
@@ -46,6 +47,47 @@ def read_manifest(root):
     """The manifest a synthetic dataset's root holds (``files``, ``label_noise``)."""
     with open(osp.join(root, MANIFEST)) as f:
         return json.load(f)
+
+
+def manifest_identity(root):
+    """What a synthetic dataset is, read from the manifest in ``root``: its split
+    sizes (``counts``: ``num_train``, ``num_val``, ``num_test``, and ``num_aug`` for
+    VOC) and its label noise (``label_noise``: kind, rate and seed; None: clean).
+    None where ``root`` holds no manifest (data this tool did not write); a
+    ValueError naming the manifest if it is not one this tool wrote.
+
+    The manifest lists the files written; VOC's split sizes are the lengths of
+    the image lists it names (``ImageSets/Segmentation/*.txt``), COCO-Stuff's the
+    images of each split folder.
+    """
+    path = osp.join(root, MANIFEST)
+    if not osp.isfile(path):
+        return None
+    try:
+        manifest = read_manifest(root)
+        files, noise = manifest['files'], manifest['label_noise']
+        if 'ImageSets/Segmentation/train.txt' in files:
+            counts = {f'num_{split}': _listed_ids(root, files, split)
+                      for split in ('train', 'val', 'test', 'aug')}
+            counts['num_aug'] -= counts['num_train']
+        else:
+            counts = {f'num_{split}': sum(
+                rel.startswith(f'images/{split}2017/') for rel in files)
+                for split in ('train', 'val', 'test')}
+        if noise is not None:
+            noise = dict(kind=noise['kind'], rate=noise['rate'], seed=noise['seed'])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'{path} is not a manifest this tool wrote ({type(exc).__name__}: '
+                         f'{exc})') from None
+    return dict(counts=counts, label_noise=noise)
+
+
+def _listed_ids(root, files, split):
+    rel = f'ImageSets/Segmentation/{split}.txt'
+    if rel not in files:
+        return 0
+    with open(osp.join(root, rel)) as f:
+        return sum(1 for line in f if line.strip())
 
 
 def _inside(path, folder):

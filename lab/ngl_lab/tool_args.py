@@ -1,6 +1,6 @@
 """What the lab's command lines share (``compare``, ``study_cli``): the parser and
-its ``--cfg-options``, the default work dir, argument checks, a prefixed
-printer, and refusals as one usage line instead of a traceback."""
+its ``--cfg-options``, the default work dir, argument, folder and name checks, a
+prefixed printer, and refusals as one usage line instead of a traceback."""
 import argparse
 import contextlib
 import os.path as osp
@@ -54,6 +54,42 @@ def check_count(name, value, minimum, maximum=None):
         within = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
         raise ValueError(f'{name} must be an integer {within}, got {value!r}')
     return value
+
+
+def check_folder(path, what):
+    """Refuse a ``path`` that is a file, or lies under one (``os.makedirs`` would fail
+    halfway): a ValueError naming ``what`` and the file, before anything is made.
+
+    Args:
+        path (str): a folder that exists or is to be made.
+        what (str): what the folder is, as the user named it (``work_dir``, ``records``).
+    """
+    full = osp.abspath(path)
+    here = full
+    while True:
+        if osp.lexists(here) and not osp.isdir(here):
+            where = '' if here == full else f': {here}'
+            raise ValueError(f'{what} {path!r}{where} is a file, not a folder: give a folder '
+                             '(or a path that does not exist yet)')
+        parent = osp.dirname(here)
+        if parent == here:
+            return
+        here = parent
+
+
+def check_plain_name(name, what):
+    """Refuse a name that is not one plain file name (it names a folder inside a work
+    dir: no ``/``, not ``.``, ``..`` or empty, not absolute).
+
+    Args:
+        name (str): the name.
+        what (str): what it names (``study``, ``merge``, ``dataset``).
+    """
+    if not isinstance(name, str) or name in ('', '.', '..') or '/' in name or \
+            '\\' in name or '\0' in name or osp.isabs(name):
+        raise ValueError(f'{what} name {name!r} is not a plain name: it names a folder inside '
+                         'the work dir, so it may not be empty, ".", ".." or hold "/"')
+    return name
 
 
 def printer(tool):

@@ -2,11 +2,20 @@
 copied or foreign runs, merges over a study, bad labels, NaN scores, specs."""
 import json
 import os
+import shutil
 
 import pytest
 from study_helpers import FakeTraining, fake_study_run
 
-from ngl_lab import study, study_cli, study_config, study_rebuild, study_spec, study_tables
+from ngl_lab import (
+    study,
+    study_cli,
+    study_config,
+    study_rebuild,
+    study_spec,
+    study_spec_checks,
+    study_tables,
+)
 from ngl_lab.jobs import JobPool
 from ngl_lab.study_settings import StudySettings
 
@@ -157,6 +166,7 @@ def test_every_shipped_spec_loads(tmp_path):
     folder = os.path.join(REPO, 'configs', 'studies')
     names = sorted(os.listdir(folder))
     assert {'tuned.json', 'regimes.json', 'coco-bias.json', 'trainability.json'} <= set(names)
+    made = {}
     for name in names:
         spec = study_spec.load_spec(os.path.join(folder, name))
         # the data roots the spec's datasets would be made at
@@ -164,6 +174,13 @@ def test_every_shipped_spec_loads(tmp_path):
         for study_name, entry in spec['studies'].items():
             assert os.path.isfile(os.path.join(REPO, entry['config']))
             study_spec.study_settings(spec, study_name, roots, name).check()
+        # no merge's records or publish overlaps the runs or the data
+        study_spec_checks.check_overlaps(spec, list(spec['merges']))
+        for key, entry in spec['datasets'].items():
+            made.setdefault(entry['out_dir'], []).append((name, key, entry))
+    # specs that share a dataset folder ask for the same dataset (else one refuses it)
+    for out_dir, uses in made.items():
+        assert all(entry == uses[0][2] for _, _, entry in uses), (out_dir, uses)
 
 
 @pytest.mark.parametrize('spec, message', [
@@ -241,11 +258,15 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
                              seeds=[0, 1], iters=8, regime='clean', report_split='test')),
         merges=dict(all=dict(studies=['s1'], title='t', publish=str(tmp_path / 'pub' / 'x'),
                              records=str(tmp_path / 'records'))))
-    # a record of a run the study no longer holds goes; a file that is not a record stays
-    stale = tmp_path / 'records' / 's1' / 'ce_adamw_lr0.5_seed0'
-    stale.mkdir(parents=True)
-    (stale / 'run.json').write_text('{}')
+    # a record the export wrote of a run the study no longer holds goes; a file that is
+    # not a record, and a run.json the export did not write, stay
+    stale = fake_study_run(tmp_path / 'records' / 's1', 'ce', 0, [10.0, 40.0], lr=0.5,
+                           name='ce_adamw_lr0.5_seed0')
+    (stale / 'config.py').unlink()  # the export copies no config
     (tmp_path / 'records' / 's1' / 'NOTES.md').write_text('kept')
+    foreign = tmp_path / 'records' / 's1' / 'mine'
+    foreign.mkdir()
+    (foreign / 'run.json').write_text('{}')
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
     import sys
@@ -268,12 +289,14 @@ def test_a_spec_makes_its_data_runs_its_studies_and_publishes_its_merge(tmp_path
     # copies them into the work dir resumes from them without training anything
     records = tmp_path / 'records' / 's1'
     runs = sorted(p.name for p in records.iterdir() if p.is_dir())
-    assert len(runs) == len(fake.calls) and not stale.exists()
+    assert len(runs) == len(fake.calls) + 1 and not stale.exists()
     assert (records / 'NOTES.md').read_text() == 'kept'
+    assert (foreign / 'run.json').read_text() == '{}'
+    shutil.rmtree(foreign)
+    runs.remove('mine')
     assert all(p.suffix == '.json' for p in records.rglob('*') if p.is_file()
                and p.name != 'NOTES.md')
     assert all(list((records / run).glob('*/vis_data/scalars.json')) for run in runs)
-    import shutil
     fresh = tmp_path / 'fresh'
     shutil.copytree(records, fresh / 's1')
     spec['work_dir'] = str(fresh)
