@@ -6,6 +6,7 @@ reports it; and the search a study runs after its grid
 import dataclasses
 import statistics
 
+from .run_record import DOUBLE_PHASE
 from .tool_args import printer
 
 _print = printer('study')
@@ -108,7 +109,9 @@ def search_then_finish(pool, searched, variants, settings, plan):
                            f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
                 settled.add((name, optimizer))
                 pool.queue_later([plan(name, losses, optimizer, choice.best, s, 'final')
-                                  for s in finals])
+                                  for s in finals] +
+                                 [plan(name, losses, optimizer, choice.best, s, DOUBLE_PHASE)
+                                  for s in settings.double_seeds or ()])
         if not extra:  # every variant settled
             break
         more = pool.complete(extra)

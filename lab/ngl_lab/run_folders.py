@@ -18,10 +18,12 @@ from .tool_args import printer
 _print = printer('study')
 
 
-def run_dir_name(variant, optimizer, seed, lr=None):
-    """``<variant>_<optimizer>[_lr<lr>]_seed<seed>``: the folder of one run."""
+def run_dir_name(variant, optimizer, seed, lr=None, iters=None):
+    """``<variant>_<optimizer>[_lr<lr>]_seed<seed>[_it<iters>]``: the folder of one run
+    (``iters`` only for a run longer than its study's, the plateau check's)."""
     lr_part = '' if lr is None else f'_lr{lr:g}'
-    return f'{variant}_{optimizer}{lr_part}_seed{seed}'
+    iters_part = '' if iters is None else f'_it{iters}'
+    return f'{variant}_{optimizer}{lr_part}_seed{seed}{iters_part}'
 
 
 def _refuse_a_file(run_dir):

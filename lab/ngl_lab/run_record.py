@@ -30,6 +30,10 @@ IDENTITY = ('regime', 'variant', 'losses', 'optimizer', 'lr', 'seed', 'config', 
 # now at its data root, which the study writes into its record when it reuses it. Accepted
 # until 0.7, by when the kept records carry it.
 ADDED_LATER = ('dataset', )
+# The phase of a run that reran a variant's chosen rate at twice the study's iterations: the
+# plateau check (its own folder, ``run_folders.run_dir_name(..., iters)``), kept out of every
+# table but the check's own columns.
+DOUBLE_PHASE = 'double'
 # What must be the same for every run of one table.
 SHARED = ('config', 'iters', 'pretrain', 'report_split', 'cfg_options')
 

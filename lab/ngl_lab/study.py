@@ -55,11 +55,12 @@ from .jobs import JobPool, JobsFailed, job_env
 from .lr_search import search_then_finish
 from .presets import check_variant_losses
 from .run_folders import existing_run, move_aside, run_dir_name
-from .run_record import run_from_folder, write_record
+from .run_record import DOUBLE_PHASE, run_from_folder, write_record
 from .runs import train_run
 from .study_config import load_study_config, write_pretrain_config, write_run_config
 from .study_report import write_report
 from .study_settings import StudySettings
+from .study_tables import tuned_rows
 from .synthetic import manifest_identity
 from .tool_args import check_folder, printer
 
@@ -127,9 +128,30 @@ def study(settings):
             runs = pool.complete(first)
             if settings.search_seeds:
                 runs += search_then_finish(pool, runs, parsed, settings, trainer.plan)
+            if settings.wide_seeds:
+                runs += _widen(pool, runs, parsed, settings, trainer.plan)
     except JobsFailed as failed:
         raise RunsFailed([(job['run_dir'], exc) for job, exc in failed.failures]) from failed
     return write_report(settings.work_dir, settings.config, settings.title, runs, settings.spec)
+
+
+def _widen(pool, runs, parsed, settings, plan):
+    """More seeds where a variant's paired interval against CE is wider than
+    ``settings.wide_half_width``: that variant and CE train ``settings.wide_seeds``
+    at their chosen rates. Returns the runs this trained."""
+    rows = tuned_rows(runs)
+    chosen = {(r['optimizer'], r['variant']): r['lr'] for r in rows}
+    wide = {(r['optimizer'], name) for r in rows
+            if r['vs_ce'] and r['vs_ce']['high'] - r['vs_ce']['mean'] > settings.wide_half_width
+            for name in (r['variant'], 'ce')}
+    losses = dict(parsed)
+    jobs = []
+    for optimizer, name in sorted(wide):
+        _print(f'{name} {optimizer}: a paired interval wider than +-'
+               f'{settings.wide_half_width:g}: seeds {list(settings.wide_seeds)} too')
+        jobs += [plan(name, losses[name], optimizer, chosen[(optimizer, name)], seed, 'final')
+                 for seed in settings.wide_seeds]
+    return pool.complete(jobs) if jobs else []
 
 
 class RunsFailed(RuntimeError):
@@ -165,15 +187,18 @@ class _RunTrainer:
         self.config_lock = threading.Lock()
 
     def plan(self, variant, losses, optimizer, lr, seed, phase):
-        """The job of one run: its record and its folder."""
+        """The job of one run: its record and its folder. A run of the plateau check
+        (``DOUBLE_PHASE``) trains twice the study's iterations, in a folder of its own."""
         s = self.settings
+        iters = 2 * self.iters if phase == DOUBLE_PHASE else self.iters
         record = dict(regime=s.regime, variant=variant, losses=losses, optimizer=optimizer,
                       lr=lr, seed=seed, config=s.config, data_root=s.data_root,
-                      dataset=self.dataset, iters=self.iters, pretrain=s.pretrain,
+                      dataset=self.dataset, iters=iters, pretrain=s.pretrain,
                       train_miou=s.train_miou, report_split=s.report_split,
                       cfg_options=s.cfg_options, phase=phase, threads=s.threads)
-        return dict(record=record,
-                    run_dir=osp.join(s.work_dir, run_dir_name(variant, optimizer, seed, lr)))
+        folder = run_dir_name(variant, optimizer, seed, lr,
+                              iters if phase == DOUBLE_PHASE else None)
+        return dict(record=record, run_dir=osp.join(s.work_dir, folder))
 
     def train(self, job, env):
         """Train one run in ``env`` (its threads and devices); returns the run."""
@@ -184,7 +209,8 @@ class _RunTrainer:
             path = write_run_config(s.config, record['losses'], record['optimizer'],
                                     record['seed'], run_dir, cfg_options=s.cfg_options,
                                     backbone=self.backbone, data_root=s.data_root,
-                                    iters=s.iters, train_miou=s.train_miou, lr=record['lr'],
+                                    iters=record['iters'] if record['phase'] == DOUBLE_PHASE
+                                    else s.iters, train_miou=s.train_miou, lr=record['lr'],
                                     report_split=s.report_split)
         seconds = train_run(path, run_dir, s.gpus, quiet=True, progress=False, env=env)
         write_record(run_dir, dict(record, finished=True, seconds=seconds))

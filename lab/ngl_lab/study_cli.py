@@ -36,6 +36,14 @@ def _add_grid_arguments(parser):
                         help='with --search-seeds: when a variant\'s best lr is the largest '
                         '(smallest) tried, also try twice (half) it, up to this many more '
                         'rates (default 2; 0: the grid only)')
+    parser.add_argument('--double-seeds', nargs='+', type=int,
+                        help='with --search-seeds and --iters: these seeds also train each '
+                        "variant's chosen lr at twice --iters (the plateau check)")
+    parser.add_argument('--wide-seeds', nargs='+', type=int,
+                        help='with --search-seeds: more seeds for a variant whose paired '
+                        'interval against CE is wider than --wide-half-width, and for CE')
+    parser.add_argument('--wide-half-width', type=float, default=5.0,
+                        help='see --wide-seeds (default 5 mIoU)')
     parser.add_argument('--report-split', nargs='+', metavar='KEY=VALUE',
                         help='fields of the validation dataset that make it the report split, '
                         'scored at every validation (e.g. ann_file=ImageSets/Segmentation/'
@@ -147,7 +155,9 @@ def settings_from_args(args, work_dir):
         title=args.title, data_root=args.data_root, iters=args.iters, regime=args.regime,
         train_miou=args.train_miou, lrs=args.lrs, search_seeds=args.search_seeds,
         jobs=args.jobs, gpus_per_run=args.gpus_per_run, threads_per_run=args.threads_per_run,
-        extend_edges=args.extend_edges, report_split=report_split_arg(args.report_split))
+        extend_edges=args.extend_edges, double_seeds=args.double_seeds,
+        wide_seeds=args.wide_seeds, wide_half_width=args.wide_half_width,
+        report_split=report_split_arg(args.report_split))
 
 
 @contextlib.contextmanager

@@ -42,6 +42,15 @@ class StudySettings:
             train at every rate; each variant then trains ``seeds`` at its best.
         extend_edges (int): with ``search_seeds``, rates tried past the grid's
             edge where a variant's best rate lies on it.
+        double_seeds (Sequence[int], optional): with ``search_seeds`` and
+            ``iters``, these of the ``seeds`` also train each variant's chosen
+            rate at twice ``iters``: the plateau check (runs of phase
+            ``'double'``).
+        wide_seeds (Sequence[int], optional): with ``search_seeds``, more seeds
+            for a variant whose paired interval against CE is wider than
+            ``wide_half_width`` (its half-width): it and CE train them at their
+            chosen rates.
+        wide_half_width (float): see ``wide_seeds``.
         report_split (dict, optional): fields of the validation dataset that
             make it the report split.
         pretrain_iters (int): first train the backbone with CE this long ...
@@ -68,6 +77,9 @@ class StudySettings:
     lrs: Optional[Sequence[float]] = None
     search_seeds: Optional[Sequence[int]] = None
     extend_edges: int = 2
+    double_seeds: Optional[Sequence[int]] = None
+    wide_seeds: Optional[Sequence[int]] = None
+    wide_half_width: float = 5.0
     report_split: Optional[dict] = None
     pretrain_iters: int = 0
     pretrain_data_root: Optional[str] = None
@@ -114,8 +126,10 @@ class StudySettings:
             if optimizer != 'config' and optimizer not in OPTIMIZERS:
                 raise ValueError(f'unknown optimizer {optimizer!r}: use config or one of '
                                  f'{sorted(OPTIMIZERS)}')
-        for name, values in (('optimizer', self.optimizers), ('seed', self.seeds),
-                             ('search seed', self.search_seeds or ())):
+        for name, values in (('optimizer', self.optimizers),
+                             ('seed', list(self.seeds) + list(self.wide_seeds or ())),
+                             ('search seed', self.search_seeds or ()),
+                             ('double seed', self.double_seeds or ())):
             repeated = sorted({v for v in values if list(values).count(v) > 1})
             if repeated:
                 raise ValueError(f'{name} {repeated[0]!r} is given more than once: each run '
@@ -145,9 +159,27 @@ class StudySettings:
                                  'and the tuned table must not report the split it selected on')
         if self.search_seeds and (lrs is None or len(lrs) < 2):
             raise ValueError('--search-seeds needs --lrs with at least two learning rates')
+        self._check_plateau_seeds()
         if report_split is not None and (not isinstance(report_split, dict) or not report_split):
             raise ValueError('--report-split takes KEY=VALUE fields of the validation dataset, '
                              'e.g. ann_file=ImageSets/Segmentation/test.txt')
+
+    def _check_plateau_seeds(self):
+        if (self.double_seeds or self.wide_seeds) and not self.search_seeds:
+            raise ValueError('--double-seeds and --wide-seeds need --search-seeds: they train '
+                             "each variant's chosen learning rate")
+        if self.double_seeds:
+            if not self.iters:
+                raise ValueError('--double-seeds needs --iters: the plateau check trains twice '
+                                 'that many iterations')
+            stray = [s for s in self.double_seeds if s not in self.seeds]
+            if stray:
+                raise ValueError(f'double seed {stray[0]!r} is not one of the seeds '
+                                 f'{list(self.seeds)}: the check compares a seed at both budgets')
+        width = self.wide_half_width
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or \
+                not math.isfinite(width) or width <= 0:
+            raise ValueError(f'wide_half_width {width!r} must be a positive number')
 
 
 def _check_visible_gpus(jobs, gpus_per_run):

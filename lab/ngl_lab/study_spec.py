@@ -76,7 +76,8 @@ DATASET_KEYS = {'dataset': STRING, 'out_dir': STRING, 'num_train': INTEGER, 'num
 STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers': STRINGS,
               'lrs': NUMBERS, 'search_seeds': INTEGERS, 'seeds': INTEGERS, 'iters': INTEGER,
               'regime': STRING, 'train_miou': BOOLEAN, 'report_split': SPLIT, 'pretrain': OBJECT,
-              'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER}
+              'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER,
+              'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER}
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING}
 TOP_KEYS = {'work_dir': STRING, 'datasets': OBJECT, 'studies': OBJECT, 'merges': OBJECT,
@@ -193,7 +194,8 @@ def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_
         regime=entry.get('regime', ''), train_miou=entry.get('train_miou', False),
         lrs=entry.get('lrs'), search_seeds=entry.get('search_seeds'), jobs=jobs,
         gpus_per_run=gpus_per_run, threads_per_run=threads_per_run,
-        extend_edges=entry.get('extend_edges', 2),
+        extend_edges=entry.get('extend_edges', 2), double_seeds=entry.get('double_seeds'),
+        wide_seeds=entry.get('wide_seeds'), wide_half_width=entry.get('wide_half_width', 5.0),
         report_split=report_split(entry, spec['datasets']), spec=dict(file=path, study=name))
 
 

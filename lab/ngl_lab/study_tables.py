@@ -28,12 +28,10 @@ import os.path as osp
 import statistics
 
 from .lr_search import choose_lr, tried_lrs
+from .run_record import DOUBLE_PHASE
 from .stats import format_difference, is_converged, mean_interval, paired_difference
 
 REFERENCE = 'ce'
-# A run of this phase reran a variant's chosen rate at twice the study's budget: the plateau
-# check, kept out of every table but the check's own columns.
-DOUBLE_PHASE = 'double'
 # A cell is at its plateau when doubling its budget moves no variant's mean by this much.
 PLATEAU_TOLERANCE = 1.0
 

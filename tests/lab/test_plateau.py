@@ -6,9 +6,11 @@ import os.path as osp
 import sys
 
 import pytest
-from helpers import REPO, make_dataset, run
+from helpers import REPO, VOC_CFG, make_dataset, run
+from study_helpers import FakeTraining
 
-from ngl_lab import study_config
+from ngl_lab import study, study_config
+from ngl_lab.study_settings import StudySettings
 from ngl_lab.study_tables import (
     cell_at_plateau,
     format_tuned_table,
@@ -104,3 +106,72 @@ def test_the_profiler_accounts_for_a_short_run(tmp_path):
     assert set(result['flops']['parts']) >= {'backbone.layer3', 'decode_head.conv_seg'}
     assert 'backbone.layer4' not in result['flops']['parts']  # the budget model has 3 stages
     assert '| training step (forward, backward, optimizer) |' in proc.stdout
+
+
+class _SeedsSplitNGLAndTwiceTheBudgetLifts(FakeTraining):
+    """NGL 12 points up on odd seeds and down on even ones (a wide paired interval); every
+    run of more than 8 iterations 2.5 points up (the budget doubled moves the mean)."""
+
+    def score(self, record, split):
+        score = super().score(record, split)
+        if record['variant'] == 'ngl':
+            score += 12 if record['seed'] % 2 else -12
+        return score + (2.5 if record['iters'] > 8 else 0.0)
+
+
+def _plateau_study(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(study, 'train_run', fake)
+    return study.study(StudySettings(
+        VOC_CFG, ['ce', 'ngl'], optimizers=['adamw'], seeds=[0, 1, 2], lrs=[1e-3, 1e-2],
+        search_seeds=[0, 1], extend_edges=0, double_seeds=[0, 1], wide_seeds=[3, 4],
+        work_dir=str(tmp_path / 'study'), iters=8, regime='clean', jobs=2,
+        threads_per_run=1, report_split={'ann_file': 'ImageSets/Segmentation/test.txt'}))
+
+
+@pytest.mark.slow
+def test_the_study_reruns_the_chosen_rates_at_twice_the_budget_and_widens_wide_intervals(
+        tmp_path, monkeypatch):
+    fake = _SeedsSplitNGLAndTwiceTheBudgetLifts()
+    _plateau_study(tmp_path, fake, monkeypatch)
+    names = sorted(name for name, _ in fake.calls)
+    doubled = ['ce_adamw_lr0.01_seed0_it16', 'ce_adamw_lr0.01_seed1_it16',
+               'ngl_adamw_lr0.001_seed0_it16', 'ngl_adamw_lr0.001_seed1_it16']
+    widened = ['ce_adamw_lr0.01_seed3', 'ce_adamw_lr0.01_seed4', 'ngl_adamw_lr0.001_seed3',
+               'ngl_adamw_lr0.001_seed4']
+    # 2 variants x 2 lrs x 2 search seeds, seed 2 at each chosen rate, the reruns, the seeds
+    # added where NGL's interval against CE is wide (NGL - CE: -15, +9, -15 on seeds 0-2)
+    assert len(names) == 8 + 2 + 4 + 4 and set(doubled + widened) <= set(names)
+    record = json.loads((tmp_path / 'study' / doubled[0] / 'run.json').read_text())
+    assert (record['iters'], record['phase'], record['lr']) == (16, 'double', 0.01)
+    config = (tmp_path / 'study' / doubled[0] / 'config.py').read_text()
+    assert 'max_iters=16' in config.replace(' ', '')
+    data = json.loads((tmp_path / 'study' / 'study.json').read_text())
+    tuned = {r['variant']: r for r in data['tuned']}
+    assert tuned['ce']['seeds'] == tuned['ngl']['seeds'] == [0, 1, 2, 3, 4]
+    assert tuned['ngl']['doubled']['delta'] == pytest.approx(2.5)
+    assert not tuned['ngl']['doubled']['at_plateau'] and tuned['ce']['doubled']['seeds'] == [0, 1]
+    assert 'NOT at plateau' in (tmp_path / 'study' / 'study.md').read_text()
+    # run again: every run, the reruns too, is found finished and nothing trains
+    again = _SeedsSplitNGLAndTwiceTheBudgetLifts()
+    _plateau_study(tmp_path, again, monkeypatch)
+    assert again.calls == []
+
+
+def test_plateau_settings_are_checked():
+    def check(**kwargs):
+        args = dict(optimizers=['adamw'], seeds=[0, 1], lrs=[1e-3, 1e-2], search_seeds=[0, 1],
+                    iters=8, report_split={'ann_file': 'x'})
+        args.update(kwargs)
+        StudySettings(VOC_CFG, ['ce'], **args).check()
+
+    check(double_seeds=[0, 1], wide_seeds=[5])  # fine
+    with pytest.raises(ValueError, match='double seed 7 is not one of the seeds'):
+        check(double_seeds=[7])
+    with pytest.raises(ValueError, match='--double-seeds needs --iters'):
+        check(double_seeds=[0], iters=None)
+    with pytest.raises(ValueError, match='need --search-seeds'):
+        check(double_seeds=[0], search_seeds=None, lrs=[1e-3])
+    with pytest.raises(ValueError, match='seed 1 is given more than once'):
+        check(wide_seeds=[1])
+    with pytest.raises(ValueError, match='wide_half_width nan must be a positive number'):
+        check(wide_seeds=[5], wide_half_width=float('nan'))
