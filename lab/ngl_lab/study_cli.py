@@ -9,14 +9,14 @@ from .presets import LOSS_PRESETS
 from .study import RunsFailed, StudySettings, study
 from .study_config import OPTIMIZERS
 from .study_rebuild import collect, merge, replot
-from .study_spec import run_spec
+from .study_spec import export_finished, run_spec
 from .tool_args import add_cfg_options, default_work_dir, refusals_as_usage_errors, tool_parser
 
 # The modes that do not train one study from the command line's grid, in the
 # order their clashes are named.
 MODES = ('merge', 'collect', 'replot', 'spec')
 # What a spec run takes from the command line (the spec says everything else).
-SPEC_ARGUMENTS = ('spec', 'only', 'jobs', 'gpus_per_run', 'threads_per_run')
+SPEC_ARGUMENTS = ('spec', 'only', 'jobs', 'gpus_per_run', 'threads_per_run', 'export_finished')
 
 
 def _add_grid_arguments(parser):
@@ -92,6 +92,10 @@ def _add_mode_arguments(parser):
                         'docs/tools.md); resumable')
     parser.add_argument('--only', nargs='+', metavar='STUDY',
                         help='with --spec: run only these studies of the spec')
+    parser.add_argument('--export-finished', action='store_true',
+                        help="with --spec: copy the finished runs' records of its studies (or "
+                        "--only's) to their merges' records folders, finished study or not; "
+                        'train nothing (how a study longer than a session keeps its progress)')
 
 
 def build_parser():
@@ -127,10 +131,10 @@ def _check_modes(parser, args):
                   and getattr(args, action.dest) != action.default]
         if unused:
             parser.error(f'--spec does not use {", ".join(unused)}: the spec file says what '
-                         'to train and where (only --only, --jobs, --gpus-per-run and '
-                         '--threads-per-run go with it)')
-    elif args.only:
-        parser.error('--only picks studies of a --spec')
+                         'to train and where (only --only, --jobs, --gpus-per-run, '
+                         '--threads-per-run and --export-finished go with it)')
+    elif args.only or args.export_finished:
+        parser.error(f'--{"only" if args.only else "export-finished"} goes with --spec')
 
 
 def report_split_arg(values):
@@ -177,7 +181,9 @@ def main():
     _check_modes(parser, args)
     work_dir = args.work_dir or default_work_dir('study', args.config)
     with refusals_as_usage_errors(parser), _failed_runs_as_one_line(parser):
-        if args.spec:
+        if args.spec and args.export_finished:
+            export_finished(args.spec, args.only)
+        elif args.spec:
             run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run,
                      threads_per_run=args.threads_per_run)
         elif args.replot:

@@ -110,13 +110,15 @@ def _clear(folder, ours):
                f'{", ".join(left[:5])}{" ..." if len(left) > 5 else ""}')
 
 
-def check_export(work_dir, out_dir):
+def check_export(work_dir, out_dir, runs=None):
     """What ``export_records`` checks before it writes, alone: the study in
-    ``work_dir`` is finished, its runs hold records and scalars, and no run's
-    folder in ``out_dir`` holds a ``run.json`` the export did not write (a
-    ValueError naming it). Returns each run's folder name and scalar logs."""
+    ``work_dir`` is finished (or ``runs`` names the runs to export), its runs hold
+    records and scalars, and no run's folder in ``out_dir`` holds a ``run.json``
+    the export did not write (a ValueError naming it). Returns each run's folder
+    name and scalar logs."""
     check_folder(out_dir, 'records')
-    runs = load_study(work_dir)['runs']
+    if runs is None:
+        runs = load_study(work_dir)['runs']
     names = {osp.basename(osp.normpath(run['work_dir'])) for run in runs}
     sources = {}
     for name in sorted(names):
@@ -134,10 +136,11 @@ def check_export(work_dir, out_dir):
     return sources
 
 
-def export_records(work_dir, out_dir):
-    """Copy the record of every run of the finished study in ``work_dir`` (its
-    ``run.json`` and logged ``scalars.json``, no checkpoints or logs) to
-    ``out_dir/<run>/``, enough for a study on another machine to reuse the run.
+def export_records(work_dir, out_dir, runs=None):
+    """Copy the record of every run of the finished study in ``work_dir`` (or of
+    ``runs``, the finished runs of a study stopped midway) (its ``run.json`` and
+    logged ``scalars.json``, no checkpoints or logs) to ``out_dir/<run>/``, enough
+    for a study on another machine to reuse the run.
 
     Only what this export wrote is replaced or removed (``exported_files``):
     records in ``out_dir`` of runs the study no longer holds are removed, a
@@ -145,7 +148,7 @@ def export_records(work_dir, out_dir):
     it if it holds a ``run.json``), and other files in a record's folder stay.
     A run's own folder whose ``run.json`` this export did not write is refused
     (ValueError) before anything is written. Returns the number of runs copied."""
-    sources = check_export(work_dir, out_dir)
+    sources = check_export(work_dir, out_dir, runs)
     names = set(sources)
     if osp.isdir(out_dir):
         for name in sorted(set(os.listdir(out_dir)) - names):

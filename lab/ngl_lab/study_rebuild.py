@@ -6,9 +6,9 @@ import glob
 import os.path as osp
 import re
 
-from .run_record import RUN_RECORD, SHARED, canonical, run_from_folder
+from .run_record import RUN_RECORD, SHARED, canonical, read_record, run_from_folder
 from .study_report import load_study, write_report
-from .study_tables import run_key
+from .study_tables import run_key, split_doubled
 from .tool_args import check_folder, printer
 
 _print = printer('study')
@@ -79,15 +79,8 @@ def collect(work_dir, config='', title=''):
     the ``run.json`` the study writes): for a study that was interrupted, or run
     in parts. Folders the study moved aside (``<run>.interrupted-N``) are
     skipped, and named. Returns the rows."""
-    runs, aside = [], []
-    for record_path in sorted(glob.glob(osp.join(work_dir, '*', RUN_RECORD))):
-        run_dir = osp.dirname(record_path)
-        if osp.basename(run_dir) == 'pretrain':
-            continue
-        if MOVED_ASIDE.search(osp.basename(run_dir)):
-            aside.append(osp.basename(run_dir))
-            continue
-        runs.append(run_from_folder(run_dir))
+    run_dirs, aside = run_folders(work_dir)
+    runs = [run_from_folder(run_dir) for run_dir in run_dirs]
     if aside:
         _print(f'skipped {len(aside)} folder(s) of interrupted runs, moved aside: '
                f'{", ".join(aside)}')
@@ -95,11 +88,33 @@ def collect(work_dir, config='', title=''):
         raise ValueError(f'{work_dir} holds no run folders (folders with a {RUN_RECORD} '
                          'written by tools/study_ngl.py)')
     check_one_study(runs, work_dir)
-    lengths = {run['curve'][-1][0] for run in runs}
+    lengths = {run['curve'][-1][0] for run in split_doubled(runs)[0]}
     if len(lengths) > 1:
         raise ValueError(f'the runs in {work_dir} end at different iterations {sorted(lengths)}'
                          ': not one study')
     return write_report(work_dir, config or runs[0]['config'], title, runs)
+
+
+def run_folders(work_dir):
+    """The run folders in a study's ``work_dir`` (those holding a ``run.json``, but
+    the pretraining's), and the names of those moved aside (``<run>.interrupted-N``)."""
+    run_dirs, aside = [], []
+    for record_path in sorted(glob.glob(osp.join(work_dir, '*', RUN_RECORD))):
+        run_dir = osp.dirname(record_path)
+        if osp.basename(run_dir) == 'pretrain':
+            continue
+        if MOVED_ASIDE.search(osp.basename(run_dir)):
+            aside.append(osp.basename(run_dir))
+        else:
+            run_dirs.append(run_dir)
+    return run_dirs, aside
+
+
+def finished_runs(work_dir):
+    """The finished runs of a study in ``work_dir``, finished or not itself (a study
+    stopped midway: its finished runs are what a later session resumes from)."""
+    return [run_from_folder(run_dir) for run_dir in run_folders(work_dir)[0]
+            if read_record(run_dir).get('finished')]
 
 
 def _check_merge_target(work_dir, sources, overwrite):

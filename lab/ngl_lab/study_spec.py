@@ -46,7 +46,7 @@ import os.path as osp
 
 from .study import RunsFailed, StudySettings, check_study, study
 from .study_publish import check_export, export_records, publish, published_report
-from .study_rebuild import merge
+from .study_rebuild import finished_runs, merge
 from .study_spec_checks import (
     BOOLEAN,
     INTEGER,
@@ -67,7 +67,8 @@ from .study_spec_checks import (
 from .synthetic import MANIFEST
 from .tool_args import check_folder, check_plain_name, printer
 
-__all__ = ['RunsFailed', 'data_root', 'load_spec', 'make_dataset', 'run_spec', 'study_settings']
+__all__ = ['RunsFailed', 'data_root', 'export_finished', 'load_spec', 'make_dataset', 'run_spec',
+           'study_settings']
 
 # Each key of a spec's entries and the JSON type it takes.
 DATASET_KEYS = {'dataset': STRING, 'out_dir': STRING, 'num_train': INTEGER, 'num_val': INTEGER,
@@ -285,3 +286,27 @@ def _write_merge(spec, name, entry):
         copied = sum(export_records(source, osp.join(records, osp.basename(source)))
                      for source in sources)
         _print(f"merge {name}: the records of its {copied} runs are in {records}")
+
+
+def export_finished(path, only=None):
+    """Copy the records of the finished runs of the spec's studies (``only``: these)
+    to the ``records`` folder of the merge that holds each, whether or not the study
+    is finished; train nothing. A study that takes more than one session keeps its
+    progress in the repository this way, and the next session resumes from it."""
+    spec = load_spec(path)
+    held = {study_name: entry['records'] for entry in spec['merges'].values()
+            if entry.get('records') for study_name in entry['studies']}
+    names = [name for name in spec['studies'] if not only or name in only]
+    missing = [name for name in names if name not in held]
+    if missing:
+        raise ValueError(f'studies {missing} belong to no merge with "records": there is '
+                         'nowhere to keep their runs')
+    for name in names:
+        work_dir = osp.join(spec['work_dir'], name)
+        runs = finished_runs(work_dir) if osp.isdir(work_dir) else []
+        if not runs:
+            _print(f'{name}: no finished runs in {work_dir}')
+            continue
+        out = osp.join(held[name], name)
+        copied = export_records(work_dir, out, runs)
+        _print(f'{name}: the records of its {copied} finished runs are in {out}')

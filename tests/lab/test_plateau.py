@@ -3,13 +3,14 @@
 the budget), and the run profiler."""
 import json
 import os.path as osp
+import shutil
 import sys
 
 import pytest
 from helpers import REPO, VOC_CFG, make_dataset, run
 from study_helpers import FakeTraining
 
-from ngl_lab import study, study_config
+from ngl_lab import study, study_config, study_spec
 from ngl_lab.study_settings import StudySettings
 from ngl_lab.study_tables import (
     cell_at_plateau,
@@ -175,3 +176,36 @@ def test_plateau_settings_are_checked():
         check(wide_seeds=[1])
     with pytest.raises(ValueError, match='wide_half_width nan must be a positive number'):
         check(wide_seeds=[5], wide_half_width=float('nan'))
+
+
+@pytest.mark.slow
+def test_a_study_stopped_midway_keeps_its_finished_runs_and_resumes_from_them(
+        tmp_path, monkeypatch):
+    """--export-finished copies the finished runs' records of a study that did not end
+    (here one run failed) to its merge's records folder; a fresh work dir seeded from
+    them trains only what is missing."""
+    records = tmp_path / 'records'
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={'s': dict(
+        config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'], lrs=[1e-3, 1e-2],
+        search_seeds=[0, 1], seeds=[0, 1, 2], iters=8, extend_edges=0,
+        report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})},
+        merges={'m': dict(studies=['s'], records=str(records))})
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    monkeypatch.setattr(study, 'train_run', FakeTraining(fail={'ngl_adamw_lr0.01_seed1'}))
+    with pytest.raises(study.RunsFailed):
+        study_spec.run_spec(str(path))
+    finished = sorted(p.parent.name for p in (tmp_path / 'work' / 's').glob('*/run.json')
+                      if json.loads(p.read_text())['finished'])
+    study_spec.export_finished(str(path))
+    assert sorted(p.name for p in records.joinpath('s').iterdir()) == finished
+    assert 'ngl_adamw_lr0.01_seed1' not in finished and len(finished) >= 3
+    # a fresh machine: the records copied into a new work dir, the study run again
+    shutil.copytree(records / 's', tmp_path / 'work2' / 's')
+    spec['work_dir'] = str(tmp_path / 'work2')
+    path.write_text(json.dumps(spec))
+    again = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', again)
+    study_spec.run_spec(str(path))
+    trained = {name for name, _ in again.calls}
+    assert not trained & set(finished) and 'ngl_adamw_lr0.01_seed1' in trained
