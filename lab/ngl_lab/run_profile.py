@@ -3,15 +3,19 @@ hooks after it, validation (the selection split, then what ``after_val_epoch`` h
 add, e.g. the report split of a tuned study) and checkpoints.
 
     python -m ngl_lab.run_profile CONFIG [--work-dir D] [--threads N] [--cfg-options ...]
-                                         [--out profile.json]
+                                         [--out profile.json] [--flops]
+                                         [--as-study-run DATA_ROOT --iters N [--lr LR]]
 
 CONFIG is trained in this process as ``ngl_mmseg.cli.train`` trains it (the same
 config preparation, mmengine's Runner), with two hooks that take the time at the
 start and at the end of every callback, and ``runner.save_checkpoint`` timed. A
 study's run folder holds the config it trained (``<run>/config.py``): profiling that
-file profiles a study run. ``--flops`` adds the multiply-adds of the model's parts at
-the training crop (mmengine's ``FlopAnalyzer``), which says where the step's time
-can go down.
+file profiles a study run, and ``--as-study-run DATA_ROOT`` writes one first: the
+config as a tuned study trains it (``study_config.write_run_config``: the NGL recipe,
+AdamW, seed 0, ``--iters``, the report split ``test.txt`` scored at every
+validation, one checkpoint at the end, deterministic). ``--flops`` adds the
+multiply-adds of the model's parts at the training crop (mmengine's
+``FlopAnalyzer``), which says where the step's time can go down.
 """
 import time
 
@@ -175,6 +179,16 @@ def profile_table(result):
     return '\n'.join(lines)
 
 
+def _study_run_config(args, work_dir):
+    """CONFIG as a tuned study trains it (NGL recipe, AdamW at ``--lr``, seed 0), written
+    into ``work_dir``; its path."""
+    from .presets import parse_loss_spec
+    from .study_config import write_run_config
+    return write_run_config(args.config, parse_loss_spec('ngl')[1], 'adamw', 0, work_dir,
+                            data_root=args.as_study_run, iters=args.iters, lr=args.lr,
+                            report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
+
+
 def main():
     """``python -m ngl_lab.run_profile`` (``tools/profile_run.py``)."""
     from mmengine.config import DictAction
@@ -187,8 +201,16 @@ def main():
     parser.add_argument('--flops', action='store_true',
                         help="also count the model parts' multiply-adds")
     parser.add_argument('--out', default=None, help='write the profile as JSON here too')
+    parser.add_argument('--as-study-run', metavar='DATA_ROOT',
+                        help='profile CONFIG as a tuned study run on this VOC-layout dataset '
+                        '(written into --work-dir first)')
+    parser.add_argument('--iters', type=int, help='with --as-study-run: its iterations')
+    parser.add_argument('--lr', type=float, default=4e-3,
+                        help='with --as-study-run: its AdamW learning rate (default 4e-3)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
+    if args.as_study_run and not args.iters:
+        parser.error('--as-study-run needs --iters')
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f'--threads must be a positive integer, not {args.threads}')
@@ -198,7 +220,10 @@ def main():
         'work_dirs', 'profile', osp.splitext(osp.basename(args.config))[0])
     if osp.isdir(work_dir) and os.listdir(work_dir):
         parser.error(f'{work_dir} is not empty: name a new --work-dir')
-    result = profile(args.config, work_dir, args.cfg_options, args.flops)
+    config = args.config
+    if args.as_study_run:
+        config = _study_run_config(args, work_dir)
+    result = profile(config, work_dir, args.cfg_options, args.flops)
     print(profile_table(result))
     if args.out:
         with open(args.out, 'w') as f:
