@@ -292,6 +292,7 @@ def iteration_benchmark(config, size=512, batch=2, repeats=3, device='cpu', log=
     from mmseg.utils import register_all_modules
 
     from ngl_mmseg.compat import sync_bn_to_bn
+
     from .presets import apply_loss_preset
     register_all_modules()
     models, times = {}, {}
