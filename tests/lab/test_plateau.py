@@ -209,3 +209,30 @@ def test_a_study_stopped_midway_keeps_its_finished_runs_and_resumes_from_them(
     study_spec.run_spec(str(path))
     trained = {name for name, _ in again.calls}
     assert not trained & set(finished) and 'ngl_adamw_lr0.01_seed1' in trained
+
+
+def test_the_cost_page_figures_are_the_profiles():
+    """docs/study-cost.md's table: each phase's seconds (and the step's milliseconds an
+    iteration) as the profiles in docs/profile/ recorded them."""
+    page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
+    rows = [line for line in page.splitlines() if line.startswith('| ') and ' s' in line]
+    profiles = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+                for name in ('quickstart-500', 'budget-2000')]
+    labels = {'start-up': 'startup', 'data loading': 'data', 'training step': 'step',
+              'hooks after': 'after_iter_hooks', 'validation, selection': 'validation',
+              'after validation': 'after_val_hooks', 'checkpoints': 'checkpoints'}
+    checked = 0
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        key = next((k for label, k in labels.items() if cells[0].startswith(label)), None)
+        for cell, profile in zip(cells[1:], profiles):
+            seconds = float(cell.split(' s')[0].strip('*'))
+            expected = profile['total'] if cells[0].startswith('**total') else \
+                profile['seconds'][key]
+            assert seconds == pytest.approx(expected, abs=0.05), (row, expected)
+            checked += 1
+    assert checked == 16
+    step_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in profiles]
+    assert f'{step_ms[0]:.1f} ms' in page and f'{step_ms[1]:.1f} ms' in page
+    assert f"{profiles[0]['flops']['total'] / 1e6:.1f} M" in page
+    assert f"{profiles[1]['flops']['total'] / 1e6:.1f} M" in page
