@@ -6,6 +6,7 @@ import os.path as osp
 
 from .run_record import (
     ADDED_LATER,
+    DOUBLE_PHASE,
     differing_keys,
     has_record,
     read_record,
@@ -24,6 +25,14 @@ def run_dir_name(variant, optimizer, seed, lr=None, iters=None):
     lr_part = '' if lr is None else f'_lr{lr:g}'
     iters_part = '' if iters is None else f'_it{iters}'
     return f'{variant}_{optimizer}{lr_part}_seed{seed}{iters_part}'
+
+
+def record_dir_name(record):
+    """The folder name of the run a record describes (``run_dir_name``; a plateau-check
+    rerun's with its iterations)."""
+    doubled = record.get('phase') == DOUBLE_PHASE
+    return run_dir_name(record['variant'], record['optimizer'], record['seed'], record['lr'],
+                        record['iters'] if doubled else None)
 
 
 def _refuse_a_file(run_dir):

@@ -54,7 +54,7 @@ import threading
 from .jobs import JobPool, JobsFailed, job_env
 from .lr_search import search_then_finish
 from .presets import check_variant_losses
-from .run_folders import existing_run, move_aside, run_dir_name
+from .run_folders import existing_run, move_aside, record_dir_name
 from .run_record import DOUBLE_PHASE, run_from_folder, write_record
 from .runs import train_run
 from .study_config import load_study_config, write_pretrain_config, write_run_config
@@ -196,9 +196,7 @@ class _RunTrainer:
                       dataset=self.dataset, iters=iters, pretrain=s.pretrain,
                       train_miou=s.train_miou, report_split=s.report_split,
                       cfg_options=s.cfg_options, phase=phase, threads=s.threads)
-        folder = run_dir_name(variant, optimizer, seed, lr,
-                              iters if phase == DOUBLE_PHASE else None)
-        return dict(record=record, run_dir=osp.join(s.work_dir, folder))
+        return dict(record=record, run_dir=osp.join(s.work_dir, record_dir_name(record)))
 
     def train(self, job, env):
         """Train one run in ``env`` (its threads and devices); returns the run."""

@@ -15,7 +15,7 @@ import os
 import os.path as osp
 import shutil
 
-from .run_folders import run_dir_name
+from .run_folders import record_dir_name
 from .run_record import RUN_RECORD, read_record
 from .runs import scalar_logs
 from .study_report import load_study
@@ -79,8 +79,7 @@ def exported_files(folder):
     lr, seed) names the folder, and mmengine's scalars (``*/vis_data/scalars.json``)."""
     try:
         record = read_record(folder)
-        name = run_dir_name(record['variant'], record['optimizer'], record['seed'],
-                            record['lr'])
+        name = record_dir_name(record)
     except (ValueError, TypeError):
         return None
     if name != osp.basename(osp.normpath(folder)):

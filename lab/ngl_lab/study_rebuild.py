@@ -50,8 +50,9 @@ def check_one_study(runs, where, per_row=False):
     their folders. With ``per_row`` (a merge of studies), the settings need
     only agree within each (regime, optimizer) row."""
     _refuse_repeated_runs(runs)
+    base, doubled = split_doubled(runs)
     groups = {}
-    for run in runs:
+    for run in base:
         groups.setdefault((run.get('regime', ''), run['optimizer']) if per_row else '',
                           []).append(run)
     for group, members in groups.items():
@@ -65,6 +66,19 @@ def check_one_study(runs, where, per_row=False):
                 detail = '; '.join(f'{value}: {_folders(rs)}' for value, rs in by_value.items())
                 raise ValueError(f'the runs in {where}{row} differ in {field} ({detail}): not '
                                  'one study; give each its own --regime or work dir')
+    _check_reruns(base, doubled, where)
+
+
+def _check_reruns(base, doubled, where):
+    """The plateau check's reruns share their study's settings but the iterations, which
+    are twice the study's."""
+    settings = {canonical({f: run.get(f) for f in SHARED if f != 'iters'}) for run in base}
+    iters = {run.get('iters') for run in base}
+    for run in doubled:
+        if canonical({f: run.get(f) for f in SHARED if f != 'iters'}) not in settings or \
+                len(iters) != 1 or run.get('iters') != 2 * next(iter(iters)):
+            raise ValueError(f"{run.get('work_dir')} in {where} is a rerun at twice the budget "
+                             f"({run.get('iters')} iterations) of no run of this study")
 
 
 def _one_root_per_regime(runs):
@@ -146,7 +160,7 @@ def merge(work_dir, sources, title='', overwrite=False):
     runs = [run for data in studies for run in data['runs']]
     check_one_study(runs, ', '.join(sources), per_row=True)
     schedules = {}
-    for run in runs:
+    for run in split_doubled(runs)[0]:
         cell = (run.get('regime', ''), run['optimizer'])
         schedules.setdefault(cell, set()).add(run['curve'][-1][0] if run['curve'] else None)
     for cell, ends in schedules.items():

@@ -54,8 +54,10 @@ def _check_scores(run, curve_key='curve'):
 
 
 def run_key(run):
+    """What one run is: regime, variant, optimizer, lr, seed, and whether it is the
+    plateau check's rerun at twice the budget (a run of its own)."""
     return (run.get('regime', ''), run['variant'], run['optimizer'], run.get('lr'),
-            run['seed'])
+            run['seed'], run.get('phase') == DOUBLE_PHASE)
 
 
 def group_runs(runs):

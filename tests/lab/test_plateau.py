@@ -236,3 +236,37 @@ def test_the_cost_page_figures_are_the_profiles():
     assert f'{step_ms[0]:.1f} ms' in page and f'{step_ms[1]:.1f} ms' in page
     assert f"{profiles[0]['flops']['total'] / 1e6:.1f} M" in page
     assert f"{profiles[1]['flops']['total'] / 1e6:.1f} M" in page
+
+
+@pytest.mark.slow
+def test_a_spec_with_the_plateau_check_merges_publishes_exports_and_collects(
+        tmp_path, monkeypatch):
+    """The reruns at twice the budget go through every later step: the spec's merge (its
+    table and checks), publishing, the records export (and exporting again over it), and
+    --collect of the study's folders."""
+    from ngl_lab.study_rebuild import collect
+    records, publish = tmp_path / 'records', tmp_path / 'pub' / 'plateau'
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={'s': dict(
+        config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'], lrs=[1e-3, 1e-2],
+        search_seeds=[0, 1], seeds=[0, 1, 2], iters=8, extend_edges=0, double_seeds=[0, 1],
+        report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})},
+        merges={'m': dict(studies=['s'], records=str(records), publish=str(publish),
+                          title='plateau')})
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    monkeypatch.setattr(study, 'train_run', _SeedsSplitNGLAndTwiceTheBudgetLifts())
+    study_spec.run_spec(str(path))
+    reruns = sorted(p.name for p in records.joinpath('s').iterdir() if '_it16' in p.name)
+    assert reruns == ['ce_adamw_lr0.01_seed0_it16', 'ce_adamw_lr0.01_seed1_it16',
+                      'ngl_adamw_lr0.001_seed0_it16', 'ngl_adamw_lr0.001_seed1_it16']
+    published = json.loads((tmp_path / 'pub' / 'plateau.json').read_text())
+    assert all(row['doubled']['iters'] == 16 for row in published['tuned'])
+    assert sum(run['phase'] == 'double' for run in published['runs']) == 4
+    study_spec.export_finished(str(path))  # over its own records: recognised, replaced
+    assert sorted(p.name for p in records.joinpath('s').iterdir() if '_it16' in p.name) == reruns
+    rows = collect(str(tmp_path / 'work' / 's'))
+    assert all(len(r['seeds']) == len(set(r['seeds'])) for r in rows)
+    again = _SeedsSplitNGLAndTwiceTheBudgetLifts()
+    monkeypatch.setattr(study, 'train_run', again)
+    study_spec.run_spec(str(path))  # resumed: nothing trains, the merge is written again
+    assert again.calls == []
