@@ -192,7 +192,7 @@ def bandwidth_gbps(shape, seconds, dtype=torch.float32):
     return 3 * elements * torch.tensor([], dtype=dtype).element_size() / seconds / 1e9
 
 
-def run(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=None,
+def benchmark_losses(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=None,
         dtype=torch.float32, log=print):
     """Benchmark every variant on every shape; returns a JSON-ready dict."""
     if torch.device(device).type == 'cpu':
@@ -395,7 +395,7 @@ def main():
         torch.set_num_threads(args.threads)
     print(f'NGL benchmark: device={args.device}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}', flush=True)
-    results = run(args.shapes, args.device, args.repeats, args.warmup, args.only,
+    results = benchmark_losses(args.shapes, args.device, args.repeats, args.warmup, args.only,
                   getattr(torch, args.dtype), log=lambda m: print(m, flush=True))
     if args.iteration:
         results['iteration'] = iteration_benchmark(

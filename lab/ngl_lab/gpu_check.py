@@ -187,7 +187,7 @@ def run_benchmark(report, out, repeats):
     report['copy_gbps'] = benchmark.copy_bandwidth_gbps('cuda')
     print(f"device copy bandwidth: {report['copy_gbps']:.0f} GB/s", flush=True)
     for dtype in (torch.float32, torch.bfloat16):
-        res = benchmark.run(device='cuda', repeats=repeats, warmup=3, dtype=dtype,
+        res = benchmark.benchmark_losses(device='cuda', repeats=repeats, warmup=3, dtype=dtype,
                             log=lambda m: print(m, flush=True))
         for row in res['rows']:
             row['bandwidth_fraction'] = row['kernel_gbps'] / report['copy_gbps']

@@ -152,7 +152,8 @@ def triton_self_check(logits: torch.Tensor, scaling: bool = False) -> selfcheck.
 
 @outside_graph
 def _run_self_check(device, dtype, num_classes, scaling):
-    return selfcheck.run(_triton_forward, _triton_backward, device, dtype, num_classes, scaling)
+    return selfcheck.check_kernels(_triton_forward, _triton_backward, device, dtype, num_classes,
+                                   scaling)
 
 
 def _triton_checks_out(logits, scaling, named):

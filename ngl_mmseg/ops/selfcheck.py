@@ -64,8 +64,8 @@ def _relative(got, want):
     return ((got.double().cpu() - want).abs().max() / want.abs().max().clamp_min(1e-300)).item()
 
 
-def run(forward: Callable, backward: Callable, device, dtype: torch.dtype, num_classes: int,
-        scaling: bool, alpha: float = ALPHA) -> Result:
+def check_kernels(forward: Callable, backward: Callable, device, dtype: torch.dtype,
+                  num_classes: int, scaling: bool, alpha: float = ALPHA) -> Result:
     """Check a forward/backward pair (the contract of ``backends``) on the probe."""
     start = time.perf_counter()
     with torch.inference_mode(False), torch.no_grad():
