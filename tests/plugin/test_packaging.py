@@ -114,12 +114,17 @@ def test_the_labs_wheel_holds_the_lab_and_its_commands(lab_wheel):
     names = zf.namelist()
     modules = sorted(f'ngl_lab/{f}' for f in os.listdir(osp.join(REPO, 'lab', 'ngl_lab'))
                      if f.endswith('.py'))
-    assert 'ngl_lab/__init__.py' in modules and set(modules) <= set(names)
+    assert 'ngl_lab/__init__.py' in modules
+    assert set(modules) == {n for n in names if n.endswith('.py')}  # nothing stale either
     packages = {n.split('/')[0] for n in names if '.dist-info/' not in n}
     assert packages == {'ngl_lab'}, packages  # not the plugin: it is ngl-mmseg's
     meta = dist_info(names, zf, 'METADATA')
     assert 'Name: ngl-mmseg-lab\n' in meta and f'Version: {lab_version()}\n' in meta
     assert {'ngl-mmseg', 'matplotlib'} <= {r.name for r in requires(meta)}
+    # the plugin it was released with: the lab uses the plugin's internals
+    import ngl_mmseg
+    assert lab_version() == ngl_mmseg.__version__
+    assert Requirement(f'ngl-mmseg=={lab_version()}') in requires(meta)
     commands = entry_points(dist_info(names, zf, 'entry_points.txt'))
     assert commands == LAB_COMMANDS
     for target in commands.values():  # each command's module is in the wheel
