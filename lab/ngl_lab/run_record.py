@@ -75,12 +75,29 @@ def has_record(run_dir):
     return osp.isfile(osp.join(run_dir, RUN_RECORD))
 
 
+def same_dataset(held, planned):
+    """Whether two records' data identities (``dataset``) name the same data. Two
+    identities are compared on the keys both hold: a manifest written before it
+    recorded the maker's arguments (seed, long tail, size; the datasets of the
+    plateau study under way) gives an identity without them, and a run recorded
+    on it still matches the identity of the same data read now, with them. Kept
+    while such records are resumed (until 0.7, as ``ADDED_LATER``). None (data
+    without a manifest) is the same only as None."""
+    if isinstance(held, dict) and isinstance(planned, dict):
+        shared = set(held) & set(planned)
+        return all(canonical(held[k]) == canonical(planned[k]) for k in shared)
+    return canonical(held) == canonical(planned)
+
+
 def differing_keys(held, record):
     """The identity keys in which the record ``held`` (in a run folder) and ``record``
     (of a run to train) differ ([]: the same run). A key of ``ADDED_LATER`` that
-    ``held`` lacks is not compared."""
-    return [k for k in IDENTITY if (k in held or k not in ADDED_LATER)
-            and canonical(held.get(k)) != canonical(record.get(k))]
+    ``held`` lacks is not compared; ``dataset`` is compared by ``same_dataset``."""
+    def differs(k):
+        if k == 'dataset':
+            return not same_dataset(held.get(k), record.get(k))
+        return canonical(held.get(k)) != canonical(record.get(k))
+    return [k for k in IDENTITY if (k in held or k not in ADDED_LATER) and differs(k)]
 
 
 def run_from_folder(run_dir, record=None):

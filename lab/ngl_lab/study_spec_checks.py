@@ -8,7 +8,13 @@ import json
 import os
 import os.path as osp
 
-from .synthetic import NOISE_KINDS, make_coco_stuff, make_voc, manifest_identity
+from .synthetic import (
+    IDENTITY_ARGUMENTS,
+    NOISE_KINDS,
+    make_coco_stuff,
+    make_voc,
+    manifest_identity,
+)
 from .tool_args import check_count, check_folder
 
 # The maker of each kind of dataset a spec may ask for.
@@ -114,24 +120,32 @@ def maker_arguments(entry):
 
 def _made_and_asked(entry, identity):
     """Each key a manifest can tell: (what the dataset was made with, what the spec
-    asks for). A clean dataset's manifest holds no seed, so the seed is compared
-    only between noisy ones (the noise is drawn with the dataset's seed)."""
+    asks for), named as the spec names it (the maker's ``long_tail`` is the spec's
+    ``all_classes``). The maker's arguments a manifest written before it recorded
+    them lacks (seed, long tail, size, classes used) are unknown, not compared;
+    such a manifest tells a noisy dataset's seed by its noise's."""
     maker, kwargs = maker_arguments(entry)
-    defaults = {name: p.default for name, p in inspect.signature(maker).parameters.items()}
-    pairs = {key: (made, kwargs.get(key, defaults[key]))
-             for key, made in identity['counts'].items()}
+    asked = {name: p.default for name, p in inspect.signature(maker).parameters.items()}
+    asked.update(kwargs)
+    pairs = {key: (made, asked[key]) for key, made in identity['counts'].items()}
     noise = identity['label_noise']
     pairs['label_noise'] = (noise['rate'] if noise else 0, kwargs.get('noise_rate', 0))
     pairs['noise_kind'] = (noise['kind'] if noise else None, kwargs.get('noise_kind'))
     if noise and 'noise_rate' in kwargs:
-        pairs['seed'] = (noise['seed'], kwargs.get('seed', defaults['seed']))
+        pairs['seed'] = (noise['seed'], asked['seed'])
+    spec_names = {'long_tail': 'all_classes'}
+    for key in IDENTITY_ARGUMENTS:
+        if key in identity:
+            made, wanted = identity[key], asked[key]
+            pairs[spec_names.get(key, key)] = (made, list(wanted) if key == 'size' else wanted)
     return pairs
 
 
 def check_made_dataset(where, entry):
     """A spec's dataset already there must be the one the spec asks for: its
-    manifest's sizes and label noise (kind, rate, seed) those of the spec's
-    arguments, else a ValueError naming the keys that differ. A data root that
+    manifest's sizes, label noise (kind, rate, seed) and the maker's arguments it
+    records (seed, all_classes, size, classes used: ``_made_and_asked``) those of
+    the spec's arguments, else a ValueError naming the keys that differ. A data root that
     holds files but no manifest (data this tool did not make), or an ``out_dir``
     under a file, is refused too. Nothing is checked of a dataset not made yet."""
     root = data_root(entry)

@@ -34,17 +34,24 @@ from .synthetic_scenes import (
 )
 
 # The public names, those of the scenes' module included: the tools and tests import them here.
-__all__ = ['COCO_STUFF_CLASSES', 'COCO_STUFF_UNUSED_RAW_IDS', 'IGNORE', 'MANIFEST', 'NOISE_KINDS',
-           'VOC_CLASSES', 'LabelNoise', 'WriteGuard', 'coco_stuff_raw_ids', 'coco_stuff_train_ids',
-           'long_tail_frequencies', 'make_coco_stuff', 'make_voc', 'manifest_identity',
-           'read_manifest']
+__all__ = ['COCO_STUFF_CLASSES', 'COCO_STUFF_UNUSED_RAW_IDS', 'IDENTITY_ARGUMENTS', 'IGNORE',
+           'MANIFEST', 'NOISE_KINDS', 'VOC_CLASSES', 'LabelNoise', 'WriteGuard',
+           'coco_stuff_raw_ids', 'coco_stuff_train_ids', 'long_tail_frequencies',
+           'make_coco_stuff', 'make_voc', 'manifest_identity', 'read_manifest']
 
 MANIFEST = '.ngl_mmseg_synthetic.json'
 MIN_SIZE = 8  # pixels of a side: the shapes are 1/8 to 1/3 of it
 
 
+# The maker's arguments a manifest records (``arguments``) that its files do not tell, and
+# that ``manifest_identity`` names the data by: its seed, long tail, image size and, for
+# COCO-Stuff, the classes used (VOC's ``num_aug`` is recorded too, and told by its aug list).
+IDENTITY_ARGUMENTS = ('seed', 'long_tail', 'size', 'num_used_classes')
+
+
 def read_manifest(root):
-    """The manifest a synthetic dataset's root holds (``files``, ``label_noise``)."""
+    """The manifest a synthetic dataset's root holds (``files``, ``label_noise``,
+    ``arguments``: the maker's, absent from manifests written before they were recorded)."""
     with open(osp.join(root, MANIFEST)) as f:
         return json.load(f)
 
@@ -52,7 +59,10 @@ def read_manifest(root):
 def manifest_identity(root):
     """What a synthetic dataset is, read from the manifest in ``root``: its split
     sizes (``counts``: ``num_train``, ``num_val``, ``num_test``, and ``num_aug`` for
-    VOC) and its label noise (``label_noise``: kind, rate and seed; None: clean).
+    VOC) and its label noise (``label_noise``: kind, rate and seed; None: clean),
+    and the maker's arguments the manifest records (``IDENTITY_ARGUMENTS``:
+    ``seed``, ``long_tail``, ``size``, and ``num_used_classes`` for COCO-Stuff;
+    a manifest written before they were recorded gives none of them: unknown).
     None where ``root`` holds no manifest (data this tool did not write); a
     ValueError naming the manifest if it is not one this tool wrote.
 
@@ -76,10 +86,12 @@ def manifest_identity(root):
                 for split in ('train', 'val', 'test')}
         if noise is not None:
             noise = dict(kind=noise['kind'], rate=noise['rate'], seed=noise['seed'])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        arguments = manifest.get('arguments', {})
+        made_with = {key: arguments[key] for key in IDENTITY_ARGUMENTS if key in arguments}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f'{path} is not a manifest this tool wrote ({type(exc).__name__}: '
                          f'{exc})') from None
-    return dict(counts=counts, label_noise=noise)
+    return dict(counts=counts, label_noise=noise, **made_with)
 
 
 def _listed_ids(root, files, split):
@@ -149,8 +161,8 @@ class WriteGuard:
 
     Files are written into a staging folder beside the root (``path``); only
     ``save``, after the last one, deletes the old dataset's files and moves
-    the new ones in, with the manifest (every file written, and the label
-    noise). A run that fails (an exception) removes the staging folder and
+    the new ones in, with the manifest (every file written, the label noise
+    and the maker's arguments). A run that fails (an exception) removes the staging folder and
     leaves the old dataset as it was. Use it as a context manager.
     """
 
@@ -202,11 +214,18 @@ class WriteGuard:
         os.makedirs(osp.dirname(full), exist_ok=True)
         return full
 
-    def save(self, label_noise=None):
-        """The manifest (every file written, and the label noise; None: clean), then
-        the old dataset's files out and the new ones in."""
+    def save(self, label_noise=None, arguments=None):
+        """The manifest, then the old dataset's files out and the new ones in.
+
+        Args:
+            label_noise (dict | None): the label noise (``LabelNoise.manifest()``;
+                None: clean).
+            arguments (dict | None): the maker's arguments the files do not tell
+                (``IDENTITY_ARGUMENTS``, and VOC's ``num_aug``).
+        """
         with open(osp.join(self.staging, MANIFEST), 'w') as f:
-            json.dump(dict(files=sorted(self.files), label_noise=label_noise), f, indent=1)
+            json.dump(dict(files=sorted(self.files), label_noise=label_noise,
+                           arguments=arguments or {}), f, indent=1)
         for rel in self.old:  # the old synthetic dataset goes, so no stale ids stay behind
             if osp.isfile(osp.join(self.root, rel)):
                 os.remove(osp.join(self.root, rel))
@@ -292,7 +311,9 @@ def _write_voc(guard, num_train, num_val, num_aug, num_test, size, seed, long_ta
                              (('test', ids['test']), ) if num_test else ()):
         with open(guard.path('ImageSets', 'Segmentation', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
-    guard.save(label_noise=noise.manifest() if noise else None)
+    guard.save(label_noise=noise.manifest() if noise else None,
+               arguments=dict(seed=int(seed), long_tail=bool(long_tail),
+                              size=[int(s) for s in size], num_aug=int(num_aug)))
 
 
 def _check_counts(**counts):
@@ -411,8 +432,9 @@ def _write_coco_stuff(guard, num_train, num_val, num_test, size, seed, long_tail
             Image.fromarray(raw, mode='L').save(guard.path('annotations', split, name + '.png'))
             Image.fromarray(coco_stuff_train_ids(raw), mode='L').save(
                 guard.path('annotations', split, name + '_labelTrainIds.png'))
-    guard.save(label_noise=noise.manifest() if noise else None)
-
+    guard.save(label_noise=noise.manifest() if noise else None,
+               arguments=dict(seed=int(seed), long_tail=bool(long_tail),
+                              size=[int(s) for s in size], num_used_classes=len(used)))
 
 
 if __name__ == '__main__':

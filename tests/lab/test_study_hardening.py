@@ -14,7 +14,7 @@ from study_helpers import FakeTraining, fake_study_run
 from ngl_lab import jobs, study, study_cli, study_publish, study_rebuild, study_spec
 from ngl_lab.run_folders import existing_run, move_aside
 from ngl_lab.study_settings import StudySettings
-from ngl_lab.synthetic import make_voc
+from ngl_lab.synthetic import MANIFEST, make_voc
 
 TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
 
@@ -173,6 +173,62 @@ def test_a_dataset_made_with_other_arguments_is_refused(tmp_path, monkeypatch, c
     _refused(tmp_path, monkeypatch, spec, ValueError, rf"dataset 'tiny' .*differs .*: {named}")
 
 
+@pytest.mark.parametrize('made_with, change, named', [
+    (dict(seed=3), dict(seed=4), r'seed'),  # a clean dataset's seed
+    (dict(), dict(all_classes=True), r'all_classes'),
+    (dict(size=(32, 40)), dict(), r'size'),
+    (dict(num_aug=2), dict(), r'num_aug'),
+])
+def test_a_clean_dataset_made_with_other_arguments_is_refused(tmp_path, monkeypatch, made_with,
+                                                               change, named):
+    make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2, **made_with)
+    spec = _spec(tmp_path)
+    spec['datasets']['tiny'].update(change)
+    _refused(tmp_path, monkeypatch, spec, ValueError, rf"dataset 'tiny' .*differs .*: {named} ")
+
+
+def _without_arguments(root):
+    """The manifest of ``root`` as written before it held the maker's arguments."""
+    path = os.path.join(root, MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    del manifest['arguments']
+    with open(path, 'w') as f:
+        json.dump(manifest, f)
+
+
+def test_a_dataset_whose_manifest_lacks_the_arguments_is_reused(tmp_path, monkeypatch):
+    """Datasets made before the manifest held the maker's arguments (the plateau study's):
+    what it does not say is not compared, and its runs, recorded without it, are reused."""
+    root = make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2, seed=3)
+    _without_arguments(root)
+    _voc_study(tmp_path, monkeypatch, root)
+    run_json = tmp_path / 'w' / 'ce_adamw_seed0' / 'run.json'
+    assert 'seed' not in json.loads(run_json.read_text())['dataset']
+    # the manifest is written again with the arguments: the runs recorded without them match
+    make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2, seed=3, overwrite=True)
+    fake = FakeTraining()
+    _voc_study(tmp_path, monkeypatch, root, fake)
+    assert fake.calls == []
+    # and a spec of another seed reuses the dataset that does not say its seed
+    spec = _spec(tmp_path)
+    spec['datasets']['tiny'].update(seed=4)
+    _without_arguments(root)
+    study_spec.check_made_dataset('tiny', spec['datasets']['tiny'])
+
+
+def test_identities_are_compared_on_the_keys_both_hold():
+    from ngl_lab.run_record import differing_keys
+    old = dict(counts=dict(num_train=2), label_noise=None)
+    held = dict(variant='ce', dataset=old)
+    assert differing_keys(held, dict(held, dataset=dict(old, seed=3, size=[8, 8]))) == []
+    assert differing_keys(held, dict(held, dataset=dict(old, counts=dict(num_train=3),
+                                                       seed=3))) == ['dataset']
+    assert differing_keys(held, dict(held, dataset=None)) == ['dataset']
+    assert differing_keys(dict(held, dataset=dict(old, seed=1)),
+                          dict(held, dataset=dict(old, seed=2))) == ['dataset']
+
+
 def test_noise_of_another_seed_is_another_dataset(tmp_path, monkeypatch):
     make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2, noise_rate=0.4,
              noise_kind='uniform', seed=3)
@@ -193,7 +249,7 @@ def test_a_run_record_names_its_data_by_content(tmp_path, monkeypatch):
     _voc_study(tmp_path, monkeypatch, root)
     record = json.loads((tmp_path / 'w' / 'ce_adamw_seed0' / 'run.json').read_text())
     assert record['dataset'] == dict(counts=dict(num_train=2, num_val=2, num_test=2, num_aug=0),
-                                     label_noise=None)
+                                     label_noise=None, seed=0, long_tail=False, size=[96, 128])
     # the same folder, remade with label noise: the finished run is not reused
     make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2, noise_rate=0.4,
              noise_kind='uniform', overwrite=True)

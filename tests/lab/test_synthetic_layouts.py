@@ -1,6 +1,7 @@
 """The synthetic datasets' on-disk layouts (as mmseg's dataset classes and converters read
 them), and the writer's refusals."""
 import glob
+import json
 import os
 import os.path as osp
 import subprocess
@@ -11,7 +12,14 @@ import pytest
 from helpers import REPO
 from PIL import Image
 
-from ngl_lab.synthetic import coco_stuff_raw_ids, make_coco_stuff, make_voc
+from ngl_lab.synthetic import (
+    MANIFEST,
+    coco_stuff_raw_ids,
+    make_coco_stuff,
+    make_voc,
+    manifest_identity,
+    read_manifest,
+)
 
 
 def read_ids(path):
@@ -147,3 +155,33 @@ def test_make_synthetic_dataset_tool_writes_then_refuses_to_write_over(tmp_path)
     again = subprocess.run(tool, capture_output=True, text=True)
     assert again.returncode == 1
     assert 'make_synthetic_dataset: error:' in again.stderr and 'refusing' in again.stderr
+
+
+def test_the_manifest_records_the_makers_arguments(tmp_path):
+    """A dataset is what it was made with: seed, long tail, size (and num_aug, num_used_classes)
+    are in its manifest and its identity, so a spec changed in them does not reuse it."""
+    voc = make_voc(str(tmp_path / 'voc'), num_train=2, num_val=2, num_aug=1, size=(16, 24),
+                   seed=7, long_tail=True)
+    assert read_manifest(voc)['arguments'] == dict(seed=7, long_tail=True, size=[16, 24],
+                                                   num_aug=1)
+    assert manifest_identity(voc) == dict(
+        counts=dict(num_train=2, num_val=2, num_test=0, num_aug=1), label_noise=None, seed=7,
+        long_tail=True, size=[16, 24])
+    coco = make_coco_stuff(str(tmp_path / 'coco'), num_train=2, num_val=2, num_used_classes=5,
+                           size=(16, 16))
+    assert read_manifest(coco)['arguments'] == dict(seed=0, long_tail=False, size=[16, 16],
+                                                    num_used_classes=5)
+    assert manifest_identity(coco)['num_used_classes'] == 5
+
+
+def test_a_manifest_written_without_the_arguments_is_still_read(tmp_path):
+    """Datasets made before the manifest held the maker's arguments: those are unknown."""
+    voc = make_voc(str(tmp_path / 'voc'), num_train=2, num_val=2)
+    path = osp.join(voc, MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    del manifest['arguments']
+    with open(path, 'w') as f:
+        json.dump(manifest, f)
+    assert manifest_identity(voc) == dict(
+        counts=dict(num_train=2, num_val=2, num_test=0, num_aug=0), label_noise=None)
