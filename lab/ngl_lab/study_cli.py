@@ -3,7 +3,9 @@
 rebuilt report (``study_rebuild``: ``--replot``, ``--collect``, ``--merge``)
 or one study (``study``); a refused argument or folder ends it with one usage
 line. Nothing the engine imports imports this module."""
+import argparse
 import contextlib
+import sys
 
 from .presets import LOSS_PRESETS
 from .study import RunsFailed, StudySettings, study
@@ -110,8 +112,25 @@ def build_parser():
     return parser
 
 
-def _check_modes(parser, args):
-    """At most one mode, and only the arguments it takes."""
+def _given(argv):
+    """The destinations of the arguments on the command line ``argv`` (None:
+    ``sys.argv``), defaults or not: parsed again by a parser whose defaults are
+    all ``argparse.SUPPRESS``, so that only what was given is set."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _check_modes(parser, args, argv=None):
+    """At most one mode, and only the arguments it takes (those a ``--spec`` run
+    does not use are refused when given, even as their defaults).
+
+    Args:
+        parser (argparse.ArgumentParser): the tool's (``build_parser``).
+        args (argparse.Namespace): ``argv`` parsed by it.
+        argv (list[str] | None): the command line (None: ``sys.argv``).
+    """
     modes = [m for m in MODES if getattr(args, m)]
     if len(modes) > 1:
         parser.error(f'--{modes[0]} and --{modes[1]} do not go together')
@@ -125,10 +144,10 @@ def _check_modes(parser, args):
         parser.error(f'--regime labels the runs of a new study; with --{modes[0]} each run '
                      'keeps the regime it was trained under')
     if args.spec:
+        given = _given(argv)
         unused = [action.option_strings[0] if action.option_strings else action.dest.upper()
                   for action in parser._actions
-                  if action.dest not in SPEC_ARGUMENTS + ('help', )
-                  and getattr(args, action.dest) != action.default]
+                  if action.dest not in SPEC_ARGUMENTS + ('help', ) and action.dest in given]
         if unused:
             parser.error(f'--spec does not use {", ".join(unused)}: the spec file says what '
                          'to train and where (only --only, --jobs, --gpus-per-run, '
@@ -178,7 +197,7 @@ def main():
     """``python -m ngl_lab.study_cli`` (``tools/study_ngl.py``)."""
     parser = build_parser()
     args = parser.parse_args()
-    _check_modes(parser, args)
+    _check_modes(parser, args, sys.argv[1:])
     work_dir = args.work_dir or default_work_dir('study', args.config)
     with refusals_as_usage_errors(parser), _failed_runs_as_one_line(parser):
         if args.spec and args.export_finished:

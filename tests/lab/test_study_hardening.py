@@ -497,6 +497,23 @@ def test_spec_refuses_arguments_it_does_not_use(tmp_path, monkeypatch, capsys):
     assert '--jobs' not in err.split('use', 1)[1].split(':')[0]
 
 
+@pytest.mark.parametrize('given, named', [
+    (['--seeds', '0'], '--seeds'),  # each of these is its default: given, it is still unused
+    (['--gpus', '1'], '--gpus'),
+    (['--optimizers', 'sgd'], '--optimizers'),
+    (['--title', ''], '--title'),
+    (['configs/x.py'], 'CONFIG'),
+])
+def test_spec_refuses_unused_arguments_given_as_their_defaults(tmp_path, monkeypatch, capsys,
+                                                                given, named):
+    monkeypatch.setattr(sys, 'argv', ['study_ngl.py', '--spec', str(tmp_path / 'spec.json'),
+                                      '--jobs', '1'] + given)
+    with pytest.raises(SystemExit) as exit_:
+        study_cli.main()
+    assert exit_.value.code == 2
+    assert f'--spec does not use {named}:' in capsys.readouterr().err
+
+
 def test_the_records_kept_in_the_repository_are_ones_the_export_wrote():
     """A resumed tuned study's export may replace them (and only them) in docs/study/records."""
     import glob
