@@ -64,7 +64,8 @@ from .study_tables import tuned_rows
 from .synthetic import manifest_identity
 from .tool_args import check_folder, printer
 
-__all__ = ['RunsFailed', 'StudySettings', 'check_study', 'pretrain_backbone', 'study']
+__all__ = ['RunsFailed', 'StudySettings', 'check_study', 'first_runs', 'pretrain_backbone',
+           'study']
 
 _print = printer('study')
 
@@ -88,6 +89,32 @@ def check_study(settings):
     return parsed, cfg
 
 
+def first_runs(settings, parsed, cfg):
+    """The trainer of a study's runs and the jobs of the runs it trains first:
+    every variant, optimizer and rate with the search seeds (without a search,
+    the whole grid). Their records name the data by the manifest now at its data
+    root (None: no manifest there).
+
+    Args:
+        settings (StudySettings): the study.
+        parsed (list): its variants, as ``check_study`` returns them.
+        cfg (Config): its config, as ``check_study`` returns it.
+
+    Returns:
+        tuple: the ``_RunTrainer`` and the jobs (``record`` and ``run_dir`` each).
+    """
+    # recorded: the config's own iterations without --iters
+    data_root = settings.data_root or cfg.get('data_root')
+    trainer = _RunTrainer(settings, cfg.train_cfg.max_iters,
+                          manifest_identity(data_root) if data_root else None)
+    lr_axis = list(settings.lrs) if settings.lrs else [None]
+    phase = 'search' if settings.search_seeds else 'grid'
+    first = [trainer.plan(name, losses, optimizer, lr, seed, phase)
+             for optimizer in settings.optimizers for name, losses in parsed for lr in lr_axis
+             for seed in (settings.search_seeds or settings.seeds)]
+    return trainer, first
+
+
 def study(settings):
     """Train every (variant, optimizer, lr, seed) of ``settings``; write
     study.md/.json/.png in its work dir. Returns the report's rows.
@@ -105,15 +132,7 @@ def study(settings):
         settings (StudySettings): the study.
     """
     parsed, cfg = check_study(settings)
-    # recorded: the config's own iterations without --iters
-    data_root = settings.data_root or cfg.get('data_root')
-    trainer = _RunTrainer(settings, cfg.train_cfg.max_iters,
-                          manifest_identity(data_root) if data_root else None)
-    lr_axis = list(settings.lrs) if settings.lrs else [None]
-    phase = 'search' if settings.search_seeds else 'grid'
-    first = [trainer.plan(name, losses, optimizer, lr, seed, phase)
-             for optimizer in settings.optimizers for name, losses in parsed for lr in lr_axis
-             for seed in (settings.search_seeds or settings.seeds)]
+    trainer, first = first_runs(settings, parsed, cfg)
     # Refuse foreign folders before anything trains (pretraining included).
     for job in first:
         existing_run(job['run_dir'], job['record'])

@@ -44,8 +44,16 @@ arguments, ``study_spec_checks.check_made_dataset``) and what ``publish`` and
 import json
 import os.path as osp
 
-from .study import RunsFailed, StudySettings, check_study, study
-from .study_publish import check_export, export_records, publish, published_report
+from .run_folders import existing_run
+from .run_record import RUN_RECORD, differing_keys, has_record, read_record
+from .study import RunsFailed, StudySettings, check_study, first_runs, study
+from .study_publish import (
+    check_export,
+    export_records,
+    exported_files,
+    publish,
+    published_report,
+)
 from .study_rebuild import finished_runs, merge
 from .study_spec_checks import (
     BOOLEAN,
@@ -233,8 +241,12 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
 def check_spec(spec, path, selected, needed, merges, run):
     """Everything a spec run will make, checked before the first is made: its
     folders (none a file, none inside another), every selected study (settings,
-    config, variants), every needed dataset already made (the spec's) and every
-    merge's published report (one this tool published, or none).
+    config, variants), every needed dataset already made (the spec's), every
+    merge's published report (one this tool published, or none) and records
+    folder (no ``run.json`` the export did not write where a study's run goes),
+    and the folders of every selected study's first runs (empty, or holding that
+    run: ``run_folders.existing_run``; where the data is not made yet, all but
+    the data's content).
 
     Args:
         spec (dict): the spec (``load_spec``).
@@ -251,16 +263,65 @@ def check_spec(spec, path, selected, needed, merges, run):
         check_folder(osp.join(spec['work_dir'], name), f'merge {name!r}: its folder')
     check_overlaps(spec, merges)
     planned = {name: data_root(entry) for name, entry in spec['datasets'].items()}
+    first = {}
     for name in selected:
         try:
-            check_study(study_settings(spec, name, planned, path, **run))
+            settings = study_settings(spec, name, planned, path, **run)
+            first[name] = first_runs(settings, *check_study(settings))[1]
         except (ValueError, FileExistsError) as exc:
             raise ValueError(f'{path}: study {name!r}: {exc}') from None
     for name in needed:
         check_made_dataset(f'{path}: dataset {name!r}', spec['datasets'][name])
     for name in merges:
-        if spec['merges'][name].get('publish'):
-            published_report(spec['merges'][name]['publish'])
+        entry = spec['merges'][name]
+        if entry.get('publish'):
+            published_report(entry['publish'])
+        for study_name in entry['studies'] if entry.get('records') else []:
+            _check_records(spec, study_name, first.get(study_name),
+                           osp.join(entry['records'], study_name))
+    # last, as the study does it first: it may complete a reused run's record (its data)
+    for name in selected:
+        made = 'data' not in spec['studies'][name] or osp.isfile(
+            osp.join(planned[spec['studies'][name]['data']], MANIFEST))
+        try:
+            for job in first[name]:
+                _check_run_folder(job['run_dir'], job['record'], made)
+        except (ValueError, FileExistsError) as exc:
+            raise ValueError(f'{path}: study {name!r}: {exc}') from None
+
+
+def _check_records(spec, name, jobs, out_dir):
+    """The records folder ``out_dir`` of the spec's study ``name``: no folder of a
+    run it exports holds a ``run.json`` the records export did not write. Of a
+    study that runs (``jobs``: its first runs), the runs it trains first; of one
+    that does not but is finished, its runs (``study_publish.check_export``)."""
+    source = osp.join(spec['work_dir'], name)
+    if jobs is None:
+        if osp.isfile(osp.join(source, 'study.json')):
+            check_export(source, out_dir)
+        return
+    for job in jobs:
+        folder = osp.join(out_dir, osp.basename(job['run_dir']))
+        if osp.lexists(osp.join(folder, RUN_RECORD)) and exported_files(folder) is None:
+            raise ValueError(f'{osp.join(folder, RUN_RECORD)} is not a record the records '
+                             f'export wrote for the run {osp.basename(folder)}, so it would '
+                             'not be replaced: move it, or give "records" another folder')
+
+
+def _check_run_folder(run_dir, record, data_made):
+    """A study's run folder holds nothing, or this run (``run_folders.existing_run``).
+    Where its data is not made yet, what the data will be is not known: the run's
+    other keys are compared, and nothing is written (a reused run's record is
+    completed by the study, once the data is made)."""
+    if data_made or not has_record(run_dir):
+        existing_run(run_dir, record)
+        return
+    held = read_record(run_dir)
+    differs = differing_keys(held, dict(record, dataset=held.get('dataset')))
+    if differs:
+        raise FileExistsError(f'{run_dir} already holds a run of another study (its '
+                              f'{", ".join(differs)} differ): use a new work_dir, or remove '
+                              'that folder')
 
 
 def _write_merge(spec, name, entry):

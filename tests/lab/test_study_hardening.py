@@ -370,6 +370,59 @@ def test_every_study_and_dataset_is_checked_before_anything_is_made(tmp_path, mo
     assert not (tmp_path / 'data').exists()
 
 
+def _two_studies(tmp_path):
+    spec = _spec(tmp_path)
+    spec['studies']['s2'] = dict(spec['studies']['s1'], regime='other')
+    spec['merges']['m']['studies'] = ['s1', 's2']
+    return spec
+
+
+@pytest.mark.parametrize('data_made', [False, True])
+def test_a_later_studys_folder_holding_another_run_is_refused_first(tmp_path, monkeypatch,
+                                                                    data_made):
+    if data_made:
+        make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2)
+    fake_study_run(tmp_path / 'work' / 's2', 'ce', 0, [10.0, 40.0], regime='mine', iters=8)
+    _refused(tmp_path, monkeypatch, _two_studies(tmp_path), ValueError,
+             r"study 's2': .*s2.ce_adamw_seed0 already holds a run of another study .*regime")
+
+
+def test_a_run_on_other_data_is_refused_before_anything_trains(tmp_path, monkeypatch):
+    """The data made: a run folder of the second study whose record names other data."""
+    path = _write(tmp_path, _two_studies(tmp_path))
+    monkeypatch.setattr(study, 'train_run', FakeTraining())
+    study_spec.run_spec(path)
+    run_json = tmp_path / 'work' / 's2' / 'ce_adamw_seed0' / 'run.json'
+    record = json.loads(run_json.read_text())
+    record['dataset']['label_noise'] = dict(kind='uniform', rate=0.4, seed=0)
+    run_json.write_text(json.dumps(record))
+    _refused(tmp_path, monkeypatch, _two_studies(tmp_path), ValueError,
+             r"study 's2': .*ce_adamw_seed0 already holds a run of another study .*dataset")
+
+
+def test_runs_whose_data_is_not_made_yet_are_kept_and_reused(tmp_path, monkeypatch):
+    """Runs resumed on a machine without their data (removed here): what the data will be is
+    not known before it is made, so only the rest is compared, and nothing is written."""
+    path = _write(tmp_path, _spec(tmp_path))
+    monkeypatch.setattr(study, 'train_run', FakeTraining())
+    study_spec.run_spec(path)
+    shutil.rmtree(tmp_path / 'data')
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    study_spec.run_spec(path)
+    assert fake.calls == [] and (tmp_path / 'data').is_dir()
+
+
+def test_a_foreign_run_json_in_the_records_is_refused_before_anything_trains(tmp_path,
+                                                                            monkeypatch):
+    folder = tmp_path / 'records' / 's1' / 'ce_adamw_seed0'
+    os.makedirs(folder)
+    (folder / 'run.json').write_text('my notes')
+    _refused(tmp_path, monkeypatch, _spec(tmp_path), ValueError,
+             r"records.s1.ce_adamw_seed0.run.json is not a record the records export wrote")
+    assert not (tmp_path / 'data').exists()
+
+
 # --- 9. a work_dir or records that is a file --------------------------------------------------
 
 @pytest.mark.parametrize('key, where', [('work_dir', 'f'), ('work_dir', 'f/sub'),
