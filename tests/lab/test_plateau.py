@@ -79,6 +79,7 @@ def test_a_cell_is_at_plateau_only_when_every_variant_was_checked_and_held():
     assert 'not run' in format_tuned_table(unchecked)
 
 
+@pytest.mark.slow
 def test_budget_configs_keep_eight_validations_when_a_study_rescales_them():
     cfg = study_config.load_study_config(BUDGET_VOC, iters=4000)
     assert cfg.train_cfg.max_iters == 4000 and cfg.train_cfg.val_interval == 500

@@ -166,6 +166,7 @@ def test_a_spec_that_would_publish_over_a_foreign_file_is_refused_first(tmp_path
     (dict(num_train=3), r'num_train'),
     (dict(num_test=0), r'num_test'),
 ])
+@pytest.mark.slow
 def test_a_dataset_made_with_other_arguments_is_refused(tmp_path, monkeypatch, change, named):
     make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2)
     spec = _spec(tmp_path)
@@ -197,6 +198,7 @@ def _without_arguments(root):
         json.dump(manifest, f)
 
 
+@pytest.mark.slow
 def test_a_dataset_whose_manifest_lacks_the_arguments_is_reused(tmp_path, monkeypatch):
     """Datasets made before the manifest held the maker's arguments (the plateau study's):
     what it does not say is not compared, and its runs, recorded without it, are reused."""
@@ -244,6 +246,7 @@ def _voc_study(tmp_path, monkeypatch, root, fake=None):
                                      threads_per_run=1))
 
 
+@pytest.mark.slow
 def test_a_run_record_names_its_data_by_content(tmp_path, monkeypatch):
     root = make_voc(str(tmp_path / 'data'), num_train=2, num_val=2, num_test=2)
     _voc_study(tmp_path, monkeypatch, root)
@@ -260,6 +263,7 @@ def test_a_run_record_names_its_data_by_content(tmp_path, monkeypatch):
     assert fake.calls == [] and snapshot(tmp_path / 'w') == before
 
 
+@pytest.mark.slow
 def test_a_record_written_before_the_data_identity_is_reused_and_completed(tmp_path,
                                                                            monkeypatch):
     """Records written by 0.5 (docs/study/records) lack ``dataset``: the data now at their
@@ -362,6 +366,7 @@ def test_wrong_json_types_are_refused_before_anything_is_made(tmp_path, monkeypa
                                              noise_kind='nope')),
      r"dataset 'bad': noise_kind 'nope'"),
 ])
+@pytest.mark.slow
 def test_every_study_and_dataset_is_checked_before_anything_is_made(tmp_path, monkeypatch,
                                                                     edit, match):
     spec = _spec(tmp_path)
@@ -377,6 +382,7 @@ def _two_studies(tmp_path):
     return spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('data_made', [False, True])
 def test_a_later_studys_folder_holding_another_run_is_refused_first(tmp_path, monkeypatch,
                                                                     data_made):
@@ -387,6 +393,7 @@ def test_a_later_studys_folder_holding_another_run_is_refused_first(tmp_path, mo
              r"study 's2': .*s2.ce_adamw_seed0 already holds a run of another study .*regime")
 
 
+@pytest.mark.slow
 def test_a_run_on_other_data_is_refused_before_anything_trains(tmp_path, monkeypatch):
     """The data made: a run folder of the second study whose record names other data."""
     path = _write(tmp_path, _two_studies(tmp_path))
@@ -400,6 +407,7 @@ def test_a_run_on_other_data_is_refused_before_anything_trains(tmp_path, monkeyp
              r"study 's2': .*ce_adamw_seed0 already holds a run of another study .*dataset")
 
 
+@pytest.mark.slow
 def test_runs_whose_data_is_not_made_yet_are_kept_and_reused(tmp_path, monkeypatch):
     """Runs resumed on a machine without their data (removed here): what the data will be is
     not known before it is made, so only the rest is compared, and nothing is written."""
@@ -503,6 +511,7 @@ def test_each_job_gets_gpus_among_the_visible_ones(monkeypatch):
 
 # --- 13. a crashed run ends the tool with one line --------------------------------------------
 
+@pytest.mark.slow
 def test_a_failed_run_ends_the_tool_with_one_line(tmp_path, monkeypatch, capsys):
     fake = FakeTraining(fail={'ngl_adamw_seed0'})
     monkeypatch.setattr(study, 'train_run', fake)

@@ -161,6 +161,7 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 |' in md
 
 
+@pytest.mark.slow
 def test_the_search_stops_extending_after_extend_edges_rates(tmp_path, monkeypatch):
     fake = FakeTraining()
     _tuned_study(tmp_path, fake, monkeypatch, extend_edges=0, seeds=[0, 1])

@@ -95,6 +95,7 @@ def test_study_refuses_bad_arguments_before_training(tmp_path, monkeypatch, caps
     assert_refused_before_writing(tmp_path, monkeypatch, capsys, 'study', args, message)
 
 
+@pytest.mark.slow
 def test_compare_seed_replaces_the_seed_the_config_sets(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, 'train_run', no_training)
     assert Config.fromfile(VOC_CFG).randomness.seed == 0  # the quickstarts set one

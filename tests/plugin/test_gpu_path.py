@@ -259,6 +259,7 @@ def test_one_ignore_index_check_with_one_message():
 
 # --- 3. compile-clean -------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('impl', ['auto', 'compile', 'torch', 'literal'])
 def test_fullgraph_compile_of_the_loss_forward_and_backward(impl):
     """torch.compile(NGLLoss(...), fullgraph=True): a graph break would raise. Every

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
 
 PLUGIN = pathlib.Path(REPO, 'ngl_mmseg')
@@ -39,6 +40,7 @@ def blocker(roots):
             "sys.meta_path.insert(0, Block())\n")
 
 
+@pytest.mark.slow
 def test_ops_work_without_mmseg_mmengine_mmcv():
     """With OpenMMLab's packages unimportable (a bare GPU box), the fused ops
     import and compute; NGLLoss says what is missing."""
@@ -54,6 +56,7 @@ def test_ops_work_without_mmseg_mmengine_mmcv():
     assert 'ERR ngl_mmseg needs mmsegmentation' in proc.stdout
 
 
+@pytest.mark.slow
 def test_importing_the_plugin_loads_no_lab_module_nor_matplotlib():
     modules = imported_after('import ngl_mmseg')
     assert 'ngl_mmseg.losses.ngl_loss' in modules and 'ngl_mmseg.hooks' in modules
@@ -62,6 +65,7 @@ def test_importing_the_plugin_loads_no_lab_module_nor_matplotlib():
     assert not outside, outside
 
 
+@pytest.mark.slow
 def test_the_plugin_imports_with_the_lab_and_matplotlib_unimportable():
     code = blocker(['ngl_lab', 'matplotlib']) + 'import ngl_mmseg, ngl_mmseg.cli.train\n'
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)

@@ -41,6 +41,7 @@ def test_setup_script_outside_a_checkout_says_so(tmp_path):
 
 # --- the train and test tools: one way to load a config --------------------------------------
 
+@pytest.mark.slow
 def test_config_loading_sets_launcher_options_and_work_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     name = osp.splitext(osp.basename(VOC_CFG))[0]
