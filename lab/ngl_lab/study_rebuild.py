@@ -148,10 +148,12 @@ def _check_merge_target(work_dir, sources, overwrite):
                          'folder, or pass --overwrite-merge to replace it')
 
 
-def merge(work_dir, sources, title='', overwrite=False):
+def merge(work_dir, sources, title='', overwrite=False, pending=()):
     """One table and figure from the runs of several finished studies (each
     named once, none of them ``work_dir``; no run twice). A ``work_dir`` that
-    holds a study already is refused unless ``overwrite``. Returns the rows."""
+    holds a study already is refused unless ``overwrite``. ``pending``: the
+    (regime, optimizer) cells of studies not finished yet, listed in the short
+    answer. Returns the rows."""
     _check_merge_target(work_dir, sources, overwrite)
     studies = [load_study(source) for source in sources]
     for data, source in zip(studies, sources):
@@ -167,4 +169,4 @@ def merge(work_dir, sources, title='', overwrite=False):
         if len(ends) > 1:
             raise ValueError(f'regime {cell[0]!r} ({cell[1]}) holds runs of different lengths '
                              f'{sorted(map(str, ends))}: one row must be one schedule')
-    return write_report(work_dir, studies[0]['config'], title, runs)
+    return write_report(work_dir, studies[0]['config'], title, runs, pending=pending)

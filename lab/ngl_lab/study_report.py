@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 
+from .study_answer import format_short_answer
 from .study_tables import (
     format_regime_table,
     format_search_table,
@@ -63,9 +64,11 @@ def plot(rows, runs, path, title=''):
     plt.close(fig)
 
 
-def write_report(work_dir, config, title, runs, spec=None):
+def write_report(work_dir, config, title, runs, spec=None, pending=()):
     """study.md, study.json and study.png of ``runs`` in ``work_dir``; returns the rows.
-    Everything is computed before the first file is written."""
+    A tuned study's report opens with its short answer (``study_answer``), where
+    ``pending`` (regime, optimizer) cells are listed as not run yet. Everything is
+    computed before the first file is written."""
     if not runs:
         raise ValueError(f'no runs to report in {work_dir}')
     rows = summarise(runs)
@@ -78,7 +81,10 @@ def write_report(work_dir, config, title, runs, spec=None):
                  f'{format_regime_table(rows)}\n\nEvery variant:\n\n{table}')
     if tuned:
         unconverged = [name for r in tuned for name in r['not_converged']]
-        table = ('Tuned (each variant at the learning rate best on the validation split, the '
+        table = ('Short answer (the NGL recipe against tuned CE, each at its own rate; '
+                 'report split, paired 95% t interval over the seeds):\n\n'
+                 f'{format_short_answer(tuned, pending)}\n\n'
+                 'Tuned (each variant at the learning rate best on the validation split, the '
                  'selection split; scored on the report split, which selected nothing; paired '
                  't interval over seeds, a tie when it holds 0):\n\n'
                  f'{format_tuned_table(tuned)}\n\n'
@@ -93,6 +99,8 @@ def write_report(work_dir, config, title, runs, spec=None):
     with open(osp.join(work_dir, 'study.md'), 'w') as f:
         f.write(f'# {title or osp.basename(config)}\n\n{table}\n')
     data = dict(config=config, title=title, rows=rows, tuned=tuned, runs=runs)
+    if pending:
+        data['pending'] = [list(cell) for cell in pending]
     if spec is not None:
         data['spec'] = spec
     with open(osp.join(work_dir, 'study.json'), 'w') as f:

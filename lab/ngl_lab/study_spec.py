@@ -30,7 +30,10 @@ the backbone. Each study runs in ``work_dir/<name>``; each merge writes
 ``work_dir/<name>`` and, with ``publish``, copies its study.md/.json/.png to
 ``<publish>.md/.json/.png``; with ``records``, copies each of its studies' run
 records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
-from where a fresh machine resumes (copy them into ``work_dir``).
+from where a fresh machine resumes (copy them into ``work_dir``). A merge is
+written once all its studies have finished; with ``"partial": true`` (a study
+that takes several sessions), as soon as one has, its report listing the cells
+of the others as not run yet.
 
 Nothing is made before everything is checked (``check_spec``): every entry's
 keys and JSON types, study and merge names (plain names: folders of
@@ -88,7 +91,8 @@ STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers
               'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER,
               'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER}
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
-MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING}
+MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
+              'partial': BOOLEAN}
 TOP_KEYS = {'work_dir': STRING, 'datasets': OBJECT, 'studies': OBJECT, 'merges': OBJECT,
             'description': STRING}
 # The report split of the synthetic makers' --num-test, per dataset kind.
@@ -325,24 +329,29 @@ def _check_run_folder(run_dir, record, data_made):
 
 
 def _write_merge(spec, name, entry):
-    """Merge the spec's studies of ``entry`` into ``work_dir/<name>`` (skipped
-    while one has not run yet); publish it and export its studies' records
-    (both checked before the merge is written)."""
+    """Merge the spec's studies of ``entry`` into ``work_dir/<name>`` (skipped while
+    one has not finished, or with ``partial`` while none has: the report then lists
+    the unfinished studies' cells as pending); publish it and export its finished
+    studies' records (both checked before the merge is written)."""
     sources = [osp.join(spec['work_dir'], s) for s in entry['studies']]
     absent = [s for s in sources if not osp.isfile(osp.join(s, 'study.json'))]
-    if absent:
+    if absent and (not entry.get('partial') or len(absent) == len(sources)):
         _print(f'merge {name}: skipped, {absent} not run yet')
         return
+    sources = [s for s in sources if s not in absent]
+    pending = [(spec['studies'][osp.basename(s)].get('regime', ''), optimizer)
+               for s in absent for optimizer in spec['studies'][osp.basename(s)]['optimizers']]
     records = entry.get('records')
     if entry.get('publish'):
         published_report(entry['publish'])
     for source in sources if records else []:
         check_export(source, osp.join(records, osp.basename(source)))
     out = osp.join(spec['work_dir'], name)
-    merge(out, sources, entry.get('title', ''), overwrite=True)
+    merge(out, sources, entry.get('title', ''), overwrite=True, pending=pending)
     if entry.get('publish'):
         publish(out, entry['publish'])
-        _print(f"merge {name}: published to {entry['publish']}.md/.json/.png")
+        _print(f"merge {name}: published to {entry['publish']}.md/.json/.png"
+               + (f' ({len(absent)} of its studies not finished yet)' if absent else ''))
     if records:
         copied = sum(export_records(source, osp.join(records, osp.basename(source)))
                      for source in sources)

@@ -199,7 +199,8 @@ def _doubling_check(chosen, report, doubled):
     base, more = (statistics.fmean(d[s] for s in seeds) for d in (report, twice))
     iters = sorted({m.get('iters') for m in doubled if m['seed'] in seeds})
     return dict(seeds=seeds, iters=iters[0] if len(iters) == 1 else iters, base_mean=base,
-                mean=more, delta=more - base, at_plateau=abs(more - base) < PLATEAU_TOLERANCE)
+                mean=more, delta=more - base, at_plateau=abs(more - base) < PLATEAU_TOLERANCE,
+                finals={s: twice[s] for s in seeds})
 
 
 def _cell_key(run):
@@ -247,7 +248,8 @@ def tuned_rows(runs, reference=REFERENCE):
     the best mean over the search seeds, the seeds that ran at every lr of the
     group, of the final validation mIoU). The chosen runs are then scored on
     the report split: final, at the selection split's peak, at a quarter of the
-    budget; and the plateau check's reruns at twice the budget (``doubled``).
+    budget; and the plateau check's reruns at twice the budget (``doubled``, and
+    ``vs_ce_doubled``: the paired difference to the reference there).
     """
     runs, doubled = split_doubled(runs)
     cells = {}
@@ -260,12 +262,17 @@ def tuned_rows(runs, reference=REFERENCE):
         ref = by_cell.get((row['regime'], row['optimizer'], reference))
         if ref is None or row['variant'] == reference:
             row['vs_ce'] = row['vs_ce_peak'] = row['vs_ce_quarter'] = None
+            row['vs_ce_doubled'] = None
             continue
         row['vs_ce'] = paired_difference(row['report_final'], ref['report_final'])
         row['vs_ce_peak'] = paired_difference(row['report_peak'], ref['report_peak'])
         row['vs_ce_quarter'] = None if row['report_quarter'] is None or \
             ref['report_quarter'] is None else \
             paired_difference(row['report_quarter'], ref['report_quarter'])
+        # the verdict at twice the budget, on the seeds both reran: whether it holds as the
+        # levels move
+        row['vs_ce_doubled'] = None if not (row['doubled'] and ref['doubled']) else \
+            paired_difference(row['doubled']['finals'], ref['doubled']['finals'])
     return rows
 
 

@@ -306,6 +306,10 @@ def study_values(name, steps=()):
                    row['mean'] - row['half_width'], row['mean'] + row['half_width'],
                    *row['report_final'].values(), *row['report_peak'].values(),
                    *row['search_mean'].values()}
+        values |= {v for v in (row.get('quarter_mean'),) if v is not None}
+        if row.get('doubled'):  # the plateau check: the means it compared and its move
+            values |= {row['doubled']['base_mean'], row['doubled']['mean'],
+                       abs(row['doubled']['delta'])}
     for run in study['runs']:
         values |= {v for step, v in run['curve'] + run.get('train_curve', []) if step in steps}
     for group in means.values():

@@ -1,16 +1,28 @@
 """The paired differences on docs/when-to-use-ngl.md, docs/training.md and the README
 are read from docs/study/*.json: every interval printed there is one the JSONs hold
-(recomputed here from their per-seed scores), and every tuned comparison of
-docs/study/tuned.json is on docs/when-to-use-ngl.md, with its verdict."""
+(recomputed here from their per-seed scores); the plateau study's short answer on
+docs/when-to-use-ngl.md is the one docs/study/plateau.json gives, a verdict of a cell
+not at its plateau says so wherever it is quoted, and every tuned comparison of
+docs/study/tuned.json (500 iterations) is on the page with its verdict unless the
+plateau study has superseded its cell, when it is not."""
 import json
 import os.path as osp
 import re
 
 import pytest
-from docs_checks import DIFFERENCE, README, TRAINING, WHEN_TO_USE
+from docs_checks import (
+    DIFFERENCE,
+    README,
+    TRAINING,
+    WHEN_TO_USE,
+    checked_cells,
+    plateau_study,
+)
 from helpers import REPO
 
 from ngl_lab.stats import format_difference, mean_interval, paired_difference
+from ngl_lab.study_answer import NOT_AT_PLATEAU, format_short_answer
+from ngl_lab.study_tables import cell_at_plateau, tuned_rows
 
 TUNED = osp.join(REPO, 'docs', 'study', 'tuned.json')
 PAGE = WHEN_TO_USE
@@ -22,6 +34,11 @@ def _rows():
     with open(TUNED) as f:
         data = json.load(f)
     return data, data['tuned']
+
+
+def _superseded(row):
+    """A 500-iteration tuned row whose cell the plateau study has checked."""
+    return (row['regime'], row['optimizer']) in checked_cells(plateau_study()['tuned'])
 
 
 def _recomputed(rows):
@@ -81,11 +98,22 @@ def _between_variants(rows):
             if a is not b and (a['regime'], a['optimizer']) == (b['regime'], b['optimizer'])}
 
 
+def _plateau_differences():
+    """Every paired difference of docs/study/plateau.json, recomputed from its runs:
+    final, at the validation peak, at a quarter and at twice the budget, and between
+    variants."""
+    rows = tuned_rows(plateau_study()['runs'])
+    known = {format_difference(r[key]) for r in rows
+             for key in ('vs_ce', 'vs_ce_peak', 'vs_ce_quarter', 'vs_ce_doubled') if r.get(key)}
+    return known | _between_variants(rows)
+
+
 def known_differences():
     """Every paired difference the pages may print, as they print it."""
     _, rows = _rows()
+    rows = [r for r in rows if not _superseded(r)]
     known = {text for pair in _recomputed(rows).values() for text in pair}
-    return known | _between_variants(rows) | _untuned_differences()
+    return known | _between_variants(rows) | _untuned_differences() | _plateau_differences()
 
 
 def check_differences(page, text, known):
@@ -113,14 +141,76 @@ def test_the_difference_check_catches_what_it_looks_for():
 
 
 def test_every_tuned_comparison_is_on_the_page_with_its_verdict():
+    """... every one not superseded; the superseded ones are on no page."""
     _, rows = _rows()
-    with open(PAGE) as f:
-        page = f.read()
-    for (regime, optimizer, variant), (final, _) in _recomputed(rows).items():
-        lines = [ln.lower() for ln in page.splitlines() if final in ln]
+    superseded = {(r['regime'], r['optimizer'], r['variant']) for r in rows if _superseded(r)}
+    pages = {}
+    for path in (PAGE, README):
+        with open(path) as f:
+            pages[path] = f.read()
+    for (regime, optimizer, variant), (final, peak) in _recomputed(rows).items():
+        if (regime, optimizer, variant) in superseded:
+            for path, text in pages.items():
+                assert final not in text and peak not in text, \
+                    f'{osp.basename(path)}: {regime} {optimizer} {variant} at 500 iterations ' \
+                    f'({final}) is superseded by the plateau study: it leaves the page'
+            continue
+        lines = [ln.lower() for ln in pages[PAGE].splitlines() if final in ln]
         assert any(regime in ln and variant in ln for ln in lines), \
             f'{regime} {optimizer} {variant} vs CE ({final}) is not on the page with its ' \
             'regime and variant'
+
+
+def test_the_plateau_json_is_consistent_with_its_runs():
+    """Its tuned rows (chosen rates, differences, doubling checks) are what its runs give."""
+    data = plateau_study()
+    assert data['tuned'], 'docs/study/plateau.json holds no tuned rows'
+    again = {(r['regime'], r['optimizer'], r['variant']): r for r in tuned_rows(data['runs'])}
+    assert len(again) == len(data['tuned'])
+    for row in data['tuned']:
+        r = again[(row['regime'], row['optimizer'], row['variant'])]
+        assert r['lr'] == row['lr'] and r['seeds'] == row['seeds']
+        for key in ('vs_ce', 'vs_ce_peak', 'vs_ce_quarter', 'vs_ce_doubled'):
+            assert (r[key] and format_difference(r[key])) == \
+                (row[key] and format_difference(row[key])), (row['regime'], row['variant'], key)
+        assert (r['doubled'] or {}).get('delta') == \
+            pytest.approx((row['doubled'] or {}).get('delta')), (row['regime'], row['variant'])
+    assert not {tuple(c) for c in data.get('pending', [])} & {key[:2] for key in again}, \
+        'a cell is both published and pending'
+
+
+def test_the_short_answer_on_the_page_is_the_plateau_jsons():
+    data = plateau_study()
+    table = format_short_answer(data['tuned'], [tuple(c) for c in data.get('pending', [])])
+    with open(PAGE) as f:
+        assert table in f.read(), 'the short answer on docs/when-to-use-ngl.md is not the ' \
+            'one docs/study/plateau.json gives (copy it from docs/study/plateau.md)'
+
+
+def check_plateau_marks(page, text, unsettled):
+    """Every line of ``page`` (its ``text``) quoting one of ``unsettled`` (the differences
+    of cells that failed their doubling check) says the cell is not at plateau."""
+    for line in text.splitlines():
+        for claim in unsettled:
+            assert claim not in line or NOT_AT_PLATEAU in line, \
+                f'{page}: {claim!r} is quoted without "{NOT_AT_PLATEAU}":\n{line}'
+
+
+@pytest.mark.parametrize('path', [PAGE, README], ids=osp.basename)
+def test_a_verdict_not_at_plateau_says_so_wherever_it_is_quoted(path):
+    tuned = plateau_study()['tuned']
+    unsettled = {format_difference(r[key]) for r in tuned
+                 if cell_at_plateau(tuned, r['regime'], r['optimizer']) is False
+                 for key in ('vs_ce', 'vs_ce_peak') if r.get(key)}
+    with open(path) as f:
+        check_plateau_marks(osp.basename(path), f.read(), unsettled)
+
+
+def test_the_plateau_mark_check_catches_what_it_looks_for():
+    claim = '+1.05 [-4.58, +6.68], ahead 3/5, tie'
+    check_plateau_marks('a page', f'NGL - CE {claim} (not at plateau).', {claim})
+    with pytest.raises(AssertionError, match='without "not at plateau"'):
+        check_plateau_marks('a page', f'NGL - CE {claim}.', {claim})
 
 
 def test_the_page_keeps_no_claim_its_data_cannot_carry():
@@ -146,13 +236,14 @@ def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
     _, rows = _rows()
     by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
     assert len(by_cell) == len(rows), 'two tuned rows share a regime, optimizer and variant'
+    by_cell = {key: r for key, r in by_cell.items() if not _superseded(r)}
     with open(PAGE) as f:
         found = TABLE_ROW.findall(f.read())
     on_page = set()
     for regime, optimizer, variant, lr, mean, lo, hi, seeds, converged, n in found:
         r = by_cell.get((regime, optimizer, variant))
         assert r is not None, f'{regime} {optimizer} {variant}: a tuned row on the page is not ' \
-            'in the JSON'
+            'in the JSON, or superseded by the plateau study'
         on_page.add((regime, optimizer, variant))
         assert float(lr) == r['lr'], (regime, variant, lr)
         assert mean == f"{r['mean']:.2f}", (regime, variant, mean)
@@ -161,3 +252,17 @@ def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
         assert seeds == ', '.join(f"{r['report_final'][str(s)]:.2f}" for s in r['seeds'])
         assert (int(converged), int(n)) == (r['converged'], len(r['seeds'])), (regime, variant)
     assert on_page == set(by_cell), f'tuned rows missing from the page: {set(by_cell) - on_page}'
+
+
+def test_the_readmes_when_it_pays_off_is_short_and_names_the_plateau_study_and_171_classes():
+    with open(README) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('- **When it pays off**'))
+    bullet = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith('  '):
+            break
+        bullet.append(line)
+    assert len(bullet) <= 8, f"the README's 'when it pays off' is {len(bullet)} lines (8 at most)"
+    text = ' '.join(bullet)
+    assert '171 classes' in text and 'docs/study/plateau.json' in text

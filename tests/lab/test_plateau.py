@@ -271,3 +271,54 @@ def test_a_spec_with_the_plateau_check_merges_publishes_exports_and_collects(
     monkeypatch.setattr(study, 'train_run', again)
     study_spec.run_spec(str(path))  # resumed: nothing trains, the merge is written again
     assert again.calls == []
+
+
+def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau():
+    from ngl_lab.stats import format_difference
+    from ngl_lab.study_answer import format_short_answer, situation
+    failed = tuned_rows(study_runs(ngl_twice_lift=3.0))
+    ngl = next(r for r in failed if r['variant'] == 'ngl')
+    table = format_short_answer(failed, pending=[('171-uniform-40', 'adamw')])
+    row = next(line for line in table.splitlines() if '(`r`, adamw)' in line)
+    # the verdicts of a cell that failed its doubling check say so; speed is not a verdict
+    assert f"| {format_difference(ngl['vs_ce'])} (not at plateau) |" in row
+    assert f"| {format_difference(ngl['vs_ce_peak'])} (not at plateau) |" in row
+    assert f"| {format_difference(ngl['vs_ce_quarter'])} |" in row
+    assert '**no**, largest move +3.00 (ngl)' in row
+    # the verdict at twice the budget, on the seeds both reran
+    assert '; ngl - ce at 1600 iterations: +2.60 [+2.60, +2.60], ahead 2/2, win |' in row
+    assert ('| 171 classes, 40% of objects relabelled to a random class, AdamW from scratch '
+            '(`171-uniform-40`, adamw) | not run yet |') in table
+    held = format_short_answer(tuned_rows(study_runs(ngl_twice_lift=0.9)))
+    assert 'not at plateau' not in held and 'yes, largest move +0.90 (ngl)' in held
+    unchecked = format_short_answer(tuned_rows(
+        [r for r in study_runs(0.9) if not (r['phase'] == 'double' and r['variant'] == 'ngl')]))
+    assert 'not checked yet' in unchecked and 'not at plateau' not in unchecked
+    assert situation('pretrained', 'sgd') == \
+        '21 classes, clean labels, SGD from a pretrained backbone (`pretrained`, sgd)'
+
+
+@pytest.mark.slow
+def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
+        tmp_path, monkeypatch):
+    """A merge marked partial is published as soon as one of its studies has finished, its
+    short answer listing the cells of the others as not run yet; an ordinary merge waits."""
+    publish = tmp_path / 'pub' / 'plateau'
+    one = dict(config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'], lrs=[1e-3, 1e-2],
+               search_seeds=[0, 1], seeds=[0, 1, 2], iters=8, extend_edges=0,
+               double_seeds=[0, 1], report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
+        'a': dict(one, regime='clean'), 'b': dict(one, regime='uniform-40', optimizers=['sgd'])},
+        merges={'m': dict(studies=['a', 'b'], publish=str(publish), title='plateau',
+                          partial=True),
+                'whole': dict(studies=['a', 'b'], title='waits')})
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    monkeypatch.setattr(study, 'train_run', _SeedsSplitNGLAndTwiceTheBudgetLifts())
+    study_spec.run_spec(str(path), only=['a'])
+    published = json.loads((tmp_path / 'pub' / 'plateau.json').read_text())
+    assert published['pending'] == [['uniform-40', 'sgd']]
+    assert {r['regime'] for r in published['tuned']} == {'clean'}
+    md = (tmp_path / 'pub' / 'plateau.md').read_text()
+    assert '(`uniform-40`, sgd) | not run yet |' in md and '(`clean`, adamw) | ' in md
+    assert not (tmp_path / 'work' / 'whole').exists()

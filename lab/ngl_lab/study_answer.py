@@ -1,0 +1,108 @@
+"""The short answer of a tuned study: one row per situation (a regime under one
+optimizer), the NGL recipe against tuned CE with its verdict, and whether the
+situation is at its plateau.
+
+It is built from the tuned rows alone (``study_tables.tuned_rows``, or the same
+rows read back from a published study.json), so a page that quotes it can be
+checked against the JSON by regenerating it. A cell whose budget-doubling check
+failed carries "not at plateau" beside its verdict; a cell not yet checked says
+so; a cell of the study that has not run yet is listed as such.
+"""
+from .stats import format_difference
+from .study_tables import REFERENCE, cell_at_plateau
+
+ANSWERED = 'ngl'  # the variant whose verdict the short answer gives: the recipe
+NOT_AT_PLATEAU = 'not at plateau'
+
+# How a regime label reads in a sentence; a label not here reads as itself.
+_REGIME_WORDS = {
+    'clean': 'clean labels',
+    'uniform-40': '40% of objects relabelled to a random class',
+    'unlabelled-ignore-40': '40% of objects unlabelled (ignored)',
+}
+_OPTIMIZER_WORDS = {'adamw': 'AdamW', 'sgd': 'SGD'}
+
+
+def situation(regime, optimizer):
+    """'21 classes, clean labels, AdamW from scratch (`clean`, adamw)'."""
+    classes, name = ('171', regime[len('171-'):]) if regime.startswith('171-') else \
+        ('21', regime)
+    if name == 'pretrained':  # the pretrained cells train on clean labels
+        words, start = 'clean labels', 'from a pretrained backbone'
+    else:
+        words, start = _REGIME_WORDS.get(name, name), 'from scratch'
+    return (f'{classes} classes, {words}, {_OPTIMIZER_WORDS.get(optimizer, optimizer)} '
+            f'{start} (`{regime}`, {optimizer})')
+
+
+def _cells(tuned):
+    """The (regime, optimizer) cells of ``tuned`` in their order."""
+    seen = []
+    for r in tuned:
+        cell = (r['regime'], r['optimizer'])
+        if cell not in seen:
+            seen.append(cell)
+    return seen
+
+
+def plateau_text(tuned, regime, optimizer, answered=ANSWERED, reference=REFERENCE):
+    """The cell's budget-doubling check in words: the largest move of a variant's mean,
+    and ``answered``'s difference to the reference at twice the budget."""
+    at = cell_at_plateau(tuned, regime, optimizer)
+    if at is None:
+        return 'not checked yet'
+    rows = [r for r in tuned if (r['regime'], r['optimizer']) == (regime, optimizer)]
+    variant, delta = max(((r['variant'], r['doubled']['delta']) for r in rows),
+                         key=lambda c: abs(c[1]))
+    text = f"{'yes' if at else '**no**'}, largest move {delta:+.2f} ({variant})"
+    row = next((r for r in rows if r['variant'] == answered and r.get('vs_ce_doubled')), None)
+    if row is not None:
+        text += (f"; {answered} - {reference} at {row['doubled']['iters']} "
+                 f"iterations: {format_difference(row['vs_ce_doubled'])}")
+    return text
+
+
+def _difference(row, key, at_plateau):
+    diff = row.get(key)
+    if not diff:
+        return '-'
+    text = format_difference(diff)
+    return text if at_plateau else f'{text} ({NOT_AT_PLATEAU})'
+
+
+def _best(tuned, regime, optimizer):
+    rows = [r for r in tuned if (r['regime'], r['optimizer']) == (regime, optimizer)]
+    best = max(rows, key=lambda r: r['mean'])
+    return f"{best['variant']} {best['mean']:.2f}"
+
+
+def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENCE):
+    """Markdown: one row per cell of ``tuned`` (``answered`` against ``reference``, both
+    at their own chosen rate, report split) and one per ``pending`` (regime, optimizer)
+    cell that has not run yet.
+
+    Columns: the situation; the final verdict (paired mean difference, 95% interval,
+    seeds ahead of n, win/tie/loss) with "not at plateau" where the cell's doubling check
+    failed; the same at the validation peak (early stopping); at a quarter of the budget
+    (speed, never the verdict); the doubling check; the best variant's mean.
+    """
+    head = ['situation', f'{answered} vs tuned {reference}, final (report split)',
+            'at the validation peak', 'at a quarter of the budget (speed)',
+            'at plateau (budget doubled)', 'best variant (final mean)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|---|---|---|']
+    for regime, optimizer in _cells(tuned):
+        row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
+                    (regime, optimizer, answered)), None)
+        at = cell_at_plateau(tuned, regime, optimizer) is not False
+        cells = [situation(regime, optimizer)]
+        if row is None:
+            cells += [f'{answered} not in this cell', '-', '-']
+        else:
+            cells += [_difference(row, 'vs_ce', at), _difference(row, 'vs_ce_peak', at),
+                      _difference(row, 'vs_ce_quarter', True)]
+        cells += [plateau_text(tuned, regime, optimizer, answered, reference),
+                  _best(tuned, regime, optimizer)]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    for regime, optimizer in pending:
+        lines.append(f'| {situation(regime, optimizer)} | not run yet | - | - | - | - |')
+    return '\n'.join(lines)
