@@ -79,10 +79,14 @@ def load_study_config(config, cfg_options=None, data_root=None, iters=None):
     return cfg
 
 
-def _add_hook(cfg, module, hook):
+def _add_import(cfg, module):
     imports = list(cfg.get('custom_imports', {}).get('imports', []))
     if module not in imports:
         cfg.custom_imports = dict(imports=imports + [module], allow_failed_imports=False)
+
+
+def _add_hook(cfg, module, hook):
+    _add_import(cfg, module)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [hook]
 
 
@@ -139,7 +143,9 @@ def write_pretrain_config(config, work_dir, iters, data_root, cfg_options=None):
 
 def _dump(cfg, work_dir):
     """Write ``work_dir/config.py`` for a run that keeps only its last
-    checkpoint (the study needs the curve, and pretraining the end)."""
+    checkpoint (the study needs the curve, and pretraining the end) and trains
+    without two CPU costs that change no weight (``study_run_speedups``)."""
+    _add_import(cfg, 'ngl_lab.study_run_speedups')
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=cfg.train_cfg.max_iters, max_keep_ckpts=1)
     cfg.work_dir = work_dir

@@ -322,3 +322,71 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     md = (tmp_path / 'pub' / 'plateau.md').read_text()
     assert '(`uniform-40`, sgd) | not run yet |' in md and '(`clean`, adamw) | ' in md
     assert not (tmp_path / 'work' / 'whole').exists()
+
+
+def test_the_speedups_top1_accuracy_is_mmsegs():
+    import torch
+    from mmseg.models.losses.accuracy import accuracy
+
+    from ngl_lab.study_run_speedups import top1_accuracy
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(4, 21, 16, 16, generator=g)
+    target = torch.randint(0, 21, (4, 16, 16), generator=g)
+    target[:, :4] = 255
+    for kwargs in (dict(ignore_index=255), dict(), dict(topk=(1, 2), ignore_index=255),
+                   dict(topk=(1,), ignore_index=255)):
+        ours, theirs = top1_accuracy(pred, target, **kwargs), accuracy(pred, target, **kwargs)
+        for a, b in zip(*(x if isinstance(x, list) else [x] for x in (ours, theirs))):
+            assert a.shape == b.shape and torch.equal(a, b), kwargs
+    everything_ignored = torch.full_like(target, 255)
+    assert top1_accuracy(pred, everything_ignored, ignore_index=255) == \
+        accuracy(pred, everything_ignored, ignore_index=255)
+    right = pred.argmax(1)  # a batch predicted right: 100, as mmseg's
+    assert torch.equal(top1_accuracy(pred, right, ignore_index=255),
+                       accuracy(pred, right, ignore_index=255))
+
+
+@pytest.mark.slow
+def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
+    """Three deterministic steps of the budget model (the loss dict included), in two fresh
+    processes, without and with the study's speedups: the same weights, bit for bit."""
+    script = (
+        'import sys, torch; torch.set_num_threads(1)\n'
+        'from mmengine.config import Config; from mmengine.structures import PixelData\n'
+        'from mmseg.registry import MODELS; from mmseg.structures import SegDataSample\n'
+        'from mmseg.utils import register_all_modules; import ngl_mmseg\n'
+        'if sys.argv[1] == "on": import ngl_lab.study_run_speedups\n'
+        'register_all_modules(); torch.use_deterministic_algorithms(True)\n'
+        f'cfg = Config.fromfile({BUDGET_VOC!r}); torch.manual_seed(0)\n'
+        'model = MODELS.build(cfg.model).train(); g = torch.Generator().manual_seed(1)\n'
+        'x = torch.randn(2, 3, 64, 64, generator=g); samples = []\n'
+        'for _ in range(2):\n'
+        '    s = SegDataSample(); s.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))\n'
+        '    s.gt_sem_seg = PixelData(data=torch.randint(0, 21, (1, 64, 64), generator=g))\n'
+        '    samples.append(s)\n'
+        'opt = torch.optim.AdamW(model.parameters(), lr=1e-2)\n'
+        'for _ in range(3):\n'
+        '    opt.zero_grad(); losses = model.loss(x, samples)\n'
+        '    sum(v for k, v in losses.items() if "loss" in k).backward(); opt.step()\n'
+        'from torch.utils import deterministic as d\n'
+        'print(d.fill_uninitialized_memory, float(losses["decode.acc_seg"]))\n'
+        'torch.save([p.detach() for p in model.parameters()], sys.argv[2])\n')
+    import torch
+    out = {}
+    for mode in ('off', 'on'):
+        path = str(tmp_path / f'{mode}.pt')
+        printed = run([sys.executable, '-c', script, mode, path], cwd=tmp_path).stdout.split()
+        out[mode] = printed, torch.load(path)
+    assert out['off'][0][0] == 'True' and out['on'][0][0] == 'False'  # the speedup took effect
+    assert out['off'][0][1] == out['on'][0][1]  # the logged accuracy
+    assert all(torch.equal(a, b) for a, b in zip(out['off'][1], out['on'][1]))
+
+
+def test_every_study_run_config_imports_the_speedups(tmp_path):
+    from mmengine.config import Config
+
+    from ngl_lab.presets import parse_loss_spec
+    path = study_config.write_run_config(BUDGET_VOC, parse_loss_spec('ce')[1], 'adamw', 0,
+                                         str(tmp_path / 'run'))
+    imports = Config.fromfile(path).custom_imports['imports']
+    assert 'ngl_lab.study_run_speedups' in imports
