@@ -4,15 +4,15 @@ situation is at its plateau.
 
 It is built from the tuned rows alone (``study_tables.tuned_rows``, or the same
 rows read back from a published study.json), so a page that quotes it can be
-checked against the JSON by regenerating it. A cell whose budget-doubling check
-failed carries "not at plateau" beside its verdict; a cell not yet checked says
-so; a cell of the study that has not run yet is listed as such.
+checked against the JSON by regenerating it. The verdicts of a cell whose
+budget-doubling check failed carry "not at plateau", those of a cell not checked
+"plateau not checked"; a cell of the study that has not run yet is listed as such.
 """
 from .stats import format_difference
-from .study_tables import REFERENCE, cell_at_plateau
+from .study_tables import NOT_AT_PLATEAU, REFERENCE, cell_at_plateau
 
 ANSWERED = 'ngl'  # the variant whose verdict the short answer gives: the recipe
-NOT_AT_PLATEAU = 'not at plateau'
+NOT_CHECKED = 'plateau not checked'
 
 # How a regime label reads in a sentence; a label not here reads as itself.
 _REGIME_WORDS = {
@@ -24,15 +24,16 @@ _OPTIMIZER_WORDS = {'adamw': 'AdamW', 'sgd': 'SGD'}
 
 
 def situation(regime, optimizer):
-    """'21 classes, clean labels, AdamW from scratch (`clean`, adamw)'."""
-    classes, name = ('171', regime[len('171-'):]) if regime.startswith('171-') else \
-        ('21', regime)
+    """'clean labels, AdamW from scratch (`clean`, adamw)'; a regime named ``171-...``
+    (the COCO-Stuff cells) opens with '171 classes'."""
+    classes, name = ('171 classes, ', regime[len('171-'):]) if regime.startswith('171-') \
+        else ('', regime)
     if name == 'pretrained':  # the pretrained cells train on clean labels
         words, start = 'clean labels', 'from a pretrained backbone'
     else:
-        words, start = _REGIME_WORDS.get(name, name), 'from scratch'
-    return (f'{classes} classes, {words}, {_OPTIMIZER_WORDS.get(optimizer, optimizer)} '
-            f'{start} (`{regime}`, {optimizer})')
+        words, start = _REGIME_WORDS.get(name, name or 'every run'), 'from scratch'
+    return (f'{classes}{words}, {_OPTIMIZER_WORDS.get(optimizer, optimizer)} {start} '
+            f'(`{regime}`, {optimizer})')
 
 
 def _cells(tuned):
@@ -62,12 +63,11 @@ def plateau_text(tuned, regime, optimizer, answered=ANSWERED, reference=REFERENC
     return text
 
 
-def _difference(row, key, at_plateau):
+def _difference(row, key, mark=''):
     diff = row.get(key)
     if not diff:
         return '-'
-    text = format_difference(diff)
-    return text if at_plateau else f'{text} ({NOT_AT_PLATEAU})'
+    return format_difference(diff) + (f' ({mark})' if mark else '')
 
 
 def _best(tuned, regime, optimizer):
@@ -83,7 +83,7 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
 
     Columns: the situation; the final verdict (paired mean difference, 95% interval,
     seeds ahead of n, win/tie/loss) with "not at plateau" where the cell's doubling check
-    failed; the same at the validation peak (early stopping); at a quarter of the budget
+    failed and "plateau not checked" where it did not run; the same at the validation peak (early stopping); at a quarter of the budget
     (speed, never the verdict); the doubling check; the best variant's mean.
     """
     head = ['situation', f'{answered} vs tuned {reference}, final (report split)',
@@ -93,13 +93,14 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     for regime, optimizer in _cells(tuned):
         row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
                     (regime, optimizer, answered)), None)
-        at = cell_at_plateau(tuned, regime, optimizer) is not False
+        at = cell_at_plateau(tuned, regime, optimizer)
+        mark = '' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
         cells = [situation(regime, optimizer)]
         if row is None:
             cells += [f'{answered} not in this cell', '-', '-']
         else:
-            cells += [_difference(row, 'vs_ce', at), _difference(row, 'vs_ce_peak', at),
-                      _difference(row, 'vs_ce_quarter', True)]
+            cells += [_difference(row, 'vs_ce', mark), _difference(row, 'vs_ce_peak', mark),
+                      _difference(row, 'vs_ce_quarter')]
         cells += [plateau_text(tuned, regime, optimizer, answered, reference),
                   _best(tuned, regime, optimizer)]
         lines.append('| ' + ' | '.join(cells) + ' |')

@@ -19,7 +19,8 @@ MOVED_ASIDE = re.compile(r'\.interrupted-\d+$')
 def replot(work_dir):
     """Rewrite the table and figure of a finished study from its study.json."""
     data = load_study(work_dir)
-    return write_report(work_dir, data['config'], data['title'], data['runs'], data.get('spec'))
+    return write_report(work_dir, data['config'], data['title'], data['runs'], data.get('spec'),
+                        pending=[tuple(cell) for cell in data.get('pending', [])])
 
 
 def _folders(runs, limit=3):

@@ -19,8 +19,8 @@ weights, bit for bit, with and without them (tests/lab/test_plateau.py).
    two may name different classes: the logged number, never the training, could
    differ). Other top-k or a threshold go to mmseg's function.
 
-Measured on the budget model (one core, beside another run): a step of 76 ms
-became 61 ms, with the same weights after 33 steps to the last bit.
+Measured on the budget model as a study run (``tools/profile_run.py --as-study-run``,
+two at once on two cores): a step of 82.8 ms became 73.0 ms (docs/study-cost.md).
 """
 import torch
 from mmseg.models.decode_heads import decode_head
@@ -43,5 +43,9 @@ def top1_accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
     return (correct.reshape(-1).float().sum(0, keepdim=True) + eps).mul_(100.0 / (total + eps))
 
 
-torch.utils.deterministic.fill_uninitialized_memory = False
+try:  # torch >= 2.1; before it, deterministic mode filled nothing
+    from torch.utils import deterministic
+    deterministic.fill_uninitialized_memory = False
+except ImportError:
+    pass
 decode_head.accuracy = top1_accuracy

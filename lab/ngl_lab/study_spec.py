@@ -95,6 +95,7 @@ MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records':
               'partial': BOOLEAN}
 TOP_KEYS = {'work_dir': STRING, 'datasets': OBJECT, 'studies': OBJECT, 'merges': OBJECT,
             'description': STRING}
+DEFAULT_OPTIMIZERS = ['adamw']  # a study entry's, when it names none
 # The report split of the synthetic makers' --num-test, per dataset kind.
 TEST_SPLITS = {
     'voc': {'ann_file': 'ImageSets/Segmentation/test.txt'},
@@ -199,7 +200,7 @@ def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_
     pretrain = entry.get('pretrain') or {}
     return StudySettings(
         entry['config'], entry.get('variants', ['ce', 'ngl']),
-        optimizers=entry.get('optimizers', ['adamw']), seeds=entry.get('seeds', [0]),
+        optimizers=entry.get('optimizers', DEFAULT_OPTIMIZERS), seeds=entry.get('seeds', [0]),
         work_dir=osp.join(spec['work_dir'], name), gpus=entry.get('gpus', 1),
         cfg_options=entry.get('cfg_options'), pretrain_iters=pretrain.get('iters', 0),
         pretrain_data_root=roots.get(pretrain.get('data')), title=entry.get('title', ''),
@@ -339,8 +340,9 @@ def _write_merge(spec, name, entry):
         _print(f'merge {name}: skipped, {absent} not run yet')
         return
     sources = [s for s in sources if s not in absent]
-    pending = [(spec['studies'][osp.basename(s)].get('regime', ''), optimizer)
-               for s in absent for optimizer in spec['studies'][osp.basename(s)]['optimizers']]
+    pending = [(study_entry.get('regime', ''), optimizer)
+               for study_entry in (spec['studies'][osp.basename(s)] for s in absent)
+               for optimizer in study_entry.get('optimizers', DEFAULT_OPTIMIZERS)]
     records = entry.get('records')
     if entry.get('publish'):
         published_report(entry['publish'])

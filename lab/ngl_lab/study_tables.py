@@ -34,6 +34,8 @@ from .stats import format_difference, is_converged, mean_interval, paired_differ
 REFERENCE = 'ce'
 # A cell is at its plateau when doubling its budget moves no variant's mean by this much.
 PLATEAU_TOLERANCE = 1.0
+# Beside a verdict of a cell whose budget-doubling check failed, wherever it is printed.
+NOT_AT_PLATEAU = 'not at plateau'
 
 
 def split_doubled(runs):
@@ -296,7 +298,8 @@ def _doubled_text(check):
 
 
 def format_tuned_table(rows, reference=REFERENCE):
-    """Markdown: the tuned row of each (regime, optimizer, variant)."""
+    """Markdown: the tuned row of each (regime, optimizer, variant); the verdicts of a
+    cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``)."""
     head = ['regime', 'optimizer', 'variant', 'chosen lr (on val)', 'report mIoU, final '
             '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
             'report mIoU at val peak', f'vs {reference} at peak', 'per seed (final)',
@@ -304,15 +307,17 @@ def format_tuned_table(rows, reference=REFERENCE):
     lines = ['| ' + ' | '.join(head) + ' |',
              '|---|---|---|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
+        mark = '' if cell_at_plateau(rows, r['regime'], r['optimizer']) is not False else \
+            f' ({NOT_AT_PLATEAU})'
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
         lines.append('| ' + ' | '.join([
             r['regime'] or '-', r['optimizer'], r['variant'],
             f"{r['lr']:g}" + (' (grid edge)' if r['edge'] else ''),
             f"{r['mean']:.2f}{interval}",
-            '-' if r['vs_ce'] is None else format_difference(r['vs_ce']),
+            '-' if r['vs_ce'] is None else format_difference(r['vs_ce']) + mark,
             f"{r['peak_mean']:.2f}",
-            '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']),
+            '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']) + mark,
             ', '.join(f'{r["report_final"][s]:.1f}' for s in r['seeds']),
             f"{r['converged']}/{len(r['seeds'])}",
             '-' if r.get('quarter_mean') is None else f"{r['quarter_mean']:.2f}",

@@ -117,8 +117,11 @@ def known_differences():
 
 
 def check_differences(page, text, known):
-    """Every paired difference on ``page`` (its ``text``) is one of ``known``; the page
-    states at least one (a page that states none guards nothing)."""
+    """Every paired difference on ``page`` (its ``text``) is one of ``known``, none wrapped
+    across lines (where no check would see it); the page states at least one (a page that
+    states none guards nothing)."""
+    wrapped = [m for m in WRAPPED_DIFFERENCE.findall(text) if '\n' in m]
+    assert not wrapped, f'{page}: paired differences wrapped across lines: {wrapped}'
     found = DIFFERENCE.findall(text)
     assert found, f'{page} states no paired difference: this check guards nothing there'
     for claim in found:
@@ -131,8 +134,15 @@ def test_every_interval_on_the_pages_is_one_the_json_holds(path):
         check_differences(osp.relpath(path, REPO), f.read(), known_differences())
 
 
+# A paired difference as DIFFERENCE finds it, but with any white space (a line break) between
+# its parts.
+WRAPPED_DIFFERENCE = re.compile(DIFFERENCE.pattern.replace(' ', r'\s+'))
+
+
 def test_the_difference_check_catches_what_it_looks_for():
     known = {'+1.05 [-4.58, +6.68], ahead 3/5, tie'}
+    with pytest.raises(AssertionError, match='wrapped across lines'):
+        check_differences('a page', 'NGL - CE +1.05 [-4.58, +6.68],\nahead 3/5, tie.', known)
     check_differences('a page', 'NGL - CE: +1.05 [-4.58, +6.68], ahead 3/5, tie.', known)
     with pytest.raises(AssertionError, match='is in no docs/study'):
         check_differences('a page', 'NGL - CE: +1.06 [-4.58, +6.68], ahead 3/5, tie.', known)
@@ -188,15 +198,22 @@ def test_the_short_answer_on_the_page_is_the_plateau_jsons():
 
 
 def check_plateau_marks(page, text, unsettled):
-    """Every line of ``page`` (its ``text``) quoting one of ``unsettled`` (the differences
-    of cells that failed their doubling check) says the cell is not at plateau."""
-    for line in text.splitlines():
-        for claim in unsettled:
-            assert claim not in line or NOT_AT_PLATEAU in line, \
-                f'{page}: {claim!r} is quoted without "{NOT_AT_PLATEAU}":\n{line}'
+    """Each quote in ``page`` (its ``text``) of one of ``unsettled`` (the differences of
+    cells that failed their doubling check) is followed by "(not at plateau" (a
+    difference is never wrapped across lines: ``check_differences``)."""
+    for claim in unsettled:
+        start = text.find(claim)
+        while start >= 0:
+            after = text[start + len(claim):start + len(claim) + len(NOT_AT_PLATEAU) + 3]
+            assert after.startswith(f' ({NOT_AT_PLATEAU}'), \
+                f'{page}: {claim!r} is quoted without " ({NOT_AT_PLATEAU}" after it'
+            start = text.find(claim, start + 1)
 
 
-@pytest.mark.parametrize('path', [PAGE, README], ids=osp.basename)
+PLATEAU_MD = osp.join(REPO, 'docs', 'study', 'plateau.md')
+
+
+@pytest.mark.parametrize('path', [PAGE, README, PLATEAU_MD], ids=osp.basename)
 def test_a_verdict_not_at_plateau_says_so_wherever_it_is_quoted(path):
     tuned = plateau_study()['tuned']
     unsettled = {format_difference(r[key]) for r in tuned
@@ -209,8 +226,10 @@ def test_a_verdict_not_at_plateau_says_so_wherever_it_is_quoted(path):
 def test_the_plateau_mark_check_catches_what_it_looks_for():
     claim = '+1.05 [-4.58, +6.68], ahead 3/5, tie'
     check_plateau_marks('a page', f'NGL - CE {claim} (not at plateau).', {claim})
-    with pytest.raises(AssertionError, match='without "not at plateau"'):
+    with pytest.raises(AssertionError, match='without " \\(not at plateau" after it'):
         check_plateau_marks('a page', f'NGL - CE {claim}.', {claim})
+    with pytest.raises(AssertionError, match='without'):  # the mark elsewhere on the line
+        check_plateau_marks('a page', f'(not at plateau) NGL - CE {claim}.', {claim})
 
 
 def test_the_page_keeps_no_claim_its_data_cannot_carry():
@@ -254,7 +273,9 @@ def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
     assert on_page == set(by_cell), f'tuned rows missing from the page: {set(by_cell) - on_page}'
 
 
-def test_the_readmes_when_it_pays_off_is_short_and_names_the_plateau_study_and_171_classes():
+def test_the_readmes_when_it_pays_off_is_short_and_states_every_171_class_plateau_verdict():
+    """At most 8 lines, naming the plateau study and 171 classes; once the plateau study
+    has a 171-class cell, the README quotes its NGL recipe - CE verdict."""
     with open(README) as f:
         lines = f.read().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('- **When it pays off**'))
@@ -266,3 +287,7 @@ def test_the_readmes_when_it_pays_off_is_short_and_names_the_plateau_study_and_1
     assert len(bullet) <= 8, f"the README's 'when it pays off' is {len(bullet)} lines (8 at most)"
     text = ' '.join(bullet)
     assert '171 classes' in text and 'docs/study/plateau.json' in text
+    for row in plateau_study()['tuned']:
+        if row['regime'].startswith('171-') and row['variant'] == 'ngl':
+            assert format_difference(row['vs_ce']) in text, \
+                f"the README does not state the 171-class verdict of {row['regime']}"

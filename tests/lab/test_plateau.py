@@ -216,9 +216,10 @@ def test_the_cost_page_figures_are_the_profiles():
     """docs/study-cost.md's table: each phase's seconds (and the step's milliseconds an
     iteration) as the profiles in docs/profile/ recorded them."""
     page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
-    rows = [line for line in page.splitlines() if line.startswith('| ') and ' s' in line]
+    rows = [line for line in page.splitlines() if line.startswith('| ') and ' s' in line
+            and not line.startswith('| phase')]
     profiles = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
-                for name in ('quickstart-500', 'budget-2000')]
+                for name in ('quickstart-500', 'budget-2000', 'budget-2000-speedups')]
     labels = {'start-up': 'startup', 'data loading': 'data', 'training step': 'step',
               'hooks after': 'after_iter_hooks', 'validation, selection': 'validation',
               'after validation': 'after_val_hooks', 'checkpoints': 'checkpoints'}
@@ -232,9 +233,12 @@ def test_the_cost_page_figures_are_the_profiles():
                 profile['seconds'][key]
             assert seconds == pytest.approx(expected, abs=0.05), (row, expected)
             checked += 1
-    assert checked == 16
+    assert checked == 24
     step_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in profiles]
-    assert f'{step_ms[0]:.1f} ms' in page and f'{step_ms[1]:.1f} ms' in page
+    assert all(f'{ms:.1f} ms' in page for ms in step_ms)
+    # the speedups' paragraph: the step and the run, before and after
+    assert f"step fell from {step_ms[1]:.1f} to {step_ms[2]:.1f} ms and the run from " \
+        f"{profiles[1]['total']:.1f} to {profiles[2]['total']:.1f} s" in ' '.join(page.split())
     assert f"{profiles[0]['flops']['total'] / 1e6:.1f} M" in page
     assert f"{profiles[1]['flops']['total'] / 1e6:.1f} M" in page
 
@@ -294,8 +298,13 @@ def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau
     unchecked = format_short_answer(tuned_rows(
         [r for r in study_runs(0.9) if not (r['phase'] == 'double' and r['variant'] == 'ngl')]))
     assert 'not checked yet' in unchecked and 'not at plateau' not in unchecked
+    assert '(plateau not checked) |' in unchecked
     assert situation('pretrained', 'sgd') == \
-        '21 classes, clean labels, SGD from a pretrained backbone (`pretrained`, sgd)'
+        'clean labels, SGD from a pretrained backbone (`pretrained`, sgd)'
+    # the tuned table marks the verdicts of the failed cell too, each variant's row
+    tuned_table = format_tuned_table(failed)
+    assert f"| {format_difference(ngl['vs_ce'])} (not at plateau) |" in tuned_table
+    assert 'not at plateau' not in format_tuned_table(tuned_rows(study_runs(0.9)))
 
 
 @pytest.mark.slow
@@ -310,7 +319,7 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
         'a': dict(one, regime='clean'), 'b': dict(one, regime='uniform-40', optimizers=['sgd'])},
         merges={'m': dict(studies=['a', 'b'], publish=str(publish), title='plateau',
-                          partial=True),
+                          partial=True, records=str(tmp_path / 'records')),
                 'whole': dict(studies=['a', 'b'], title='waits')})
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
@@ -322,6 +331,14 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     md = (tmp_path / 'pub' / 'plateau.md').read_text()
     assert '(`uniform-40`, sgd) | not run yet |' in md and '(`clean`, adamw) | ' in md
     assert not (tmp_path / 'work' / 'whole').exists()
+    assert sorted(p.name for p in (tmp_path / 'records').iterdir()) == ['a']
+    study_spec.run_spec(str(path))  # every study: the whole merge replaces the partial one
+    published = json.loads((tmp_path / 'pub' / 'plateau.json').read_text())
+    assert 'pending' not in published and 'not run yet' not in \
+        (tmp_path / 'pub' / 'plateau.md').read_text()
+    assert {r['regime'] for r in published['tuned']} == {'clean', 'uniform-40'}
+    assert (tmp_path / 'work' / 'whole' / 'study.json').is_file()
+    assert sorted(p.name for p in (tmp_path / 'records').iterdir()) == ['a', 'b']
 
 
 def test_the_speedups_top1_accuracy_is_mmsegs():
@@ -356,6 +373,7 @@ def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
         'from mmseg.registry import MODELS; from mmseg.structures import SegDataSample\n'
         'from mmseg.utils import register_all_modules; import ngl_mmseg\n'
         'if sys.argv[1] == "on": import ngl_lab.study_run_speedups\n'
+        'from mmseg.models.decode_heads import decode_head\n'
         'register_all_modules(); torch.use_deterministic_algorithms(True)\n'
         f'cfg = Config.fromfile({BUDGET_VOC!r}); torch.manual_seed(0)\n'
         'model = MODELS.build(cfg.model).train(); g = torch.Generator().manual_seed(1)\n'
@@ -369,7 +387,8 @@ def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
         '    opt.zero_grad(); losses = model.loss(x, samples)\n'
         '    sum(v for k, v in losses.items() if "loss" in k).backward(); opt.step()\n'
         'from torch.utils import deterministic as d\n'
-        'print(d.fill_uninitialized_memory, float(losses["decode.acc_seg"]))\n'
+        'print(d.fill_uninitialized_memory, float(losses["decode.acc_seg"]),\n'
+        '      decode_head.accuracy.__name__)\n'
         'torch.save([p.detach() for p in model.parameters()], sys.argv[2])\n')
     import torch
     out = {}
@@ -377,7 +396,9 @@ def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
         path = str(tmp_path / f'{mode}.pt')
         printed = run([sys.executable, '-c', script, mode, path], cwd=tmp_path).stdout.split()
         out[mode] = printed, torch.load(path)
-    assert out['off'][0][0] == 'True' and out['on'][0][0] == 'False'  # the speedup took effect
+    # both speedups took effect
+    assert out['off'][0][0::2] == ['True', 'accuracy']
+    assert out['on'][0][0::2] == ['False', 'top1_accuracy']
     assert out['off'][0][1] == out['on'][0][1]  # the logged accuracy
     assert all(torch.equal(a, b) for a, b in zip(out['off'][1], out['on'][1]))
 
@@ -388,5 +409,6 @@ def test_every_study_run_config_imports_the_speedups(tmp_path):
     from ngl_lab.presets import parse_loss_spec
     path = study_config.write_run_config(BUDGET_VOC, parse_loss_spec('ce')[1], 'adamw', 0,
                                          str(tmp_path / 'run'))
-    imports = Config.fromfile(path).custom_imports['imports']
+    # not imported here: the speedups would stay applied in this test process
+    imports = Config.fromfile(path, import_custom_modules=False).custom_imports['imports']
     assert 'ngl_lab.study_run_speedups' in imports
