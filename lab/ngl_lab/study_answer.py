@@ -83,8 +83,9 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
 
     Columns: the situation; the final verdict (paired mean difference, 95% interval,
     seeds ahead of n, win/tie/loss) with "not at plateau" where the cell's doubling check
-    failed and "plateau not checked" where it did not run; the same at the validation peak (early stopping); at a quarter of the budget
-    (speed, never the verdict); the doubling check; the best variant's mean.
+    failed and "plateau not checked" where it did not run; the same at the validation
+    peak (early stopping); at a quarter of the budget (speed, never the verdict); the
+    doubling check; the best variant's mean.
     """
     head = ['situation', f'{answered} vs tuned {reference}, final (report split)',
             'at the validation peak', 'at a quarter of the budget (speed)',
