@@ -36,9 +36,10 @@ def _rows():
     return data, data['tuned']
 
 
-def _superseded(row):
-    """A 500-iteration tuned row whose cell the plateau study has checked."""
-    return (row['regime'], row['optimizer']) in checked_cells(plateau_study()['tuned'])
+def _not_superseded(rows):
+    """The 500-iteration tuned rows whose cell the plateau study has not checked yet."""
+    checked = checked_cells(plateau_study()['tuned'])
+    return [r for r in rows if (r['regime'], r['optimizer']) not in checked]
 
 
 def _recomputed(rows):
@@ -111,7 +112,7 @@ def _plateau_differences():
 def known_differences():
     """Every paired difference the pages may print, as they print it."""
     _, rows = _rows()
-    rows = [r for r in rows if not _superseded(r)]
+    rows = _not_superseded(rows)
     known = {text for pair in _recomputed(rows).values() for text in pair}
     return known | _between_variants(rows) | _untuned_differences() | _plateau_differences()
 
@@ -153,13 +154,13 @@ def test_the_difference_check_catches_what_it_looks_for():
 def test_every_tuned_comparison_is_on_the_page_with_its_verdict():
     """... every one not superseded; the superseded ones are on no page."""
     _, rows = _rows()
-    superseded = {(r['regime'], r['optimizer'], r['variant']) for r in rows if _superseded(r)}
+    current = {(r['regime'], r['optimizer'], r['variant']) for r in _not_superseded(rows)}
     pages = {}
     for path in (PAGE, README):
         with open(path) as f:
             pages[path] = f.read()
     for (regime, optimizer, variant), (final, peak) in _recomputed(rows).items():
-        if (regime, optimizer, variant) in superseded:
+        if (regime, optimizer, variant) not in current:
             for path, text in pages.items():
                 assert final not in text and peak not in text, \
                     f'{osp.basename(path)}: {regime} {optimizer} {variant} at 500 iterations ' \
@@ -255,7 +256,7 @@ def test_every_tuned_row_on_the_page_is_the_jsons_to_the_last_digit():
     _, rows = _rows()
     by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in rows}
     assert len(by_cell) == len(rows), 'two tuned rows share a regime, optimizer and variant'
-    by_cell = {key: r for key, r in by_cell.items() if not _superseded(r)}
+    by_cell = {(r['regime'], r['optimizer'], r['variant']): r for r in _not_superseded(rows)}
     with open(PAGE) as f:
         found = TABLE_ROW.findall(f.read())
     on_page = set()
