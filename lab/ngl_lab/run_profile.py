@@ -180,13 +180,16 @@ def profile_table(result):
 
 
 def _study_run_config(args, work_dir):
-    """CONFIG as a tuned study trains it (NGL recipe, AdamW at ``--lr``, seed 0), written
-    into ``work_dir``; its path."""
+    """CONFIG as a tuned study trains it (NGL recipe, AdamW at ``--lr``, seed 0, the
+    ``--cfg-options`` a spec's study would give), written into ``work_dir``; its path. The
+    report split is the synthetic makers' test split of the data root's layout."""
     from .presets import parse_loss_spec
     from .study_config import write_run_config
+    from .study_spec import TEST_SPLITS
+    layout = 'voc' if osp.isdir(osp.join(args.as_study_run, 'ImageSets')) else 'coco-stuff'
     return write_run_config(args.config, parse_loss_spec('ngl')[1], 'adamw', 0, work_dir,
-                            data_root=args.as_study_run, iters=args.iters, lr=args.lr,
-                            report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
+                            cfg_options=args.cfg_options, data_root=args.as_study_run,
+                            iters=args.iters, lr=args.lr, report_split=TEST_SPLITS[layout])
 
 
 def main():
@@ -202,8 +205,8 @@ def main():
                         help="also count the model parts' multiply-adds")
     parser.add_argument('--out', default=None, help='write the profile as JSON here too')
     parser.add_argument('--as-study-run', metavar='DATA_ROOT',
-                        help='profile CONFIG as a tuned study run on this VOC-layout dataset '
-                        '(written into --work-dir first)')
+                        help='profile CONFIG as a tuned study run on this synthetic dataset '
+                        '(VOC or COCO-Stuff layout; written into --work-dir first)')
     parser.add_argument('--iters', type=int, help='with --as-study-run: its iterations')
     parser.add_argument('--lr', type=float, default=4e-3,
                         help='with --as-study-run: its AdamW learning rate (default 4e-3)')

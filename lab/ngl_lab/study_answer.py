@@ -70,6 +70,12 @@ def _difference(row, key, mark=''):
     return format_difference(diff) + (f' ({mark})' if mark else '')
 
 
+def _budget(tuned, regime, optimizer):
+    # one per cell: a merge refuses a row whose runs differ in iterations
+    return str(next(r['iters'] for r in tuned if (r['regime'], r['optimizer']) ==
+                    (regime, optimizer)))
+
+
 def _best(tuned, regime, optimizer):
     rows = [r for r in tuned if (r['regime'], r['optimizer']) == (regime, optimizer)]
     best = max(rows, key=lambda r: r['mean'])
@@ -81,22 +87,23 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     at their own chosen rate, report split) and one per ``pending`` (regime, optimizer)
     cell that has not run yet.
 
-    Columns: the situation; the final verdict (paired mean difference, 95% interval,
+    Columns: the situation; its budget (iterations); the final verdict (paired mean difference, 95% interval,
     seeds ahead of n, win/tie/loss) with "not at plateau" where the cell's doubling check
     failed and "plateau not checked" where it did not run; the same at the validation
     peak (early stopping); at a quarter of the budget (speed, never the verdict); the
     doubling check; the best variant's mean.
     """
-    head = ['situation', f'{answered} vs tuned {reference}, final (report split)',
+    head = ['situation', 'budget (iterations)',
+            f'{answered} vs tuned {reference}, final (report split)',
             'at the validation peak', 'at a quarter of the budget (speed)',
             'at plateau (budget doubled)', 'best variant (final mean)']
-    lines = ['| ' + ' | '.join(head) + ' |', '|---|---|---|---|---|---|']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|---:|---|---|---|---|---|']
     for regime, optimizer in _cells(tuned):
         row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
                     (regime, optimizer, answered)), None)
         at = cell_at_plateau(tuned, regime, optimizer)
         mark = '' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
-        cells = [situation(regime, optimizer)]
+        cells = [situation(regime, optimizer), _budget(tuned, regime, optimizer)]
         if row is None:
             cells += [f'{answered} not in this cell', '-', '-']
         else:
@@ -106,5 +113,5 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
                   _best(tuned, regime, optimizer)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     for regime, optimizer in pending:
-        lines.append(f'| {situation(regime, optimizer)} | not run yet | - | - | - | - |')
+        lines.append(f'| {situation(regime, optimizer)} | - | not run yet | - | - | - | - |')
     return '\n'.join(lines)

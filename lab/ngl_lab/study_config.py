@@ -144,8 +144,15 @@ def write_pretrain_config(config, work_dir, iters, data_root, cfg_options=None):
 def _dump(cfg, work_dir):
     """Write ``work_dir/config.py`` for a run that keeps only its last
     checkpoint (the study needs the curve, and pretraining the end) and trains
-    without two CPU costs that change no weight (``study_run_speedups``)."""
+    without two CPU costs that change no weight (``study_run_speedups``), and with the
+    heads' upsampling as matrix products where the config asks for it
+    (``study_matmul_resize = True``, ``study_matmul_resize``)."""
     _add_import(cfg, 'ngl_lab.study_run_speedups')
+    matmul_resize = cfg.get('study_matmul_resize', False)
+    if not isinstance(matmul_resize, bool):
+        raise ValueError(f'study_matmul_resize is {matmul_resize!r}: give true or false')
+    if matmul_resize:
+        _add_import(cfg, 'ngl_lab.study_matmul_resize')
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=cfg.train_cfg.max_iters, max_keep_ckpts=1)
     cfg.work_dir = work_dir

@@ -228,7 +228,7 @@ def _tuned_row(members, doubled):
     return dict(
         regime=regime, optimizer=optimizer, variant=variant, lrs=choice.lrs,
         search_seeds=choice.search_seeds, search_mean=choice.scores, lr=choice.best,
-        edge=choice.at_edge, iters=chosen[0].get('iters'),
+        edge=choice.at_edge, iters=chosen[0].get('iters') or chosen[0]['curve'][-1][0],
         seeds=sorted(report), report_final=report, report_peak=peak,
         mean=mean, half_width=half, peak_mean=statistics.fmean(peak.values()),
         report_quarter=quarter,
@@ -300,19 +300,20 @@ def _doubled_text(check):
 def format_tuned_table(rows, reference=REFERENCE):
     """Markdown: the tuned row of each (regime, optimizer, variant); the verdicts of a
     cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``)."""
-    head = ['regime', 'optimizer', 'variant', 'chosen lr (on val)', 'report mIoU, final '
+    head = ['regime', 'optimizer', 'variant', 'iterations', 'chosen lr (on val)',
+            'report mIoU, final '
             '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
             'report mIoU at val peak', f'vs {reference} at peak', 'per seed (final)',
             'converged', 'at a quarter of the budget (speed)', 'budget doubled: mean moved']
     lines = ['| ' + ' | '.join(head) + ' |',
-             '|---|---|---|---:|---:|---|---:|---|---|---:|---:|---|']
+             '|---|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
         mark = '' if cell_at_plateau(rows, r['regime'], r['optimizer']) is not False else \
             f' ({NOT_AT_PLATEAU})'
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
         lines.append('| ' + ' | '.join([
-            r['regime'] or '-', r['optimizer'], r['variant'],
+            r['regime'] or '-', r['optimizer'], r['variant'], str(r['iters']),
             f"{r['lr']:g}" + (' (grid edge)' if r['edge'] else ''),
             f"{r['mean']:.2f}{interval}",
             '-' if r['vs_ce'] is None else format_difference(r['vs_ce']) + mark,

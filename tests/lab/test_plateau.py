@@ -212,14 +212,17 @@ def test_a_study_stopped_midway_keeps_its_finished_runs_and_resumes_from_them(
     assert not trained & set(finished) and 'ngl_adamw_lr0.01_seed1' in trained
 
 
-def test_the_cost_page_figures_are_the_profiles():
-    """docs/study-cost.md's table: each phase's seconds (and the step's milliseconds an
-    iteration) as the profiles in docs/profile/ recorded them."""
-    page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
-    rows = [line for line in page.splitlines() if line.startswith('| ') and ' s' in line
-            and not line.startswith('| phase')]
-    profiles = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
-                for name in ('quickstart-500', 'budget-2000', 'budget-2000-speedups')]
+def _table_rows(page, header):
+    """The body rows of the page's table whose header starts with ``header``."""
+    lines = page.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 2
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith('|')), len(lines))
+    return lines[start:end]
+
+
+def _check_phase_rows(rows, profiles):
+    """Each phase row's seconds (one column per profile) as the profile recorded them, and
+    every ``ms an iteration`` as its seconds over the iterations; the cells checked."""
     labels = {'start-up': 'startup', 'data loading': 'data', 'training step': 'step',
               'hooks after': 'after_iter_hooks', 'validation, selection': 'validation',
               'after validation': 'after_val_hooks', 'checkpoints': 'checkpoints'}
@@ -227,13 +230,30 @@ def test_the_cost_page_figures_are_the_profiles():
     for row in rows:
         cells = [c.strip() for c in row.strip('|').split('|')]
         key = next((k for label, k in labels.items() if cells[0].startswith(label)), None)
+        assert len(cells) == len(profiles) + 1 and (key or cells[0].startswith('**total')), row
         for cell, profile in zip(cells[1:], profiles):
             seconds = float(cell.split(' s')[0].strip('*'))
-            expected = profile['total'] if cells[0].startswith('**total') else \
-                profile['seconds'][key]
+            expected = profile['total'] if key is None else profile['seconds'][key]
             assert seconds == pytest.approx(expected, abs=0.05), (row, expected)
+            if key == 'step':
+                ms = float(cell.split(', ')[1].split(' ms')[0])
+                assert ms == pytest.approx(1e3 * expected / profile['iters'], abs=0.05), row
             checked += 1
-    assert checked == 24
+    return checked
+
+
+def test_the_cost_page_figures_are_the_profiles():
+    """docs/study-cost.md's table: each phase's seconds (and the step's milliseconds an
+    iteration) as the profiles in docs/profile/ recorded them."""
+    page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
+    profiles = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+                for name in ('quickstart-500', 'budget-2000', 'budget-2000-speedups')]
+    rows = _table_rows(page, '| phase | quickstart')
+    assert _check_phase_rows(rows, profiles) == 24
+    assert _check_phase_rows(_table_rows(page, '| phase (matrix products)'), [
+        json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+        for name in ('budget-2000-mmseg-resize', 'budget-2000-matmul-resize',
+                     'coco-budget-500-mmseg-resize', 'coco-budget-500-matmul-resize')]) == 24
     step_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in profiles]
     assert all(f'{ms:.1f} ms' in page for ms in step_ms)
     # the speedups' paragraph: the step and the run, before and after
@@ -292,7 +312,7 @@ def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau
     # the verdict at twice the budget, on the seeds both reran
     assert '; ngl - ce at 1600 iterations: +2.60 [+2.60, +2.60], ahead 2/2, win |' in row
     assert ('| 171 classes, 40% of objects relabelled to a random class, AdamW from scratch '
-            '(`171-uniform-40`, adamw) | not run yet |') in table
+            '(`171-uniform-40`, adamw) | - | not run yet |') in table
     held = format_short_answer(tuned_rows(study_runs(ngl_twice_lift=0.9)))
     assert 'not at plateau' not in held and 'yes, largest move +0.90 (ngl)' in held
     unchecked = format_short_answer(tuned_rows(
@@ -329,7 +349,7 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     assert published['pending'] == [['uniform-40', 'sgd']]
     assert {r['regime'] for r in published['tuned']} == {'clean'}
     md = (tmp_path / 'pub' / 'plateau.md').read_text()
-    assert '(`uniform-40`, sgd) | not run yet |' in md and '(`clean`, adamw) | ' in md
+    assert '(`uniform-40`, sgd) | - | not run yet |' in md and '(`clean`, adamw) | ' in md
     assert not (tmp_path / 'work' / 'whole').exists()
     assert sorted(p.name for p in (tmp_path / 'records').iterdir()) == ['a']
     study_spec.run_spec(str(path))  # every study: the whole merge replaces the partial one
@@ -412,3 +432,111 @@ def test_every_study_run_config_imports_the_speedups(tmp_path):
     # not imported here: the speedups would stay applied in this test process
     imports = Config.fromfile(path, import_custom_modules=False).custom_imports['imports']
     assert 'ngl_lab.study_run_speedups' in imports
+
+
+@pytest.fixture
+def matmul_resize(monkeypatch):
+    """``ngl_lab.study_matmul_resize``, its patch of mmseg's decode heads undone after the
+    test (importing it replaces ``decode_head.resize`` for the whole process)."""
+    from mmseg.models.decode_heads import decode_head
+    from mmseg.models.utils import resize
+    monkeypatch.setattr(decode_head, 'resize', resize)
+    import ngl_lab.study_matmul_resize as module
+    monkeypatch.setattr(decode_head, 'resize', module.matmul_resize)
+    return module
+
+
+@pytest.mark.parametrize('shape,size', [((8, 21, 8, 8), (64, 64)), ((2, 3, 5, 7), (13, 11)),
+                                        ((2, 3, 16, 12), (5, 7)), ((1, 4, 6, 6), (6, 6)),
+                                        ((1, 2, 1, 3), (4, 9))])
+@pytest.mark.parametrize('dtype,tolerance', [('float64', 1e-12), ('float32', 1e-5)])
+def test_matmul_resize_is_bilinear_interpolation(matmul_resize, shape, size, dtype, tolerance):
+    """Forward and backward against F.interpolate (bilinear, align_corners=False),
+    upsampling and downsampling by ratios that are not integers: the same to float
+    rounding (the sums run in another order)."""
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, dtype)
+    x = torch.randn(shape, generator=g, dtype=dtype).requires_grad_()
+    grad = torch.randn(shape[:2] + size, generator=g, dtype=dtype)
+    ours = matmul_resize.matmul_resize(x, size=torch.Size(size), mode='bilinear',
+                                       align_corners=False)
+    (ours_grad, ) = torch.autograd.grad(ours, x, grad)
+    theirs = F.interpolate(x, size, mode='bilinear', align_corners=False)
+    (theirs_grad, ) = torch.autograd.grad(theirs, x, grad)
+    assert ours.shape == theirs.shape and ours.dtype == dtype and ours.is_contiguous()
+    torch.testing.assert_close(ours, theirs, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=tolerance, atol=tolerance)
+
+
+def test_matmul_resize_leaves_everything_else_to_mmseg(matmul_resize):
+    import torch
+    from mmseg.models.utils import resize
+    x = torch.randn(2, 3, 5, 7)
+    for args in (dict(size=(9, 9), mode='nearest'),
+                 dict(size=(9, 13), mode='bilinear', align_corners=True),
+                 dict(scale_factor=2.0, mode='bilinear', align_corners=False)):
+        assert torch.equal(matmul_resize.matmul_resize(x, **args), resize(x, **args)), args
+    labels = torch.randint(0, 21, (2, 1, 5, 7)).float()
+    assert torch.equal(matmul_resize.matmul_resize(labels, size=(10, 14)),
+                       resize(labels, size=(10, 14)))
+
+
+def test_the_budget_models_loss_and_gradients_with_matmul_resize(matmul_resize, monkeypatch):
+    """The budget model's losses (both heads) and every gradient, with the heads upsampling
+    by mmseg's resize and by matrix products: the same to float rounding."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.structures import PixelData
+    from mmseg.models.decode_heads import decode_head
+    from mmseg.models.utils import resize
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+
+    import ngl_mmseg  # noqa: F401
+    register_all_modules()
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(BUDGET_VOC).model).train()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 64, 64, generator=g)
+    samples = []
+    for _ in range(2):
+        s = SegDataSample()
+        s.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 21, (1, 64, 64), generator=g))
+        samples.append(s)
+    results = {}
+    for name, fn in (('mmseg', resize), ('matmul', matmul_resize.matmul_resize)):
+        monkeypatch.setattr(decode_head, 'resize', fn)
+        model.zero_grad()
+        torch.manual_seed(2)  # the heads' dropout: the same masks for both
+        losses = {k: v for k, v in model.loss(x, samples).items() if 'loss' in k}
+        sum(losses.values()).backward()
+        results[name] = losses, [p.grad.clone() for p in model.parameters()]
+    (theirs, theirs_grads), (ours, ours_grads) = results['mmseg'], results['matmul']
+    assert sorted(ours) == sorted(theirs) == ['aux.loss_ngl', 'decode.loss_ngl']
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(ours_grads, theirs_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(ours_grads, theirs_grads))  # it ran
+
+
+def test_study_run_configs_import_matmul_resize_only_when_asked(tmp_path):
+    from mmengine.config import Config
+
+    from ngl_lab.presets import parse_loss_spec
+    imports = {}
+    for asked in (None, False, True):
+        path = study_config.write_run_config(
+            BUDGET_VOC, parse_loss_spec('ce')[1], 'adamw', 0, str(tmp_path / str(asked)),
+            cfg_options=None if asked is None else {'study_matmul_resize': asked})
+        imports[asked] = Config.fromfile(path, import_custom_modules=False).custom_imports
+    assert 'ngl_lab.study_matmul_resize' in imports[True]['imports']
+    assert 'ngl_lab.study_matmul_resize' not in imports[None]['imports'] + imports[False]['imports']
+    with pytest.raises(ValueError, match=r"study_matmul_resize is 'yes': give true or false"):
+        study_config.write_run_config(BUDGET_VOC, parse_loss_spec('ce')[1], 'adamw', 0,
+                                      str(tmp_path / 'bad'),
+                                      cfg_options={'study_matmul_resize': 'yes'})

@@ -78,7 +78,7 @@ def test_the_lr_is_chosen_on_the_selection_split_and_scored_on_the_report_split(
     assert diff['diffs'] == [-2.0, -1.0, -2.0] and diff['ahead'] == 0
     assert rows['ngl']['edge']  # the chosen lr is the grid's smallest
     table = study_tables.format_tuned_table(list(rows.values()))
-    assert '| clean | adamw | ngl | 0.001 (grid edge) |' in table
+    assert '| clean | adamw | ngl | 100 | 0.001 (grid edge) |' in table  # 100: the curve's end
 
 
 def test_tuned_rows_refuse_runs_without_report_scores():
@@ -158,7 +158,7 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     assert all(run['threads'] == 1 for run in data['runs'])
     assert tuned['ngl']['lrs'] == [5e-4, 1e-3, 1e-2] and not tuned['ngl']['edge']
     md = (tmp_path / 'study' / 'study.md').read_text()
-    assert 'Tuned' in md and '| clean | adamw | ngl | 0.001 |' in md
+    assert 'Tuned' in md and '| clean | adamw | ngl | 8 | 0.001 |' in md  # iters=8
 
 
 @pytest.mark.slow
