@@ -4,10 +4,10 @@ for study runs whose config sets ``study_matmul_resize = True`` (a spec's per-st
 setting is part of each run's identity, so one row of a table never mixes the two).
 
 Why: every training step upsamples each head's logits from the feature map (8x8 on the
-CPU budget model) to the label (64x64) before the loss, and on a CPU core
-``F.interpolate`` is slow at it: 6.6 ms forward and backward for 8x21 maps, 78 ms for
-8x171 (COCO-Stuff), twice a step with the auxiliary head, against a budget-model step of
-about 75 ms for 21 classes (``tools/profile_run.py``; docs/study-cost.md).
+CPU budget model) to the label (64x64) before the loss, twice a step with the auxiliary
+head, and on a CPU core ``F.interpolate`` is slow at it: doing it this way instead takes
+the budget model's step from 70.7 to 64.4 ms at 21 classes and from 313.3 to 172.4 ms at
+171 (COCO-Stuff), measured by ``tools/profile_run.py`` (docs/study-cost.md).
 
 How: bilinear interpolation with ``align_corners=False`` is separable and linear, so
 for an input ``x`` of shape (N, C, h, w) and an output of (H, W)::
