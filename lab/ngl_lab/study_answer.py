@@ -87,11 +87,11 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     at their own chosen rate, report split) and one per ``pending`` (regime, optimizer)
     cell that has not run yet.
 
-    Columns: the situation; its budget (iterations); the final verdict (paired mean difference, 95% interval,
-    seeds ahead of n, win/tie/loss) with "not at plateau" where the cell's doubling check
-    failed and "plateau not checked" where it did not run; the same at the validation
-    peak (early stopping); at a quarter of the budget (speed, never the verdict); the
-    doubling check; the best variant's mean.
+    Columns: the situation; its budget (iterations); the final verdict (paired mean
+    difference, 95% interval, seeds ahead of n, win/tie/loss) with "not at plateau" where
+    the cell's doubling check failed and "plateau not checked" where it did not run; the
+    same at the validation peak (early stopping); at a quarter of the budget (speed, never
+    the verdict); the doubling check; the best variant's mean.
     """
     head = ['situation', 'budget (iterations)',
             f'{answered} vs tuned {reference}, final (report split)',
