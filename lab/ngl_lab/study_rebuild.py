@@ -67,12 +67,16 @@ def check_one_study(runs, where, per_row=False):
                 detail = '; '.join(f'{value}: {_folders(rs)}' for value, rs in by_value.items())
                 raise ValueError(f'the runs in {where}{row} differ in {field} ({detail}): not '
                                  'one study; give each its own --regime or work dir')
-    _check_reruns(base, doubled, where)
+    # Merged rows may differ in budget (a 2000- and a 4000-iteration cell): a rerun
+    # doubles the budget of its own row.
+    for run in doubled:
+        group = (run.get('regime', ''), run['optimizer']) if per_row else ''
+        _check_reruns(groups.get(group, []), [run], where)
 
 
 def _check_reruns(base, doubled, where):
-    """The plateau check's reruns share their study's settings but the iterations, which
-    are twice the study's."""
+    """The plateau check's reruns share their study's (or, merged, their row's)
+    settings but the iterations, which are twice theirs."""
     settings = {canonical({f: run.get(f) for f in SHARED if f != 'iters'}) for run in base}
     iters = {run.get('iters') for run in base}
     for run in doubled:

@@ -297,6 +297,35 @@ def test_a_spec_with_the_plateau_check_merges_publishes_exports_and_collects(
     assert again.calls == []
 
 
+def test_a_merge_checks_each_rows_reruns_against_that_rows_own_budget():
+    """A merge may hold a cell run at 800 iterations beside one run at 1600 (a cell that
+    failed its check and ran again longer): each rerun doubles its own row's budget."""
+    from ngl_lab.study_rebuild import check_one_study
+
+    def cell(regime, iters):
+        runs = []
+        for variant in ('ce', 'ngl'):
+            runs.append(dict(fake_run(variant, 1e-3, 0, 90.0, iters=iters), regime=regime))
+            runs.append(dict(fake_run(variant, 1e-3, 0, 90.0, iters=2 * iters, phase='double'),
+                             regime=regime))
+        return runs
+
+    short, long = cell('short', 800), cell('long', 1600)
+    for run in short + long:
+        run['work_dir'] = f"{run['regime']}/{run['work_dir']}"
+    check_one_study(short + long, 'the merge', per_row=True)  # each row's reruns: its own
+    stray = dict(long[1], regime='short', seed=1, work_dir='short/ce_lr0.001_seed1_it3200')
+    with pytest.raises(ValueError, match='short/ce_lr0.001_seed1_it3200 in the merge is a rerun '
+                       r'at twice the budget \(3200 iterations\) of no run'):
+        check_one_study(short + [stray], 'the merge', per_row=True)
+    orphan = dict(long[1], regime='elsewhere', work_dir='elsewhere/ce_it3200')
+    with pytest.raises(ValueError, match='elsewhere/ce_it3200 in the merge is a rerun'):
+        check_one_study(short + [orphan], 'the merge', per_row=True)
+    check_one_study(short, 'one study')
+    with pytest.raises(ValueError, match='one study is a rerun at twice the budget'):
+        check_one_study(short + [stray], 'one study')
+
+
 def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau():
     from ngl_lab.stats import format_difference
     from ngl_lab.study_answer import format_short_answer, situation
