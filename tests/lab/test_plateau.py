@@ -311,8 +311,8 @@ def test_a_merge_checks_each_rows_reruns_against_that_rows_own_budget():
         return runs
 
     short, long = cell('short', 800), cell('long', 1600)
-    for run in short + long:
-        run['work_dir'] = f"{run['regime']}/{run['work_dir']}"
+    for record in short + long:
+        record['work_dir'] = f"{record['regime']}/{record['work_dir']}"
     check_one_study(short + long, 'the merge', per_row=True)  # each row's reruns: its own
     stray = dict(long[1], regime='short', seed=1, work_dir='short/ce_lr0.001_seed1_it3200')
     with pytest.raises(ValueError, match='short/ce_lr0.001_seed1_it3200 in the merge is a rerun '
