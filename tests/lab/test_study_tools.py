@@ -176,6 +176,13 @@ def test_every_shipped_spec_loads(tmp_path):
             study_spec.study_settings(spec, study_name, roots, name).check()
         # no merge's records or publish overlaps the runs or the data
         study_spec_checks.check_overlaps(spec, list(spec['merges']))
+        # a spec that keeps records in the repository keeps every study's: a study in no
+        # merge with "records" cannot --export-finished, so a study longer than a session
+        # would lose its progress with the machine
+        if any(entry.get('records') for entry in spec['merges'].values()):
+            kept = {study_name for entry in spec['merges'].values() if entry.get('records')
+                    for study_name in entry['studies']}
+            assert set(spec['studies']) <= kept, (name, sorted(set(spec['studies']) - kept))
         for key, entry in spec['datasets'].items():
             made.setdefault(entry['out_dir'], []).append((name, key, entry))
     # specs that share a dataset folder ask for the same dataset (else one refuses it)
