@@ -49,8 +49,9 @@ figures: install
 
 # Studies: each is a spec file in configs/studies/ (datasets, runs, merges, where the report
 # goes; format in docs/tools.md), run by tools/study_ngl.py --spec, resumable: an interrupted
-# study picks up from its finished runs. `make study SPEC=configs/studies/regimes.json JOBS=2`.
+# study picks up from its finished runs. `make study SPEC=configs/studies/regimes.json JOBS=2`;
+# ONLY='STUDY ...' runs those studies of the spec (in the spec's order) and no others.
 SPEC ?= configs/studies/tuned.json
 JOBS ?= 1
 study: install
-	$(PY) tools/study_ngl.py --spec $(SPEC) --jobs $(JOBS)
+	$(PY) tools/study_ngl.py --spec $(SPEC) --jobs $(JOBS)$(if $(ONLY), --only $(ONLY))
