@@ -360,14 +360,20 @@ def _write_merge(spec, name, entry):
         _print(f"merge {name}: the records of its {copied} runs are in {records}")
 
 
+def records_folders(spec):
+    """``{study: records folder}`` for every study of ``spec`` in a merge with
+    ``records`` (where ``export_finished`` keeps its runs)."""
+    return {study_name: entry['records'] for entry in spec['merges'].values()
+            if entry.get('records') for study_name in entry['studies']}
+
+
 def export_finished(path, only=None):
     """Copy the records of the finished runs of the spec's studies (``only``: these)
     to the ``records`` folder of the merge that holds each, whether or not the study
     is finished; train nothing. A study that takes more than one session keeps its
     progress in the repository this way, and the next session resumes from it."""
     spec = load_spec(path)
-    held = {study_name: entry['records'] for entry in spec['merges'].values()
-            if entry.get('records') for study_name in entry['studies']}
+    held = records_folders(spec)
     names = [name for name in spec['studies'] if not only or name in only]
     missing = [name for name in names if name not in held]
     if missing:

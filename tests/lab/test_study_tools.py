@@ -180,8 +180,7 @@ def test_every_shipped_spec_loads(tmp_path):
         # merge with "records" cannot --export-finished, so a study longer than a session
         # would lose its progress with the machine
         if any(entry.get('records') for entry in spec['merges'].values()):
-            kept = {study_name for entry in spec['merges'].values() if entry.get('records')
-                    for study_name in entry['studies']}
+            kept = set(study_spec.records_folders(spec))
             assert set(spec['studies']) <= kept, (name, sorted(set(spec['studies']) - kept))
         for key, entry in spec['datasets'].items():
             made.setdefault(entry['out_dir'], []).append((name, key, entry))
