@@ -262,6 +262,7 @@ def check_spec(spec, path, selected, needed, merges, run):
         run (dict): ``jobs``, ``gpus_per_run``, ``threads_per_run``.
     """
     check_folder(spec['work_dir'], 'work_dir')
+    check_kept(spec, selected, path)
     for name in merges:
         if spec['merges'][name].get('records'):
             check_folder(spec['merges'][name]['records'], f'merge {name!r}: records')
@@ -293,6 +294,20 @@ def check_spec(spec, path, selected, needed, merges, run):
                 _check_run_folder(job['run_dir'], job['record'], made)
         except (ValueError, FileExistsError) as exc:
             raise ValueError(f'{path}: study {name!r}: {exc}') from None
+
+
+def check_kept(spec, selected, path):
+    """A spec that keeps records in the repository (a merge with ``records``) keeps
+    those of every study it runs: a selected study in no such merge is refused
+    before anything trains, since ``--export-finished`` would have nowhere to keep
+    its runs and a study longer than a session would lose them with the machine."""
+    held = records_folders(spec)
+    unkept = [name for name in selected if held and name not in held]
+    if unkept:
+        raise ValueError(f'{path}: studies {unkept} belong to no merge with "records", '
+                         'while the spec keeps the records of its others: their runs '
+                         'could not be kept in the repository (add them to a merge '
+                         'with "records")')
 
 
 def _check_records(spec, name, jobs, out_dir):

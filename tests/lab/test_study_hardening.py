@@ -371,6 +371,7 @@ def test_every_study_and_dataset_is_checked_before_anything_is_made(tmp_path, mo
                                                                     edit, match):
     spec = _spec(tmp_path)
     edit(spec)
+    spec['merges']['m']['studies'] = list(spec['studies'])  # kept: the refusal is the edit's
     _refused(tmp_path, monkeypatch, spec, ValueError, match)
     assert not (tmp_path / 'data').exists()
 
@@ -429,6 +430,28 @@ def test_a_foreign_run_json_in_the_records_is_refused_before_anything_trains(tmp
     _refused(tmp_path, monkeypatch, _spec(tmp_path), ValueError,
              r"records.s1.ce_adamw_seed0.run.json is not a record the records export wrote")
     assert not (tmp_path / 'data').exists()
+
+
+def test_a_study_whose_runs_no_merge_keeps_is_refused_before_anything_trains(
+        tmp_path, monkeypatch):
+    """In a spec that keeps records, a study in no merge with "records" would lose its runs
+    with the machine (--export-finished has nowhere to put them): refused first, whether run
+    alone or beside the kept ones; a spec that keeps no records runs it."""
+    spec = _spec(tmp_path)
+    spec['studies']['s2'] = dict(spec['studies']['s1'])
+    for only in (None, ['s2']):
+        monkeypatch.setattr(study, 'train_run', FakeTraining())
+        path = _write(tmp_path, spec)
+        before = snapshot(tmp_path)
+        with pytest.raises(ValueError, match=r"studies \['s2'\] belong to no merge with "
+                                             r'"records"'):
+            study_spec.run_spec(path, only=only)
+        assert snapshot(tmp_path) == before
+    spec['merges']['m'].pop('records')
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    study_spec.run_spec(_write(tmp_path, spec), only=['s2'])
+    assert len(fake.calls) == 1
 
 
 # --- 9. a work_dir or records that is a file --------------------------------------------------
