@@ -245,7 +245,9 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
 
 def check_spec(spec, path, selected, needed, merges, run):
     """Everything a spec run will make, checked before the first is made: its
-    folders (none a file, none inside another), every selected study (settings,
+    folders (none a file, none inside another), every selected study kept in a
+    merge with ``records`` where the spec keeps any (``check_kept``), every
+    selected study (settings,
     config, variants), every needed dataset already made (the spec's), every
     merge's published report (one this tool published, or none) and records
     folder (no ``run.json`` the export did not write where a study's run goes),

@@ -125,7 +125,7 @@ def checkpoint_missing_a_weight(voc_run, tmp_path):
     import torch
 
     from ngl_mmseg.compat import allow_checkpoint_globals
-    allow_checkpoint_globals()  # as the tools do; else this test passes only after another
+    allow_checkpoint_globals()  # as the tools do: else it loads only once another test did
     ckpt = torch.load(voc_run / 'iter_1000.pth', map_location='cpu', weights_only=True)
     del ckpt['state_dict']['decode_head.conv_seg.weight']
     broken = tmp_path / 'missing.pth'
