@@ -1,7 +1,7 @@
 """What ngl-mmseg's tools do to a config before handing it to mmengine's Runner."""
 import os.path as osp
 
-from .compat import setup_cpu_distributed
+from .compat import allow_checkpoint_globals, setup_cpu_distributed
 from .datasets.checks import check_dataset_paths, check_label_files
 
 
@@ -133,9 +133,11 @@ def load_checkpoint_strictly(runner, checkpoint, config, tool, remedy=''):
                          f'{exc}' + (f'\n{remedy}' if remedy else '')) from None
 
 
-def _load_error(path):
-    """Why the checkpoint at ``path`` does not load (one line), or None when it loads."""
+def checkpoint_load_error(path):
+    """Why the checkpoint at ``path`` does not load (one line), or None when it loads
+    (weights-only, with mmengine's checkpoint globals allowed: nothing in it runs)."""
     import torch
+    allow_checkpoint_globals()
     try:
         torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, wrong format, ...
@@ -161,7 +163,7 @@ def pick_resume_checkpoint(work_dir, logger=None):
         return None
     with open(record) as f:
         last = f.read().strip()
-    last_error = _load_error(last) if last and osp.isfile(last) else 'missing'
+    last_error = checkpoint_load_error(last) if last and osp.isfile(last) else 'missing'
     if last_error is None:
         return None
 
@@ -173,7 +175,7 @@ def pick_resume_checkpoint(work_dir, logger=None):
     for path in candidates:
         if osp.abspath(path) == osp.abspath(last):
             continue
-        error = _load_error(path)
+        error = checkpoint_load_error(path)
         if error is None:
             print_log(f'ngl_mmseg: the last checkpoint does not load: {"; ".join(broken)}; '
                       f'resuming from {path}, the newest one that does',

@@ -1,8 +1,11 @@
 """A study's run folders: how each is named, what becomes of one already there
-(a finished run of the same identity is reused, an unfinished one moved aside,
-one holding another run, or a file where the folder goes, refused)."""
+(a finished run of the same identity is reused, an unfinished one resumed from its
+newest resume point or, without one, moved aside; one holding another run, or a
+file where the folder goes, refused)."""
 import os
 import os.path as osp
+
+from ngl_mmseg.launch import checkpoint_load_error
 
 from .run_record import (
     ADDED_LATER,
@@ -13,7 +16,8 @@ from .run_record import (
     run_from_folder,
     write_record,
 )
-from .runs import check_fresh_run_dir
+from .runs import DamagedLogError, check_fresh_run_dir, read_scalars
+from .study_resume import resume_points
 from .tool_args import printer
 
 _print = printer('study')
@@ -89,4 +93,32 @@ def existing_run(run_dir, record):
             return None
         write_record(run_dir, dict(held, finished=True, seconds=run['seconds']))
         return run
+    return None
+
+
+def resume_point(run_dir, record):
+    """Where the unfinished run of ``record`` in ``run_dir`` can continue from:
+    ``(iteration, checkpoint)`` of its newest resume point (``study_resume``) that
+    loads and whose validation is in the run's log, or None (no such run there, or
+    no such point: the run trains again from the start)."""
+    if not has_record(run_dir):
+        return None
+    held = read_record(run_dir)
+    if held.get('finished') or differing_keys(held, record):
+        return None
+    points = resume_points(run_dir, record['iters'])
+    if not points:
+        return None
+    try:
+        train, val = read_scalars(run_dir)
+    except DamagedLogError:
+        return None
+    validated = {row['step'] for row in val}
+    if record.get('report_split'):
+        validated &= {row['step'] for row in train if 'report_mIoU' in row}
+    if record.get('train_miou'):
+        validated &= {row['step'] for row in train if 'train_mIoU' in row}
+    for iteration, path in points:
+        if iteration in validated and checkpoint_load_error(path) is None:
+            return iteration, path
     return None

@@ -123,14 +123,27 @@ def run_from_folder(run_dir, record=None):
 _LOG_TIME = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) - mmengine', re.M)
 
 
+def _span(stamps):
+    first, last = (datetime.datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
+                   for t in (min(stamps), max(stamps)))
+    return (last - first).total_seconds()
+
+
 def logged_seconds(run_dir):
     """Wall time between the first and the last line mmengine logged in the run."""
     stamps = []
     for path in glob.glob(osp.join(run_dir, '*', '*.log')):
         with open(path, errors='replace') as f:
             stamps += _LOG_TIME.findall(f.read())
-    if len(stamps) < 2:
-        return float('nan')
-    first, last = (datetime.datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
-                   for t in (min(stamps), max(stamps)))
-    return (last - first).total_seconds()
+    return _span(stamps) if len(stamps) >= 2 else float('nan')
+
+
+def launch_seconds(run_dir):
+    """Each launch's wall time, first to last line of its mmengine log (a resumed
+    run's launches, without the time between them)."""
+    spans = []
+    for path in sorted(glob.glob(osp.join(run_dir, '*', '*.log'))):
+        with open(path, errors='replace') as f:
+            stamps = _LOG_TIME.findall(f.read())
+        spans.append(_span(stamps) if len(stamps) >= 2 else 0.0)
+    return spans

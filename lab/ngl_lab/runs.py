@@ -45,15 +45,16 @@ def launch_command(module, args, gpus=1, port=None):
             '--launcher', 'pytorch']
 
 
-def call_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None):
-    """Run ``cmd`` with its output in ``log_path``; on failure, raise with the log's end.
-    Not ``quiet``: the output goes to the terminal instead. ``env``: variables set
-    for the command on top of this process's environment."""
+def call_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None, append=False):
+    """Run ``cmd`` with its output in ``log_path`` (after what it holds, with
+    ``append``); on failure, raise with the log's end. Not ``quiet``: the output goes
+    to the terminal instead. ``env``: variables set for the command on top of this
+    process's environment."""
     full_env = dict(os.environ, **env) if env else None
     if not quiet:
         subprocess.run(cmd, check=True, env=full_env)
         return
-    with open(log_path, 'w') as log:
+    with open(log_path, 'a' if append else 'w') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         if progress_name:
             _follow_progress(proc, log_path, progress_name)
@@ -65,19 +66,23 @@ def call_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None):
                            f'{log_path}:\n{tail}')
 
 
-def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True, env=None):
+def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True, env=None,
+              resume=False):
     """Train with ngl-mmseg's train tool in ``gpus`` processes; returns seconds.
 
     ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
     terminal (with ``progress``, one progress line stands in for it); if
     training fails, its last lines are shown in the error. ``env``: extra
-    environment variables (the study pins threads and devices with them).
+    environment variables (the study pins threads and devices with them). ``resume``:
+    continue the run in ``work_dir`` (``--resume``: from the config's ``load_from``,
+    else its newest checkpoint), its output after the log of what it trained before.
     """
-    cmd = launch_command('ngl_mmseg.cli.train', [config_path, '--work-dir', work_dir], gpus,
-                         port)
+    args = [config_path, '--work-dir', work_dir] + (['--resume'] if resume else [])
+    cmd = launch_command('ngl_mmseg.cli.train', args, gpus, port)
     start = time.time()
     call_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
-               osp.basename(osp.normpath(work_dir)) if progress else None, quiet, env)
+                osp.basename(osp.normpath(work_dir)) if progress else None, quiet, env,
+                append=resume)
     return time.time() - start
 
 

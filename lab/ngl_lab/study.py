@@ -54,8 +54,14 @@ import threading
 from .jobs import JobPool, JobsFailed, job_env
 from .lr_search import search_then_finish
 from .presets import check_variant_losses
-from .run_folders import existing_run, move_aside, record_dir_name
-from .run_record import DOUBLE_PHASE, run_from_folder, write_record
+from .run_folders import existing_run, move_aside, record_dir_name, resume_point
+from .run_record import (
+    DOUBLE_PHASE,
+    launch_seconds,
+    read_record,
+    run_from_folder,
+    write_record,
+)
 from .runs import train_run
 from .study_config import load_study_config, write_pretrain_config, write_run_config
 from .study_report import write_report
@@ -218,9 +224,22 @@ class _RunTrainer:
         return dict(record=record, run_dir=osp.join(s.work_dir, record_dir_name(record)))
 
     def train(self, job, env):
-        """Train one run in ``env`` (its threads and devices); returns the run."""
+        """Train one run in ``env`` (its threads and devices); returns the run. An
+        unfinished run of the same record continues from its newest resume point
+        (its record lists the iterations it resumed at, ``resumed_at``; its seconds
+        are those of every launch); without one, it is moved aside."""
         s, record, run_dir = self.settings, job['record'], job['run_dir']
-        move_aside(run_dir)
+        point = resume_point(run_dir, record)
+        earlier = dict(seconds=0.0, resumed_at=[])
+        if point is None:
+            move_aside(run_dir)
+        else:
+            held = read_record(run_dir)
+            earlier = dict(seconds=sum(launch_seconds(run_dir)),
+                           resumed_at=held.get('resumed_at', []) + [point[0]])
+            _print(f'{run_dir}: resuming its unfinished run from iteration {point[0]}')
+        record = dict(record, **({'resumed_at': earlier['resumed_at']}
+                                 if earlier['resumed_at'] else {}))
         write_record(run_dir, dict(record, finished=False))
         with self.config_lock:
             path = write_run_config(s.config, record['losses'], record['optimizer'],
@@ -228,9 +247,11 @@ class _RunTrainer:
                                     backbone=self.backbone, data_root=s.data_root,
                                     iters=record['iters'] if record['phase'] == DOUBLE_PHASE
                                     else s.iters, train_miou=s.train_miou, lr=record['lr'],
-                                    report_split=s.report_split)
-        seconds = train_run(path, run_dir, s.gpus, quiet=True, progress=False, env=env)
-        write_record(run_dir, dict(record, finished=True, seconds=seconds))
+                                    report_split=s.report_split,
+                                    resume_from=point and point[1])
+        seconds = train_run(path, run_dir, s.gpus, quiet=True, progress=False, env=env,
+                            resume=point is not None)
+        write_record(run_dir, dict(record, finished=True, seconds=earlier['seconds'] + seconds))
         return run_from_folder(run_dir)
 
     def announce(self, job, run, progress):

@@ -1,0 +1,172 @@
+"""A study run stopped midway continues from its newest resume point, with the numbers
+the run has when it never stops (ngl_lab.study_resume, run_folders.resume_point)."""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import REPO
+from study_helpers import FakeTraining
+
+from ngl_lab import study
+from ngl_lab.run_folders import resume_point
+from ngl_lab.runs import read_scalars
+from ngl_lab.study_settings import StudySettings
+from ngl_mmseg.compat import allow_checkpoint_globals
+
+BUDGET_VOC = osp.join(REPO, 'configs', 'quickstart',
+                      'fcn_r18-s3w16-d8_ngl_1xb8-2k_voc12aug-synthetic-64x64.py')
+TEST_SPLIT = {'ann_file': 'ImageSets/Segmentation/test.txt'}
+RECORD = dict(regime='r', variant='ce', losses=[{'type': 'X'}], optimizer='adamw', lr=None,
+              seed=0, config='c.py', data_root='d', dataset=None, iters=40, pretrain=None,
+              train_miou=False, report_split=TEST_SPLIT, cfg_options=None, phase='final')
+
+
+def _unfinished_run(run_dir, validated, points, record=RECORD, report=True):
+    """A run folder the study left when it stopped: its record (unfinished), the
+    scalars of the validations ``validated`` (with the report split's when ``report``)
+    and a loadable resume point at each iteration of ``points``."""
+    vis = run_dir / '20261204_000000' / 'vis_data'
+    os.makedirs(vis)
+    (run_dir / 'run.json').write_text(json.dumps(dict(record, finished=False)))
+    rows = [{'step': s, 'mIoU': 50.0} for s in validated]
+    rows += [{'step': s, 'report_mIoU': 40.0} for s in validated if report]
+    (vis / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    for it in points:
+        torch.save({'meta': {'iter': it}, 'state_dict': {'w': torch.ones(2)}},
+                   str(run_dir / f'iter_{it}.pth'))
+
+
+def test_the_resume_point_is_the_newest_that_loads_and_was_validated(tmp_path):
+    run_dir = tmp_path / 'ce_adamw_seed0'
+    _unfinished_run(run_dir, [10, 20], [10, 20])
+    assert resume_point(str(run_dir), RECORD) == (20, str(run_dir / 'iter_20.pth'))
+    # the newest point's validation never reached the log: the one before it
+    (run_dir / 'iter_30.pth').write_bytes((run_dir / 'iter_20.pth').read_bytes())
+    assert resume_point(str(run_dir), RECORD)[0] == 20
+    # a point cut short (the machine stopped while it was written): the one before it
+    (run_dir / 'iter_20.pth').write_bytes((run_dir / 'iter_20.pth').read_bytes()[:100])
+    assert resume_point(str(run_dir), RECORD) == (10, str(run_dir / 'iter_10.pth'))
+    # the run's last checkpoint is not a resume point
+    assert resume_point(str(run_dir), dict(RECORD, iters=10)) is None
+
+
+@pytest.mark.parametrize('case', ['finished', 'another run', 'no report split scored',
+                                  'no point', 'damaged log'])
+def test_no_resume_point_where_the_run_cannot_continue(tmp_path, case):
+    run_dir = tmp_path / 'run'
+    record = dict(RECORD, finished=True) if case == 'finished' else RECORD
+    _unfinished_run(run_dir, [10], [] if case == 'no point' else [10],
+                    report=case != 'no report split scored')
+    if case == 'finished':
+        (run_dir / 'run.json').write_text(json.dumps(record))
+    if case == 'damaged log':
+        with open(run_dir / '20261204_000000' / 'vis_data' / 'scalars.json', 'a') as f:
+            f.write('{"step": 2')
+    planned = dict(RECORD, lr=0.5) if case == 'another run' else RECORD
+    assert resume_point(str(run_dir), planned) is None
+
+
+def test_a_run_without_a_resume_point_is_moved_aside_and_trains_from_the_start(
+        tmp_path, monkeypatch):
+    work = tmp_path / 'study'
+    settings = StudySettings(BUDGET_VOC, ['ce'], optimizers=['adamw'], seeds=[0],
+                             work_dir=str(work), iters=8, regime='r')
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    study.study(settings)
+    record = json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
+    # the same run, stopped before its first resume point
+    os.rename(work / 'ce_adamw_seed0', tmp_path / 'done')
+    _unfinished_run(work / 'ce_adamw_seed0', [], [], record=record, report=False)
+    again = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', again)
+    study.study(settings)
+    assert [name for name, _ in again.calls] == ['ce_adamw_seed0'] and again.resumed == []
+    assert (work / 'ce_adamw_seed0.interrupted-1').is_dir()
+    assert 'resumed_at' not in json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
+
+
+_STUDY_SCRIPT = '''
+import sys
+from ngl_lab import study
+from ngl_lab.study_settings import StudySettings
+study.study(StudySettings({config!r}, ['ngl'], optimizers=['adamw'], seeds=[3],
+                          work_dir=sys.argv[1], data_root={root!r}, iters=48,
+                          report_split={split!r}, threads_per_run=1,
+                          cfg_options={{'default_hooks.logger.interval': 1}}))
+'''
+
+
+def _last_iteration(log):
+    """The last training iteration a run's train.log shows (0: none yet)."""
+    if not log.is_file():
+        return 0
+    found = re.findall(r'Iter\(train\) \[\s*(\d+)/', log.read_text(errors='replace'))
+    return int(found[-1]) if found else 0
+
+
+@pytest.mark.slow
+def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
+    """The NGL recipe (its CE warm-up reads the iteration) on the budget model (dropout
+    in both heads), 48 iterations with a resume point every 6: once straight through,
+    once killed (the whole process group, as a machine that stops) after its first
+    resume point and run again. The same losses at every iteration, the same curves
+    and the same weights, bit for bit."""
+    from ngl_lab.synthetic import make_voc
+    root = make_voc(str(tmp_path / 'voc'), num_train=8, num_val=4, num_test=4)
+    script = _STUDY_SCRIPT.format(config=BUDGET_VOC, root=root, split=TEST_SPLIT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [osp.join(REPO, 'lab'), REPO, os.environ.get('PYTHONPATH', '')]))
+
+    def launch(work):
+        return subprocess.Popen([sys.executable, '-c', script, str(work)], cwd=tmp_path,
+                                env=env, start_new_session=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    straight = launch(tmp_path / 'straight')
+    assert straight.wait(timeout=900) == 0, straight.stdout.read()
+    stopped = launch(tmp_path / 'stopped')
+    run_dir = tmp_path / 'stopped' / 'ngl_adamw_seed3'
+    # stopped once it trains past its first resume point (then written whole)
+    deadline = time.time() + 900
+    while _last_iteration(run_dir / 'train.log') < 8 and stopped.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(stopped.pid, signal.SIGKILL)
+    stopped.wait()
+    assert not json.loads((run_dir / 'run.json').read_text())['finished']
+    again = launch(tmp_path / 'stopped')
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out
+    assert f'{run_dir}: resuming its unfinished run from iteration' in out
+
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert record['finished'] and len(record['resumed_at']) == 1
+    assert 0 < record['resumed_at'][0] < 48 and record['resumed_at'][0] % 6 == 0
+    assert len(glob.glob(str(run_dir / '*' / 'vis_data' / 'scalars.json'))) == 2
+    logged = {}
+    for name in ('straight', 'stopped'):
+        train, val = read_scalars(str(tmp_path / name / 'ngl_adamw_seed3'))
+        logged[name] = ([(r['step'], r['loss']) for r in train if 'loss' in r],
+                        [(r['step'], r['mIoU']) for r in val],
+                        [(r['step'], r['report_mIoU']) for r in train if 'report_mIoU' in r])
+    assert [len(x) for x in logged['straight']] == [48, 8, 8]
+    assert logged['stopped'] == logged['straight']
+    allow_checkpoint_globals()
+    weights = [torch.load(str(tmp_path / name / 'ngl_adamw_seed3' / 'iter_48.pth'),
+                          map_location='cpu', weights_only=True)['state_dict']
+               for name in ('straight', 'stopped')]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # the resume points are gone once the run is done; its last checkpoint stays
+    for name in ('straight', 'stopped'):
+        assert sorted(osp.basename(p) for p in glob.glob(
+            str(tmp_path / name / 'ngl_adamw_seed3' / '*.pth'))) == ['iter_48.pth']
