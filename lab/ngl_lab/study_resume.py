@@ -22,7 +22,9 @@ iterator draws its base seed from it). This hook saves that generator's state as
 is after the validation, which is the state the next training step starts from, and
 sets it back before the first step after a resume. The result: a resumed run gives
 the same curve and the same weights, bit for bit, as the run never stopped
-(tests/lab/test_study_resume.py).
+(tests/lab/test_study_resume.py). A run over several processes (``gpus > 1``) saves the
+main process's state, which every process gets back: it continues with other dropout
+masks than it would have drawn, and is no longer the same bit for bit.
 """
 import glob
 import os
@@ -30,6 +32,7 @@ import os.path as osp
 import re
 
 import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -76,9 +79,10 @@ class ResumePointHook(Hook):
         # save_checkpoint's default names the iteration after the current one (it is
         # meant for after_train_iter, before the loop counts it): name it here.
         runner.save_checkpoint(runner.work_dir, name, meta=dict(iter=runner.iter),
-                               by_epoch=False)
-        for _, path in resume_points(runner.work_dir, runner.iter):
-            os.remove(path)
+                               by_epoch=False)  # by the main process only
+        if is_main_process():
+            for _, path in resume_points(runner.work_dir, runner.iter):
+                os.remove(path)
 
     def before_save_checkpoint(self, runner, checkpoint):
         checkpoint['rng_state'] = dict(
@@ -97,5 +101,6 @@ class ResumePointHook(Hook):
             torch.cuda.set_rng_state_all(state['cuda'])
 
     def after_train(self, runner):
-        for _, path in resume_points(runner.work_dir, runner.max_iters):
-            os.remove(path)
+        if is_main_process():
+            for _, path in resume_points(runner.work_dir, runner.max_iters):
+                os.remove(path)
