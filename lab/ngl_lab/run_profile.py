@@ -13,7 +13,8 @@ study's run folder holds the config it trained (``<run>/config.py``): profiling 
 file profiles a study run, and ``--as-study-run DATA_ROOT`` writes one first: the
 config as a tuned study trains it (``study_config.write_run_config``: the NGL recipe,
 AdamW, seed 0, ``--iters``, the report split ``test.txt`` scored at every
-validation, one checkpoint at the end, deterministic). ``--flops`` adds the
+validation, a resume point after each validation but the last and a checkpoint at
+the end, deterministic). ``--flops`` adds the
 multiply-adds of the model's parts at the training crop (mmengine's
 ``FlopAnalyzer``), which says where the step's time can go down.
 """
@@ -36,7 +37,11 @@ class _Clock:
         self.iters = self.validations = 0
         self.last_iter_end = self.val_start = self.val_split_end = None
         self.train_start = self.iter_start = self.after_iter_start = None
-        self.checkpoint_in_iter = 0.0
+        # checkpoints saved inside the after-iteration hooks (CheckpointHook), and between
+        # a validation's end and the next iteration (the study's resume points): each
+        # taken out of the phase that would count it too
+        self.checkpoint_in_iter = self.checkpoint_between = 0.0
+        self.in_after_iter = False
 
 
 def _hooks(clock):
@@ -51,13 +56,16 @@ def _hooks(clock):
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             clock.iter_start = time.perf_counter()
-            clock.seconds['data'] += clock.iter_start - clock.last_iter_end
+            clock.seconds['data'] += (clock.iter_start - clock.last_iter_end
+                                      - clock.checkpoint_between)
+            clock.checkpoint_between = 0.0
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             clock.after_iter_start = time.perf_counter()
             clock.seconds['step'] += clock.after_iter_start - clock.iter_start
             clock.iters += 1
             clock.checkpoint_in_iter = 0.0
+            clock.in_after_iter = True
 
         def before_val_epoch(self, runner):
             clock.val_start = time.perf_counter()
@@ -73,6 +81,7 @@ def _hooks(clock):
             now = time.perf_counter()
             clock.seconds['after_iter_hooks'] += (now - clock.after_iter_start
                                                   - clock.checkpoint_in_iter)
+            clock.in_after_iter = False
             clock.last_iter_end = now
 
         def after_val_epoch(self, runner, metrics=None):
@@ -95,7 +104,10 @@ def _time_checkpoints(runner, clock):
         finally:
             spent = time.perf_counter() - t0
             clock.seconds['checkpoints'] += spent
-            clock.checkpoint_in_iter += spent
+            if clock.in_after_iter:
+                clock.checkpoint_in_iter += spent
+            else:
+                clock.checkpoint_between += spent
 
     runner.save_checkpoint = timed_save
 

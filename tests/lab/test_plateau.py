@@ -110,6 +110,24 @@ def test_the_profiler_accounts_for_a_short_run(tmp_path):
     assert '| training step (forward, backward, optimizer) |' in proc.stdout
 
 
+def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
+    """A study run saves a resume point between each validation and the next iteration:
+    the profile counts it as a checkpoint, not also as the next batch's data loading."""
+    root = make_dataset('voc', tmp_path / 'data', '--num-train', 4, '--num-val', 2,
+                        '--num-test', 2)
+    out = tmp_path / 'profile.json'
+    run([sys.executable, osp.join(REPO, 'tools', 'profile_run.py'), BUDGET_VOC,
+         '--work-dir', tmp_path / 'w', '--threads', 1, '--as-study-run', root, '--iters', 16,
+         '--out', out], tmp_path)
+    result = json.loads(out.read_text())
+    seconds = result['seconds']
+    assert (result['iters'], result['validations']) == (16, 8)
+    assert sum(seconds.values()) == pytest.approx(result['total'])
+    assert seconds['checkpoints'] > 0 and seconds['data'] >= 0
+    # counted twice, the 7 resume points would show as a negative rest of their size
+    assert abs(seconds['other']) < 0.2 * seconds['checkpoints'], seconds
+
+
 class _SeedsSplitNGLAndTwiceTheBudgetLifts(FakeTraining):
     """NGL 12 points up on odd seeds and down on even ones (a wide paired interval); every
     run of more than 8 iterations 2.5 points up (the budget doubled moves the mean)."""
@@ -261,6 +279,13 @@ def test_the_cost_page_figures_are_the_profiles():
         f"{profiles[1]['total']:.1f} to {profiles[2]['total']:.1f} s" in ' '.join(page.split())
     assert f"{profiles[0]['flops']['total'] / 1e6:.1f} M" in page
     assert f"{profiles[1]['flops']['total'] / 1e6:.1f} M" in page
+    # the resume points' cost: the profile's checkpoints, against the 2000-iteration run
+    resume = json.load(open(osp.join(REPO, 'docs', 'profile', 'budget-400-resume-points.json')))
+    saves = resume['seconds']['checkpoints']
+    assert resume['validations'] == 8
+    assert f"its 8 saves (7 resume points, the last checkpoint) took {saves:.1f} s, " \
+        f"{saves / 8:.2f} s each: about {100 * saves / profiles[2]['total']:.0f}% of a " \
+        f"2000-iteration run's {profiles[2]['total']:.1f} s" in ' '.join(page.split())
 
 
 @pytest.mark.slow
