@@ -17,7 +17,9 @@ from study_helpers import FakeTraining
 
 from ngl_lab import study
 from ngl_lab.run_folders import resume_point
+from ngl_lab.run_record import run_from_folder
 from ngl_lab.runs import read_scalars
+from ngl_lab.study_publish import export_records
 from ngl_lab.study_settings import StudySettings
 from ngl_mmseg.compat import allow_checkpoint_globals
 
@@ -97,6 +99,7 @@ def test_a_run_without_a_resume_point_is_moved_aside_and_trains_from_the_start(
 _STUDY_SCRIPT = '''
 import sys
 from ngl_lab import study
+from ngl_lab.study_publish import export_records
 from ngl_lab.study_settings import StudySettings
 study.study(StudySettings({config!r}, ['ngl'], optimizers=['adamw'], seeds=[3],
                           work_dir=sys.argv[1], data_root={root!r}, iters=48,
@@ -166,6 +169,12 @@ def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
                for name in ('straight', 'stopped')]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # its record, exported (both launches' scalars) and read back, is the same run
+    exported = export_records(str(tmp_path / 'stopped'), str(tmp_path / 'records'))
+    back = run_from_folder(str(tmp_path / 'records' / 'ngl_adamw_seed3'))
+    straight_run = run_from_folder(str(tmp_path / 'straight' / 'ngl_adamw_seed3'))
+    assert exported == 1 and back['curve'] == straight_run['curve']
+    assert back['report_curve'] == straight_run['report_curve']
     # the resume points are gone once the run is done; its last checkpoint stays
     for name in ('straight', 'stopped'):
         assert sorted(osp.basename(p) for p in glob.glob(
