@@ -61,8 +61,9 @@ def move_aside(run_dir):
 def existing_run(run_dir, record):
     """The finished run in ``run_dir`` whose record matches ``record`` (to be
     reused), or None: nothing there, or an unfinished run of this study (the
-    caller moves it aside before training). A folder holding another run is
-    refused (FileExistsError), and so is a file where the folder goes (ValueError).
+    caller resumes it, or moves it aside, before training: ``resume_point``). A
+    folder holding another run is refused (FileExistsError), and so is a file where
+    the folder goes (ValueError).
 
     A record without the data's content (``run_record.ADDED_LATER``) is taken as
     a run on the data now at its data root: reused, it is completed with it."""
@@ -88,9 +89,11 @@ def existing_run(run_dir, record):
         # whose log reaches the last validation and whose last checkpoint is
         # there is finished.
         try:
-            run = run_from_folder(run_dir, held)
+            run = run_from_folder(run_dir, dict(held, seconds=None))  # seconds: from its logs
         except ValueError:
             return None
+        for _, path in resume_points(run_dir, record['iters']):  # left when it stopped
+            os.remove(path)
         write_record(run_dir, dict(held, finished=True, seconds=run['seconds']))
         return run
     return None
@@ -99,8 +102,9 @@ def existing_run(run_dir, record):
 def resume_point(run_dir, record):
     """Where the unfinished run of ``record`` in ``run_dir`` can continue from:
     ``(iteration, checkpoint)`` of its newest resume point (``study_resume``) that
-    loads and whose validation is in the run's log, or None (no such run there, or
-    no such point: the run trains again from the start)."""
+    loads, whose validation is in the run's log and from which a resumed launch has
+    not failed (``failed_resume`` in its record), or None (no such run there, or no
+    such point: the run trains again from the start)."""
     if not has_record(run_dir):
         return None
     held = read_record(run_dir)
@@ -118,7 +122,9 @@ def resume_point(run_dir, record):
         validated &= {row['step'] for row in train if 'report_mIoU' in row}
     if record.get('train_miou'):
         validated &= {row['step'] for row in train if 'train_mIoU' in row}
+    failed = held.get('failed_resume')
     for iteration, path in points:
-        if iteration in validated and checkpoint_load_error(path) is None:
+        if iteration in validated and iteration != failed and \
+                checkpoint_load_error(path) is None:
             return iteration, path
     return None

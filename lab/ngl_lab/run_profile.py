@@ -34,7 +34,7 @@ class _Clock:
     def __init__(self):
         self.seconds = dict(data=0.0, step=0.0, after_iter_hooks=0.0, validation=0.0,
                             after_val_hooks=0.0, checkpoints=0.0)
-        self.iters = self.validations = 0
+        self.iters = self.validations = self.checkpoint_saves = 0
         self.last_iter_end = self.val_start = self.val_split_end = None
         self.train_start = self.iter_start = self.after_iter_start = None
         # checkpoints saved inside the after-iteration hooks (CheckpointHook), and between
@@ -104,6 +104,7 @@ def _time_checkpoints(runner, clock):
         finally:
             spent = time.perf_counter() - t0
             clock.seconds['checkpoints'] += spent
+            clock.checkpoint_saves += 1
             if clock.in_after_iter:
                 clock.checkpoint_in_iter += spent
             else:
@@ -163,6 +164,7 @@ def profile(config, work_dir, cfg_options=None, flops=False):
     seconds = dict(startup=clock.train_start - START, **clock.seconds)
     seconds['other'] = end - START - sum(seconds.values())
     out = dict(config=config, iters=clock.iters, validations=clock.validations,
+               checkpoint_saves=clock.checkpoint_saves,
                threads=torch.get_num_threads(), total=end - START, seconds=seconds,
                batch_size=cfg.train_dataloader.batch_size,
                num_workers=cfg.train_dataloader.get('num_workers', 0))

@@ -130,20 +130,13 @@ def _span(stamps):
 
 
 def logged_seconds(run_dir):
-    """Wall time between the first and the last line mmengine logged in the run."""
-    stamps = []
-    for path in glob.glob(osp.join(run_dir, '*', '*.log')):
-        with open(path, errors='replace') as f:
-            stamps += _LOG_TIME.findall(f.read())
-    return _span(stamps) if len(stamps) >= 2 else float('nan')
-
-
-def launch_seconds(run_dir):
-    """Each launch's wall time, first to last line of its mmengine log (a resumed
-    run's launches, without the time between them)."""
+    """The run's wall time as mmengine logged it: each launch's first to last line,
+    summed (a resumed run's launches, without the time between them); NaN when no
+    launch logged two lines."""
     spans = []
     for path in sorted(glob.glob(osp.join(run_dir, '*', '*.log'))):
         with open(path, errors='replace') as f:
             stamps = _LOG_TIME.findall(f.read())
-        spans.append(_span(stamps) if len(stamps) >= 2 else 0.0)
-    return spans
+        if len(stamps) >= 2:
+            spans.append(_span(stamps))
+    return sum(spans) if spans else float('nan')

@@ -67,22 +67,25 @@ def call_logged(cmd, log_path, what, progress_name=None, quiet=True, env=None, a
 
 
 def train_run(config_path, work_dir, gpus=1, port=None, quiet=False, progress=True, env=None,
-              resume=False):
+              resume_from=None):
     """Train with ngl-mmseg's train tool in ``gpus`` processes; returns seconds.
 
     ``quiet``: mmengine's output goes to ``work_dir/train.log`` instead of the
     terminal (with ``progress``, one progress line stands in for it); if
     training fails, its last lines are shown in the error. ``env``: extra
-    environment variables (the study pins threads and devices with them). ``resume``:
-    continue the run in ``work_dir`` (``--resume``: from the config's ``load_from``,
-    else its newest checkpoint), its output after the log of what it trained before.
+    environment variables (the study pins threads and devices with them).
+    ``resume_from``: a checkpoint of the run in ``work_dir`` to continue from
+    (``--resume`` with ``load_from`` given on the command line), its output after the
+    log of what it trained before.
     """
-    args = [config_path, '--work-dir', work_dir] + (['--resume'] if resume else [])
+    args = [config_path, '--work-dir', work_dir]
+    if resume_from:
+        args += ['--resume', '--cfg-options', f'load_from={resume_from}']
     cmd = launch_command('ngl_mmseg.cli.train', args, gpus, port)
     start = time.time()
     call_logged(cmd, osp.join(work_dir, 'train.log'), f'training {config_path}',
                 osp.basename(osp.normpath(work_dir)) if progress else None, quiet, env,
-                append=resume)
+                append=bool(resume_from))
     return time.time() - start
 
 

@@ -57,7 +57,7 @@ from .presets import check_variant_losses
 from .run_folders import existing_run, move_aside, record_dir_name, resume_point
 from .run_record import (
     DOUBLE_PHASE,
-    launch_seconds,
+    logged_seconds,
     read_record,
     run_from_folder,
     write_record,
@@ -226,20 +226,19 @@ class _RunTrainer:
     def train(self, job, env):
         """Train one run in ``env`` (its threads and devices); returns the run. An
         unfinished run of the same record continues from its newest resume point
-        (its record lists the iterations it resumed at, ``resumed_at``; its seconds
-        are those of every launch); without one, it is moved aside."""
+        (``resume_point``; its record lists the iterations it resumed at,
+        ``resumed_at``, and its seconds are its launches' logged spans, the replay of
+        the data up to the point included); without one, it is moved aside. A resumed
+        launch that fails marks its point (``failed_resume``): run again, the run
+        does not resume from it a second time."""
         s, record, run_dir = self.settings, job['record'], job['run_dir']
         point = resume_point(run_dir, record)
-        earlier = dict(seconds=0.0, resumed_at=[])
         if point is None:
             move_aside(run_dir)
         else:
-            held = read_record(run_dir)
-            earlier = dict(seconds=sum(launch_seconds(run_dir)),
-                           resumed_at=held.get('resumed_at', []) + [point[0]])
+            resumed_at = read_record(run_dir).get('resumed_at', []) + [point[0]]
+            record = dict(record, resumed_at=resumed_at)
             _print(f'{run_dir}: resuming its unfinished run from iteration {point[0]}')
-        record = dict(record, **({'resumed_at': earlier['resumed_at']}
-                                 if earlier['resumed_at'] else {}))
         write_record(run_dir, dict(record, finished=False))
         with self.config_lock:
             path = write_run_config(s.config, record['losses'], record['optimizer'],
@@ -247,11 +246,23 @@ class _RunTrainer:
                                     backbone=self.backbone, data_root=s.data_root,
                                     iters=record['iters'] if record['phase'] == DOUBLE_PHASE
                                     else s.iters, train_miou=s.train_miou, lr=record['lr'],
-                                    report_split=s.report_split,
-                                    resume_from=point and point[1])
-        seconds = train_run(path, run_dir, s.gpus, quiet=True, progress=False, env=env,
-                            resume=point is not None)
-        write_record(run_dir, dict(record, finished=True, seconds=earlier['seconds'] + seconds))
+                                    report_split=s.report_split)
+        with open(path) as f:
+            own_config = f.read()
+        try:
+            seconds = train_run(path, run_dir, s.gpus, quiet=True, progress=False, env=env,
+                                resume_from=point and point[1])
+        except Exception:
+            if point is not None:
+                write_record(run_dir, dict(record, finished=False, failed_resume=point[0]))
+            raise
+        if point is not None:
+            seconds = logged_seconds(run_dir)
+            # mmengine dumps the config it ran over the run's, with the resume point
+            # (removed by now) as load_from: the run's own config goes back.
+            with open(path, 'w') as f:
+                f.write(own_config)
+        write_record(run_dir, dict(record, finished=True, seconds=seconds))
         return run_from_folder(run_dir)
 
     def announce(self, job, run, progress):

@@ -92,7 +92,7 @@ def _add_hook(cfg, module, hook):
 
 def write_run_config(config, losses, optimizer, seed, work_dir, cfg_options=None,
                      backbone=None, data_root=None, iters=None, train_miou=False, lr=None,
-                     report_split=None, resume_from=None):
+                     report_split=None):
     """Write the config of one run into its folder.
 
     Args:
@@ -107,9 +107,6 @@ def write_run_config(config, losses, optimizer, seed, work_dir, cfg_options=None
         lr (float, optional): replaces the optimizer's learning rate.
         report_split (dict, optional): the report split's dataset fields
             (``HeldOutMIoUHook``).
-        resume_from (str, optional): the resume point the run continues from
-            (``load_from``; the train tool is given ``--resume``).
-
     Every run saves a resume point after each validation (``ResumePointHook``).
 
     Returns:
@@ -124,8 +121,6 @@ def write_run_config(config, losses, optimizer, seed, work_dir, cfg_options=None
                   dict(type='HeldOutMIoUHook', overrides=dict(report_split)))
     # Its priority puts its resume point after the report split's scoring.
     _add_hook(cfg, 'ngl_lab.study_resume', dict(type='ResumePointHook'))
-    if resume_from:
-        cfg.load_from = resume_from
     if optimizer != 'config':
         cfg.optim_wrapper.optimizer = copy.deepcopy(OPTIMIZERS[optimizer])
     if lr is not None:

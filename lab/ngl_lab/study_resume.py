@@ -20,11 +20,13 @@ pipeline's numpy draws continue as they were. torch's global generator is not
 restored: dropout draws from it, and so does every validation (a DataLoader
 iterator draws its base seed from it). This hook saves that generator's state as it
 is after the validation, which is the state the next training step starts from, and
-sets it back before the first step after a resume. The result: a resumed run gives
-the same curve and the same weights, bit for bit, as the run never stopped
-(tests/lab/test_study_resume.py). A run over several processes (``gpus > 1``) saves the
-main process's state, which every process gets back: it continues with other dropout
-masks than it would have drawn, and is no longer the same bit for bit.
+sets it back before the first step after a resume (once that step's batch is loaded:
+the data pipeline, in the training process, draws from numpy, not from torch). The
+result: a resumed run in one process gives the same curve and the same weights, bit
+for bit, as the run never stopped (tests/lab/test_study_resume.py, on a CPU). A run
+over several processes (``gpus > 1``) saves the main process's state, which every
+process gets back: it continues with other dropout masks than it would have drawn,
+and is no longer the same bit for bit.
 """
 import glob
 import os
@@ -96,9 +98,10 @@ class ResumePointHook(Hook):
         state, self._rng_to_restore = self._rng_to_restore, None
         if state is None:
             return
-        torch.set_rng_state(state['torch'])
+        # Resume loads the checkpoint onto the run's device; the states must be on the CPU.
+        torch.set_rng_state(state['torch'].cpu())
         if state['cuda'] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
     def after_train(self, runner):
         if is_main_process():

@@ -39,7 +39,7 @@ class FakeTraining:
         self.in_flight = self.most_in_flight = 0
         self.lock = threading.Lock()
         self.calls = []
-        self.resumed = []  # the runs continued from a resume point (``resume=True``)
+        self.resumed = []  # the runs continued from a resume point (``resume_from``)
 
     def score(self, record, split):
         # CE is best at 1e-2, NGL at 1e-3; any other rate scores lower than both
@@ -48,9 +48,9 @@ class FakeTraining:
                 (3 if split == 'report' else 0))
 
     def __call__(self, config_path, work_dir, gpus=1, quiet=True, progress=False, env=None,
-                 resume=False):
+                 resume_from=None):
         with self.lock:
-            if resume:
+            if resume_from:
                 self.resumed.append(osp.basename(work_dir))
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)

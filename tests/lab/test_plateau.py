@@ -121,7 +121,7 @@ def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
          '--out', out], tmp_path)
     result = json.loads(out.read_text())
     seconds = result['seconds']
-    assert (result['iters'], result['validations']) == (16, 8)
+    assert (result['iters'], result['validations'], result['checkpoint_saves']) == (16, 8, 8)
     assert sum(seconds.values()) == pytest.approx(result['total'])
     assert seconds['checkpoints'] > 0 and seconds['data'] >= 0
     # counted twice, the 7 resume points would show as a negative rest of their size

@@ -96,6 +96,32 @@ def test_a_run_without_a_resume_point_is_moved_aside_and_trains_from_the_start(
     assert 'resumed_at' not in json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
 
 
+def test_a_resume_that_fails_is_not_tried_again_from_the_same_point(tmp_path, monkeypatch):
+    work = tmp_path / 'study'
+    settings = StudySettings(BUDGET_VOC, ['ce'], optimizers=['adamw'], seeds=[0],
+                             work_dir=str(work), iters=8, regime='r')
+    monkeypatch.setattr(study, 'train_run', FakeTraining())
+    study.study(settings)
+    record = json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
+    os.rename(work / 'ce_adamw_seed0', tmp_path / 'done')
+    _unfinished_run(work / 'ce_adamw_seed0', [2, 4], [4], record=record, report=False)
+    failing = FakeTraining(fail={'ce_adamw_seed0'})
+    monkeypatch.setattr(study, 'train_run', failing)
+    with pytest.raises(study.RunsFailed):
+        study.study(settings)
+    assert failing.resumed == ['ce_adamw_seed0']
+    held = json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
+    assert (held['resumed_at'], held['failed_resume'], held['finished']) == ([4], 4, False)
+    assert resume_point(str(work / 'ce_adamw_seed0'), record) is None
+    again = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', again)
+    study.study(settings)
+    assert again.resumed == [] and [name for name, _ in again.calls] == ['ce_adamw_seed0']
+    assert (work / 'ce_adamw_seed0.interrupted-1').is_dir()
+    fresh = json.loads((work / 'ce_adamw_seed0' / 'run.json').read_text())
+    assert 'resumed_at' not in fresh and 'failed_resume' not in fresh and fresh['finished']
+
+
 _STUDY_SCRIPT = '''
 import sys
 from ngl_lab import study
@@ -153,8 +179,15 @@ def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
 
     record = json.loads((run_dir / 'run.json').read_text())
     assert record['finished'] and len(record['resumed_at']) == 1
-    assert 0 < record['resumed_at'][0] < 48 and record['resumed_at'][0] % 6 == 0
-    assert len(glob.glob(str(run_dir / '*' / 'vis_data' / 'scalars.json'))) == 2
+    at = record['resumed_at'][0]
+    assert 0 < at < 48 and at % 6 == 0
+    # the second launch continued from there (not trained again from the start)
+    launches = sorted(glob.glob(str(run_dir / '*' / 'vis_data' / 'scalars.json')))
+    assert len(launches) == 2
+    with open(launches[1]) as f:
+        assert json.loads(f.readline())['step'] == at + 1
+    assert f'Advance dataloader {at} steps' in (run_dir / 'train.log').read_text()
+    assert 'load_from = None' in (run_dir / 'config.py').read_text()  # the run's own config
     logged = {}
     for name in ('straight', 'stopped'):
         train, val = read_scalars(str(tmp_path / name / 'ngl_adamw_seed3'))
