@@ -89,7 +89,7 @@ def existing_run(run_dir, record):
         # whose log reaches the last validation and whose last checkpoint is
         # there is finished.
         try:
-            run = run_from_folder(run_dir, dict(held, seconds=None))  # seconds: from its logs
+            run = run_from_folder(run_dir, held)  # unfinished: its seconds from its logs
         except ValueError:
             return None
         for _, path in resume_points(run_dir, record['iters']):  # left when it stopped

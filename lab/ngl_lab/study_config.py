@@ -93,7 +93,8 @@ def _add_hook(cfg, module, hook):
 def write_run_config(config, losses, optimizer, seed, work_dir, cfg_options=None,
                      backbone=None, data_root=None, iters=None, train_miou=False, lr=None,
                      report_split=None):
-    """Write the config of one run into its folder.
+    """Write the config of one run into its folder. Every run saves a resume point
+    after each validation (``ResumePointHook``).
 
     Args:
         config (str): the study's config file.
@@ -107,7 +108,6 @@ def write_run_config(config, losses, optimizer, seed, work_dir, cfg_options=None
         lr (float, optional): replaces the optimizer's learning rate.
         report_split (dict, optional): the report split's dataset fields
             (``HeldOutMIoUHook``).
-    Every run saves a resume point after each validation (``ResumePointHook``).
 
     Returns:
         str: the path of the config written.
