@@ -145,6 +145,15 @@ def checkpoint_load_error(path):
     return None
 
 
+def checkpoint_number(path):
+    """The iteration or epoch in the name mmengine's CheckpointHook gives a
+    checkpoint (``iter_<n>.pth``, ``epoch_<n>.pth``, also at the end of a best
+    checkpoint's name), or None for any other file."""
+    import re
+    match = re.search(r'(?:iter|epoch)_(\d+)\.pth$', osp.basename(path))
+    return int(match.group(1)) if match else None
+
+
 def pick_resume_checkpoint(work_dir, logger=None):
     """The checkpoint ``--resume`` should continue from, or None for mmengine's default.
 
@@ -155,7 +164,6 @@ def pick_resume_checkpoint(work_dir, logger=None):
     ones. Returns None when the recorded checkpoint loads (nothing to change).
     """
     import glob
-    import re
 
     from mmengine.logging import print_log
     record = osp.join(work_dir, 'last_checkpoint')
@@ -167,10 +175,8 @@ def pick_resume_checkpoint(work_dir, logger=None):
     if last_error is None:
         return None
 
-    def number(path):
-        match = re.search(r'(?:iter|epoch)_(\d+)\.pth$', path)
-        return int(match.group(1)) if match else -1
-    candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=number, reverse=True)
+    candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')),
+                        key=lambda path: checkpoint_number(path) or -1, reverse=True)
     broken = [f'{last} ({last_error})']
     for path in candidates:
         if osp.abspath(path) == osp.abspath(last):

@@ -31,17 +31,15 @@ and is no longer the same bit for bit.
 import glob
 import os
 import os.path as osp
-import re
 
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-__all__ = ['RESUME_POINT', 'ResumePointHook', 'resume_points']
+from ngl_mmseg.launch import checkpoint_number
 
-# A resume point's file: mmengine's name for an iteration's checkpoint.
-RESUME_POINT = re.compile(r'^iter_(\d+)\.pth$')
+__all__ = ['ResumePointHook', 'resume_points']
 
 
 def resume_points(work_dir, below):
@@ -49,9 +47,10 @@ def resume_points(work_dir, below):
     (the run's last checkpoint, at its last iteration, is not one), newest first."""
     points = []
     for path in glob.glob(osp.join(work_dir, 'iter_*.pth')):
-        match = RESUME_POINT.match(osp.basename(path))
-        if match and int(match.group(1)) < below:
-            points.append((int(match.group(1)), path))
+        # mmengine's name for an iteration's checkpoint, read as the plugin's --resume reads it
+        n = checkpoint_number(path)
+        if n is not None and osp.basename(path) == f'iter_{n}.pth' and n < below:
+            points.append((n, path))
     return sorted(points, reverse=True)
 
 

@@ -15,9 +15,10 @@ from helpers import SMALL, VOC_CFG, no_training, run_tool, snapshot
 
 from ngl_lab import compare, study, study_rebuild, synthetic
 from ngl_lab.runs import check_fresh_run_dir, read_scalars
+from ngl_lab.study_resume import resume_points
 from ngl_lab.study_settings import StudySettings
 from ngl_lab.synthetic import MANIFEST, make_coco_stuff, make_voc
-from ngl_mmseg.launch import pick_resume_checkpoint
+from ngl_mmseg.launch import checkpoint_number, pick_resume_checkpoint
 
 # --- one run per folder -----------------------------------------------------------------------
 
@@ -144,6 +145,17 @@ def test_resume_continues_from_the_newest_checkpoint_that_loads(tmp_path):
     (tmp_path / 'iter_4.pth').write_bytes(b'')
     with pytest.raises(RuntimeError, match='no checkpoint in .* loads: .*iter_8.pth .*iter_4.pth'):
         pick_resume_checkpoint(str(tmp_path))
+
+
+def test_resume_points_are_the_iterations_checkpoints_below_the_last_newest_first(tmp_path):
+    for name in ('iter_100.pth', 'iter_20.pth', 'iter_300.pth', 'epoch_5.pth',
+                 'best_mIoU_iter_50.pth', 'iter_7.pth.tmp', 'iter_x.pth'):
+        (tmp_path / name).write_bytes(b'')
+    assert checkpoint_number(str(tmp_path / 'best_mIoU_iter_50.pth')) == 50
+    assert checkpoint_number(str(tmp_path / 'epoch_5.pth')) == 5
+    assert checkpoint_number(str(tmp_path / 'iter_x.pth')) is None
+    assert resume_points(str(tmp_path), below=300) == [
+        (100, str(tmp_path / 'iter_100.pth')), (20, str(tmp_path / 'iter_20.pth'))]
 
 
 # --- a synthetic dataset's folder: --overwrite deletes only what it wrote ---------------------
