@@ -47,8 +47,9 @@ def _cells(tuned):
 
 
 def plateau_text(tuned, regime, optimizer, answered=ANSWERED, reference=REFERENCE):
-    """The cell's budget-doubling check in words: the largest move of a variant's mean,
-    and ``answered``'s difference to the reference at twice the budget."""
+    """The cell's budget-doubling check in words: the largest move of a variant's mean
+    (final, then at the validation peak where the study checked it), and ``answered``'s
+    difference to the reference at twice the budget."""
     at = cell_at_plateau(tuned, regime, optimizer)
     if at is None:
         return 'not checked yet'
@@ -56,6 +57,12 @@ def plateau_text(tuned, regime, optimizer, answered=ANSWERED, reference=REFERENC
     variant, delta = max(((r['variant'], r['doubled']['delta']) for r in rows),
                          key=lambda c: abs(c[1]))
     text = f"{'yes' if at else '**no**'}, largest move {delta:+.2f} ({variant})"
+    if all('peak_delta' in r['doubled'] for r in rows):
+        variant, delta = max(((r['variant'], r['doubled']['peak_delta']) for r in rows),
+                             key=lambda c: abs(c[1]))
+        peak_at = cell_at_plateau(tuned, regime, optimizer, 'peak')
+        text += (f"; at the validation peak {'yes' if peak_at else '**no**'}, largest move "
+                 f"{delta:+.2f} ({variant})")
     row = next((r for r in rows if r['variant'] == answered and r.get('vs_ce_doubled')), None)
     if row is not None:
         text += (f"; {answered} - {reference} at {row['doubled']['iters']} "
@@ -90,8 +97,8 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     Columns: the situation; its budget (iterations); the final verdict (paired mean
     difference, 95% interval, seeds ahead of n, win/tie/loss) with "not at plateau" where
     the cell's doubling check failed and "plateau not checked" where it did not run; the
-    same at the validation peak (early stopping); at a quarter of the budget (speed, never
-    the verdict); the doubling check; the best variant's mean.
+    same at the validation peak (early stopping; marked by its own check); at a quarter
+    of the budget (speed, never the verdict); the doubling check; the best variant's mean.
     """
     head = ['situation', 'budget (iterations)',
             f'{answered} vs tuned {reference}, final (report split)',
@@ -101,13 +108,14 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     for regime, optimizer in _cells(tuned):
         row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
                     (regime, optimizer, answered)), None)
-        at = cell_at_plateau(tuned, regime, optimizer)
-        mark = '' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
+        mark, peak_mark = ('' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
+                           for at in (cell_at_plateau(tuned, regime, optimizer, figure)
+                                      for figure in ('final', 'peak')))
         cells = [situation(regime, optimizer), _budget(tuned, regime, optimizer)]
         if row is None:
             cells += [f'{answered} not in this cell', '-', '-']
         else:
-            cells += [_difference(row, 'vs_ce', mark), _difference(row, 'vs_ce_peak', mark),
+            cells += [_difference(row, 'vs_ce', mark), _difference(row, 'vs_ce_peak', peak_mark),
                       _difference(row, 'vs_ce_quarter')]
         cells += [plateau_text(tuned, regime, optimizer, answered, reference),
                   _best(tuned, regime, optimizer)]

@@ -191,18 +191,26 @@ def _report_at_quarter(run):
     return dict(run['report_curve']).get(iters // 4)
 
 
-def _doubling_check(chosen, report, doubled):
-    """How far twice the budget moved the chosen rate's mean (the seeds that ran both)."""
-    twice = {m['seed']: m['report_curve'][-1][1] for m in doubled
-             if m.get('lr') == chosen[0].get('lr') and m.get('report_curve')}
-    seeds = sorted(set(twice) & set(report))
+def _doubling_check(chosen, report, peak, doubled):
+    """How far twice the budget moved the chosen rate's mean (the seeds that ran both):
+    final, and at the validation peak (early stopping, a figure of its own: under label
+    noise the final score can keep falling while the early-stopped one holds)."""
+    reruns = {m['seed']: m for m in doubled
+              if m.get('lr') == chosen[0].get('lr') and m.get('report_curve')}
+    seeds = sorted(set(reruns) & set(report))
     if not seeds:
         return None
+    twice = {s: reruns[s]['report_curve'][-1][1] for s in seeds}
+    twice_peak = {s: _report_at_selection_peak(reruns[s]) for s in seeds}
     base, more = (statistics.fmean(d[s] for s in seeds) for d in (report, twice))
-    iters = sorted({m.get('iters') for m in doubled if m['seed'] in seeds})
+    peak_base, peak_more = (statistics.fmean(d[s] for s in seeds) for d in (peak, twice_peak))
+    iters = sorted({reruns[s].get('iters') for s in seeds})
     return dict(seeds=seeds, iters=iters[0] if len(iters) == 1 else iters, base_mean=base,
                 mean=more, delta=more - base, at_plateau=abs(more - base) < PLATEAU_TOLERANCE,
-                finals={s: twice[s] for s in seeds})
+                finals=twice, peak_base_mean=peak_base, peak_mean=peak_more,
+                peak_delta=peak_more - peak_base,
+                peak_at_plateau=abs(peak_more - peak_base) < PLATEAU_TOLERANCE,
+                peaks=twice_peak)
 
 
 def _cell_key(run):
@@ -233,7 +241,7 @@ def _tuned_row(members, doubled):
         mean=mean, half_width=half, peak_mean=statistics.fmean(peak.values()),
         report_quarter=quarter,
         quarter_mean=None if quarter is None else statistics.fmean(quarter.values()),
-        doubled=_doubling_check(chosen, report, doubled),
+        doubled=_doubling_check(chosen, report, peak, doubled),
         selection_mean=statistics.fmean(m['curve'][-1][1] for m in chosen),
         converged=sum(is_converged(m['curve']) for m in chosen),
         not_converged=[osp.basename(m['work_dir'] or '') for m in chosen
@@ -278,28 +286,37 @@ def tuned_rows(runs, reference=REFERENCE):
     return rows
 
 
-def cell_at_plateau(rows, regime, optimizer):
+def cell_at_plateau(rows, regime, optimizer, figure='final'):
     """True when twice the budget moved no variant of the cell's mean by
     ``PLATEAU_TOLERANCE``, False when it moved one, None when not every variant was
-    checked."""
+    checked. ``figure``: ``'final'`` (the verdict's figure, the cell's check) or
+    ``'peak'`` (the report split at the validation peak; in a study published before
+    the peak was checked, the final check stands for it, as it did then)."""
     checks = [r['doubled'] for r in rows
               if r['regime'] == regime and r['optimizer'] == optimizer]
     if not checks or any(c is None for c in checks):
         return None
-    return all(c['at_plateau'] for c in checks)
+    key = 'peak_at_plateau' if figure == 'peak' and all('peak_at_plateau' in c
+                                                          for c in checks) else 'at_plateau'
+    return all(c[key] for c in checks)
 
 
 def _doubled_text(check):
     if check is None:
         return 'not run'
-    return (f"{check['delta']:+.2f} ({check['base_mean']:.2f} to {check['mean']:.2f}, seeds "
+    text = (f"{check['delta']:+.2f} ({check['base_mean']:.2f} to {check['mean']:.2f}, seeds "
             f"{', '.join(map(str, check['seeds']))}): "
             + ('at plateau' if check['at_plateau'] else 'NOT at plateau'))
+    if 'peak_delta' in check:
+        text += (f"; at val peak {check['peak_delta']:+.2f} ({check['peak_base_mean']:.2f} to "
+                 f"{check['peak_mean']:.2f})")
+    return text
 
 
 def format_tuned_table(rows, reference=REFERENCE):
     """Markdown: the tuned row of each (regime, optimizer, variant); the verdicts of a
-    cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``)."""
+    cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``): the final
+    ones by the check of the final means, those at the validation peak by its own."""
     head = ['regime', 'optimizer', 'variant', 'iterations', 'chosen lr (on val)',
             'report mIoU, final '
             '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
@@ -308,8 +325,9 @@ def format_tuned_table(rows, reference=REFERENCE):
     lines = ['| ' + ' | '.join(head) + ' |',
              '|---|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
-        mark = '' if cell_at_plateau(rows, r['regime'], r['optimizer']) is not False else \
-            f' ({NOT_AT_PLATEAU})'
+        mark, peak_mark = ('' if cell_at_plateau(rows, r['regime'], r['optimizer'], figure)
+                           is not False else f' ({NOT_AT_PLATEAU})'
+                           for figure in ('final', 'peak'))
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
         lines.append('| ' + ' | '.join([
@@ -318,7 +336,7 @@ def format_tuned_table(rows, reference=REFERENCE):
             f"{r['mean']:.2f}{interval}",
             '-' if r['vs_ce'] is None else format_difference(r['vs_ce']) + mark,
             f"{r['peak_mean']:.2f}",
-            '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']) + mark,
+            '-' if r['vs_ce_peak'] is None else format_difference(r['vs_ce_peak']) + peak_mark,
             ', '.join(f'{r["report_final"][s]:.1f}' for s in r['seeds']),
             f"{r['converged']}/{len(r['seeds'])}",
             '-' if r.get('quarter_mean') is None else f"{r['quarter_mean']:.2f}",

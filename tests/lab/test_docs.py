@@ -308,8 +308,10 @@ def study_values(name, steps=()):
                    *row['search_mean'].values()}
         values |= {v for v in (row.get('quarter_mean'),) if v is not None}
         if row.get('doubled'):  # the plateau check: the means it compared and its move
-            values |= {row['doubled']['base_mean'], row['doubled']['mean'],
-                       abs(row['doubled']['delta'])}
+            check = row['doubled']
+            values |= {check['base_mean'], check['mean'], abs(check['delta'])}
+            if 'peak_delta' in check:  # and the same at the validation peak
+                values |= {check['peak_base_mean'], check['peak_mean'], abs(check['peak_delta'])}
     for run in study['runs']:
         values |= {v for step, v in run['curve'] + run.get('train_curve', []) if step in steps}
     for group in means.values():

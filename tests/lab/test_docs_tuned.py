@@ -217,9 +217,11 @@ PLATEAU_MD = osp.join(REPO, 'docs', 'study', 'plateau.md')
 @pytest.mark.parametrize('path', [PAGE, README, PLATEAU_MD], ids=osp.basename)
 def test_a_verdict_not_at_plateau_says_so_wherever_it_is_quoted(path):
     tuned = plateau_study()['tuned']
+    # each verdict by its own figure's check: the final one's, the validation peak's
     unsettled = {format_difference(r[key]) for r in tuned
-                 if cell_at_plateau(tuned, r['regime'], r['optimizer']) is False
-                 for key in ('vs_ce', 'vs_ce_peak') if r.get(key)}
+                 for key, figure in (('vs_ce', 'final'), ('vs_ce_peak', 'peak'))
+                 if r.get(key) and cell_at_plateau(tuned, r['regime'], r['optimizer'],
+                                                   figure) is False}
     with open(path) as f:
         check_plateau_marks(osp.basename(path), f.read(), unsettled)
 

@@ -381,6 +381,43 @@ def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau
     assert 'not at plateau' not in format_tuned_table(tuned_rows(study_runs(0.9)))
 
 
+def test_the_validation_peak_has_its_own_plateau_check_when_the_final_score_falls():
+    """Under label noise a longer run can end lower (it fits more of the wrong labels)
+    while its early-stopped score holds: each verdict is marked by its own figure's check."""
+    from ngl_lab.stats import format_difference
+    from ngl_lab.study_answer import format_short_answer
+    runs = study_runs(ngl_twice_lift=0.0)
+    for rerun in runs:
+        if rerun['phase'] == 'double':  # peaks halfway at the base's final, then falls 3 points
+            top = 90.0 + rerun['seed']
+            steps = [s for s, _ in rerun['curve']]
+            rerun['curve'] = [(s, top - abs(k - 4)) for k, s in enumerate(steps, 1)]
+            rerun['report_curve'] = [(s, top - abs(k - 4) * (0.75 if k > 4 else 1))
+                                   for k, s in enumerate(steps, 1)]
+    rows = tuned_rows(runs)
+    ngl = next(r for r in rows if r['variant'] == 'ngl')
+    assert ngl['doubled']['delta'] == pytest.approx(-3.0)
+    assert ngl['doubled']['peak_delta'] == pytest.approx(0.0)
+    assert cell_at_plateau(rows, 'r', 'adamw') is False
+    assert cell_at_plateau(rows, 'r', 'adamw', 'peak') is True
+    answer = format_short_answer(rows)
+    assert f"| {format_difference(ngl['vs_ce'])} (not at plateau) |" in answer
+    assert f"| {format_difference(ngl['vs_ce_peak'])} |" in answer
+    assert '**no**, largest move -3.00 (ce); at the validation peak yes, largest move ' \
+        '+0.00 (ce)' in answer
+    table = format_tuned_table(rows)
+    assert '-3.00 (90.50 to 87.50, seeds 0, 1): NOT at plateau; at val peak +0.00 ' \
+        '(90.50 to 90.50) |' in table
+    assert f"| {format_difference(ngl['vs_ce_peak'])} |" in table
+    # a study published before the peak was checked: the final check stands for it
+    for row in rows:
+        for key in ('peak_delta', 'peak_at_plateau', 'peak_base_mean', 'peak_mean', 'peaks'):
+            del row['doubled'][key]
+    assert cell_at_plateau(rows, 'r', 'adamw', 'peak') is False
+    assert f"| {format_difference(ngl['vs_ce_peak'])} (not at plateau) |" in \
+        format_short_answer(rows)
+
+
 @pytest.mark.slow
 def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
         tmp_path, monkeypatch):
