@@ -312,8 +312,9 @@ def study_values(name, steps=()):
             values |= {check['base_mean'], check['mean'], abs(check['delta'])}
             if 'peak_delta' in check:  # and the same at the validation peak
                 values |= {check['peak_base_mean'], check['peak_mean'], abs(check['peak_delta'])}
-    for run in study['runs']:
-        values |= {v for step, v in run['curve'] + run.get('train_curve', []) if step in steps}
+    for run in study['runs']:  # every split's curve, at the iterations the block names
+        values |= {v for step, v in run['curve'] + (run.get('train_curve') or []) +
+                   (run.get('report_curve') or []) if step in steps}
     for group in means.values():
         values |= {abs(a - b) for a, b in itertools.combinations(group, 2)}
     return values
