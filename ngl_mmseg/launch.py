@@ -154,6 +154,10 @@ def checkpoint_number(path):
     return int(match.group(1)) if match else None
 
 
+def _rank(number):
+    return -1 if number is None else number  # a file without a number after every checkpoint
+
+
 def pick_resume_checkpoint(work_dir, logger=None):
     """The checkpoint ``--resume`` should continue from, or None for mmengine's default.
 
@@ -176,7 +180,7 @@ def pick_resume_checkpoint(work_dir, logger=None):
         return None
 
     candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')),
-                        key=lambda path: checkpoint_number(path) or -1, reverse=True)
+                        key=lambda path: _rank(checkpoint_number(path)), reverse=True)
     broken = [f'{last} ({last_error})']
     for path in candidates:
         if osp.abspath(path) == osp.abspath(last):

@@ -97,8 +97,9 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     Columns: the situation; its budget (iterations); the final verdict (paired mean
     difference, 95% interval, seeds ahead of n, win/tie/loss) with "not at plateau" where
     the cell's doubling check failed and "plateau not checked" where it did not run; the
-    same at the validation peak (early stopping; marked by its own check); at a quarter
-    of the budget (speed, never the verdict); the doubling check; the best variant's mean.
+    same at the validation peak (early stopping; marked also where the check of the peak
+    scores failed); at a quarter of the budget (speed, never the verdict); the doubling
+    check; the best variant's mean.
     """
     head = ['situation', 'budget (iterations)',
             f'{answered} vs tuned {reference}, final (report split)',
@@ -108,9 +109,11 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     for regime, optimizer in _cells(tuned):
         row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
                     (regime, optimizer, answered)), None)
-        mark, peak_mark = ('' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
-                           for at in (cell_at_plateau(tuned, regime, optimizer, figure)
-                                      for figure in ('final', 'peak')))
+        at, at_peak = (cell_at_plateau(tuned, regime, optimizer, figure)
+                       for figure in ('final', 'peak'))
+        mark = '' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
+        # a verdict at the peak is marked when the cell failed either check
+        peak_mark = mark or (NOT_AT_PLATEAU if at_peak is False else '')
         cells = [situation(regime, optimizer), _budget(tuned, regime, optimizer)]
         if row is None:
             cells += [f'{answered} not in this cell', '-', '-']

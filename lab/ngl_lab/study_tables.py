@@ -315,8 +315,8 @@ def _doubled_text(check):
 
 def format_tuned_table(rows, reference=REFERENCE):
     """Markdown: the tuned row of each (regime, optimizer, variant); the verdicts of a
-    cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``): the final
-    ones by the check of the final means, those at the validation peak by its own."""
+    cell whose budget-doubling check failed say so (``NOT_AT_PLATEAU``), those at the
+    validation peak also where the check of the peak scores failed."""
     head = ['regime', 'optimizer', 'variant', 'iterations', 'chosen lr (on val)',
             'report mIoU, final '
             '(mean [95% CI])', f'vs tuned {reference}: paired mean [95% CI], ahead, verdict',
@@ -325,9 +325,11 @@ def format_tuned_table(rows, reference=REFERENCE):
     lines = ['| ' + ' | '.join(head) + ' |',
              '|---|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
-        mark, peak_mark = ('' if cell_at_plateau(rows, r['regime'], r['optimizer'], figure)
-                           is not False else f' ({NOT_AT_PLATEAU})'
-                           for figure in ('final', 'peak'))
+        final, peak = (cell_at_plateau(rows, r['regime'], r['optimizer'], figure)
+                       for figure in ('final', 'peak'))
+        mark = '' if final is not False else f' ({NOT_AT_PLATEAU})'
+        # a verdict at the peak is marked when the cell failed either check
+        peak_mark = '' if final is not False and peak is not False else f' ({NOT_AT_PLATEAU})'
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
         lines.append('| ' + ' | '.join([

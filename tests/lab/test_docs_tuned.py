@@ -217,11 +217,12 @@ PLATEAU_MD = osp.join(REPO, 'docs', 'study', 'plateau.md')
 @pytest.mark.parametrize('path', [PAGE, README, PLATEAU_MD], ids=osp.basename)
 def test_a_verdict_not_at_plateau_says_so_wherever_it_is_quoted(path):
     tuned = plateau_study()['tuned']
-    # each verdict by its own figure's check: the final one's, the validation peak's
+    # a cell that failed its check: every verdict; one whose peak scores failed theirs: the
+    # verdicts at the peak
     unsettled = {format_difference(r[key]) for r in tuned
-                 for key, figure in (('vs_ce', 'final'), ('vs_ce_peak', 'peak'))
-                 if r.get(key) and cell_at_plateau(tuned, r['regime'], r['optimizer'],
-                                                   figure) is False}
+                 for key, figures in (('vs_ce', ('final',)), ('vs_ce_peak', ('final', 'peak')))
+                 if r.get(key) and any(cell_at_plateau(tuned, r['regime'], r['optimizer'],
+                                                       figure) is False for figure in figures)}
     with open(path) as f:
         check_plateau_marks(osp.basename(path), f.read(), unsettled)
 

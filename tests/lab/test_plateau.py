@@ -381,41 +381,65 @@ def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau
     assert 'not at plateau' not in format_tuned_table(tuned_rows(study_runs(0.9)))
 
 
-def test_the_validation_peak_has_its_own_plateau_check_when_the_final_score_falls():
-    """Under label noise a longer run can end lower (it fits more of the wrong labels)
-    while its early-stopped score holds: each verdict is marked by its own figure's check."""
-    from ngl_lab.stats import format_difference
-    from ngl_lab.study_answer import format_short_answer
+def _reruns_peaking_halfway(peak_drop, final_drop):
+    """The study's runs, its reruns at twice the budget peaking halfway on the selection
+    split: the report split there ``peak_drop`` and at the end ``final_drop`` below the
+    base runs' final (which is also their peak)."""
     runs = study_runs(ngl_twice_lift=0.0)
     for rerun in runs:
-        if rerun['phase'] == 'double':  # peaks halfway at the base's final, then falls 3 points
+        if rerun['phase'] == 'double':
             top = 90.0 + rerun['seed']
             steps = [s for s, _ in rerun['curve']]
             rerun['curve'] = [(s, top - abs(k - 4)) for k, s in enumerate(steps, 1)]
-            rerun['report_curve'] = [(s, top - abs(k - 4) * (0.75 if k > 4 else 1))
-                                   for k, s in enumerate(steps, 1)]
-    rows = tuned_rows(runs)
-    ngl = next(r for r in rows if r['variant'] == 'ngl')
+            rerun['report_curve'] = [
+                (s, top - (peak_drop if k == 4 else final_drop if k == 8 else 10.0))
+                for k, s in enumerate(steps, 1)]
+    return tuned_rows(runs)
+
+
+def _short_answer_spans(rows):
+    """The short answer's final, peak and quarter cells of the ngl row, as one span."""
+    from ngl_lab.study_answer import format_short_answer
+    row = next(line for line in format_short_answer(rows).splitlines() if '(`r`, adamw)' in line)
+    return row.split(' | ')[2:5]
+
+
+def test_the_validation_peak_has_a_plateau_check_of_its_own():
+    """Under label noise a longer run can end lower (it fits more of the wrong labels)
+    while its early-stopped score holds, or the other way round: the move of the peak
+    scores is checked too, and a verdict at the peak is marked where either check failed."""
+    from ngl_lab.stats import format_difference
+    falls = _reruns_peaking_halfway(peak_drop=0.0, final_drop=3.0)
+    ngl = next(r for r in falls if r['variant'] == 'ngl')
     assert ngl['doubled']['delta'] == pytest.approx(-3.0)
     assert ngl['doubled']['peak_delta'] == pytest.approx(0.0)
-    assert cell_at_plateau(rows, 'r', 'adamw') is False
-    assert cell_at_plateau(rows, 'r', 'adamw', 'peak') is True
-    answer = format_short_answer(rows)
-    assert f"| {format_difference(ngl['vs_ce'])} (not at plateau) |" in answer
-    assert f"| {format_difference(ngl['vs_ce_peak'])} |" in answer
+    assert cell_at_plateau(falls, 'r', 'adamw') is False
+    assert cell_at_plateau(falls, 'r', 'adamw', 'peak') is True
+    final, peak, quarter = (format_difference(ngl[k])
+                            for k in ('vs_ce', 'vs_ce_peak', 'vs_ce_quarter'))
+    # the cell failed its check: both verdicts are marked, speed is not a verdict
+    assert _short_answer_spans(falls) == [f'{final} (not at plateau)',
+                                          f'{peak} (not at plateau)', quarter]
+    from ngl_lab.study_answer import format_short_answer
     assert '**no**, largest move -3.00 (ce); at the validation peak yes, largest move ' \
-        '+0.00 (ce)' in answer
-    table = format_tuned_table(rows)
+        '+0.00 (ce)' in format_short_answer(falls)
     assert '-3.00 (90.50 to 87.50, seeds 0, 1): NOT at plateau; at val peak +0.00 ' \
-        '(90.50 to 90.50) |' in table
-    assert f"| {format_difference(ngl['vs_ce_peak'])} |" in table
+        '(90.50 to 90.50) |' in format_tuned_table(falls)
+    # the final scores hold, the peak scores moved: only the verdicts at the peak are marked
+    peak_moved = _reruns_peaking_halfway(peak_drop=3.0, final_drop=0.0)
+    assert cell_at_plateau(peak_moved, 'r', 'adamw') is True
+    assert cell_at_plateau(peak_moved, 'r', 'adamw', 'peak') is False
+    assert _short_answer_spans(peak_moved) == [final, f'{peak} (not at plateau)', quarter]
+    table = [line.split(' | ') for line in format_tuned_table(peak_moved).splitlines()
+             if line.startswith('| r | adamw | ngl |')][0]
+    assert (table[6], table[8]) == (final, f'{peak} (not at plateau)')
+    assert 'at plateau; at val peak -3.00 (90.50 to 87.50)' in table[12]
     # a study published before the peak was checked: the final check stands for it
-    for row in rows:
+    for row in peak_moved:
         for key in ('peak_delta', 'peak_at_plateau', 'peak_base_mean', 'peak_mean', 'peaks'):
             del row['doubled'][key]
-    assert cell_at_plateau(rows, 'r', 'adamw', 'peak') is False
-    assert f"| {format_difference(ngl['vs_ce_peak'])} (not at plateau) |" in \
-        format_short_answer(rows)
+    assert cell_at_plateau(peak_moved, 'r', 'adamw', 'peak') is True
+    assert _short_answer_spans(peak_moved) == [final, peak, quarter]
 
 
 @pytest.mark.slow
