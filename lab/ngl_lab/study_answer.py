@@ -9,7 +9,7 @@ budget-doubling check failed carry "not at plateau", those of a cell not checked
 "plateau not checked"; a cell of the study that has not run yet is listed as such.
 """
 from .stats import format_difference
-from .study_tables import NOT_AT_PLATEAU, REFERENCE, cell_at_plateau
+from .study_tables import NOT_AT_PLATEAU, REFERENCE, cell_at_plateau, verdicts_at_plateau
 
 ANSWERED = 'ngl'  # the variant whose verdict the short answer gives: the recipe
 NOT_CHECKED = 'plateau not checked'
@@ -109,11 +109,8 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
     for regime, optimizer in _cells(tuned):
         row = next((r for r in tuned if (r['regime'], r['optimizer'], r['variant']) ==
                     (regime, optimizer, answered)), None)
-        at, at_peak = (cell_at_plateau(tuned, regime, optimizer, figure)
-                       for figure in ('final', 'peak'))
-        mark = '' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
-        # a verdict at the peak is marked when the cell failed either check
-        peak_mark = mark or (NOT_AT_PLATEAU if at_peak is False else '')
+        mark, peak_mark = ('' if at else NOT_CHECKED if at is None else NOT_AT_PLATEAU
+                           for at in verdicts_at_plateau(tuned, regime, optimizer))
         cells = [situation(regime, optimizer), _budget(tuned, regime, optimizer)]
         if row is None:
             cells += [f'{answered} not in this cell', '-', '-']

@@ -301,6 +301,15 @@ def cell_at_plateau(rows, regime, optimizer, figure='final'):
     return all(c[key] for c in checks)
 
 
+def verdicts_at_plateau(rows, regime, optimizer):
+    """``(final, peak)``: whether the cell's final verdicts and its verdicts at the
+    validation peak stand at plateau: True, False (to be marked ``NOT_AT_PLATEAU``) or
+    None (not checked). A cell that failed its check has every verdict marked; one whose
+    peak scores failed theirs, the verdicts at the peak too."""
+    final = cell_at_plateau(rows, regime, optimizer)
+    return final, (False if final is False else cell_at_plateau(rows, regime, optimizer, 'peak'))
+
+
 def _doubled_text(check):
     if check is None:
         return 'not run'
@@ -325,11 +334,8 @@ def format_tuned_table(rows, reference=REFERENCE):
     lines = ['| ' + ' | '.join(head) + ' |',
              '|---|---|---|---:|---:|---:|---|---:|---|---|---:|---:|---|']
     for r in rows:
-        final, peak = (cell_at_plateau(rows, r['regime'], r['optimizer'], figure)
-                       for figure in ('final', 'peak'))
-        mark = '' if final is not False else f' ({NOT_AT_PLATEAU})'
-        # a verdict at the peak is marked when the cell failed either check
-        peak_mark = '' if final is not False and peak is not False else f' ({NOT_AT_PLATEAU})'
+        mark, peak_mark = ('' if at is not False else f' ({NOT_AT_PLATEAU})'
+                           for at in verdicts_at_plateau(rows, r['regime'], r['optimizer']))
         interval = '' if math.isnan(r['half_width']) else \
             f" [{r['mean'] - r['half_width']:.2f}, {r['mean'] + r['half_width']:.2f}]"
         lines.append('| ' + ' | '.join([
