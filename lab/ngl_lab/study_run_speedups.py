@@ -1,6 +1,6 @@
-"""Two costs a study run pays on a CPU core for nothing it uses; every study run's
+"""Three costs a study run pays on a CPU core for nothing it uses; every study run's
 config imports this module (``study_config.write_run_config``), and importing it
-removes both. Neither changes a trained weight: the same seed gives the same
+removes them. None changes a trained weight: the same seed gives the same
 weights, bit for bit, with and without them (tests/lab/test_plateau.py).
 
 1. **The fill of uninitialized memory.** A study asks for mmengine's deterministic
@@ -19,14 +19,27 @@ weights, bit for bit, with and without them (tests/lab/test_plateau.py).
    two may name different classes: the logged number, never the training, could
    differ). Other top-k or a threshold go to mmseg's function.
 
+3. **Memory handed back to the kernel and asked for again.** glibc's ``malloc``
+   serves large blocks with ``mmap`` and shrinks the heap's top when it is freed,
+   so every step's large tensors (at 171 classes a head's upsampled logits and
+   their gradients: 8x171x64x64 floats, 22 MB each) come back as fresh pages the
+   kernel has to zero on first touch: 11 000 to 22 000 minor page faults a step.
+   Raising ``M_TRIM_THRESHOLD`` (1 GiB) and ``M_MMAP_THRESHOLD`` (32 MiB, glibc's
+   largest) with ``mallopt`` keeps freed memory in the process for the next step.
+   The allocator only: the same arithmetic on the same values. Elsewhere than glibc
+   nothing changes (``MALLOC_TUNED`` says which).
+
 Measured on the budget model as a study run (``tools/profile_run.py --as-study-run``,
-two at once on two cores): a step of 82.8 ms became 73.0 ms (docs/study-cost.md).
+two at once on two cores): the first two took a step of 82.8 ms to 73.0 ms
+(docs/study-cost.md); the third one's figures are in docs/study-cost.md too.
 """
+import ctypes
+
 import torch
 from mmseg.models.decode_heads import decode_head
 from mmseg.models.losses.accuracy import accuracy as mmseg_accuracy
 
-__all__ = ['top1_accuracy']
+__all__ = ['top1_accuracy', 'keep_freed_memory']
 
 
 def top1_accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
@@ -49,3 +62,22 @@ try:  # torch >= 2.1; before it, deterministic mode filled nothing
 except ImportError:
     pass
 decode_head.accuracy = top1_accuracy
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(trim_threshold=1 << 30, mmap_threshold=1 << 25):
+    """Keep freed memory in the process instead of handing it back to the kernel
+    (item 3 above); True where glibc took both settings."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: its allocator is left as it is
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and \
+        bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+
+
+MALLOC_TUNED = keep_freed_memory()
