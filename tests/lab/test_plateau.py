@@ -496,6 +496,18 @@ def test_the_speedups_top1_accuracy_is_mmsegs():
     right = pred.argmax(1)  # a batch predicted right: 100, as mmseg's
     assert torch.equal(top1_accuracy(pred, right, ignore_index=255),
                        accuracy(pred, right, ignore_index=255))
+    # 171 classes, labels out of range without an ignore_index (never right), a gradient
+    pred = torch.randn(2, 171, 16, 16, generator=g, requires_grad=True)
+    target = torch.randint(0, 171, (2, 16, 16), generator=g)
+    target[0, 0], target[1, 1] = 255, -1
+    for kwargs in (dict(ignore_index=255), dict()):
+        assert torch.equal(top1_accuracy(pred, target, **kwargs), accuracy(pred, target, **kwargs))
+    assert top1_accuracy(pred, pred.argmax(1)) == 100
+    # an exact tie for the largest logit: the label is right if it is one of the tied classes
+    tied = pred.detach().clone()
+    tied[:, 3] = tied.amax(1)
+    assert top1_accuracy(tied, torch.full_like(target, 3)) == 100
+    assert top1_accuracy(tied, tied.argmax(1)) == 100
 
 
 @pytest.mark.slow
