@@ -147,7 +147,7 @@ def write_pretrain_config(config, work_dir, iters, data_root, cfg_options=None):
 def _dump(cfg, work_dir):
     """Write ``work_dir/config.py`` for a run that keeps only its last
     checkpoint (the study needs the curve, and pretraining the end) and trains
-    without two CPU costs that change no weight (``study_run_speedups``), and with the
+    without three CPU costs that change no weight (``study_run_speedups``), and with the
     heads' upsampling as matrix products where the config asks for it
     (``study_matmul_resize = True``, ``study_matmul_resize``)."""
     _add_import(cfg, 'ngl_lab.study_run_speedups')

@@ -272,6 +272,20 @@ def test_the_cost_page_figures_are_the_profiles():
         json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
         for name in ('budget-2000-mmseg-resize', 'budget-2000-matmul-resize',
                      'coco-budget-500-mmseg-resize', 'coco-budget-500-matmul-resize')]) == 24
+    # the freed memory kept and the accuracy by amax: three side-by-side pairs
+    pairs = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+             for name in ('coco-budget-500-freed-memory-returned',
+                          'coco-budget-500-freed-memory-kept',
+                          'coco-budget-500-freed-memory-kept-again',
+                          'coco-budget-500-amax-accuracy', 'budget-2000-before-memory-and-amax',
+                          'budget-2000-memory-and-amax')]
+    assert _check_phase_rows(_table_rows(page, '| phase (memory and accuracy)'), pairs) == 36
+    pair_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in pairs]
+    flat = ' '.join(page.split())
+    for before, after in ((0, 1), (2, 3), (4, 5)):
+        assert f'from {pair_ms[before]:.1f} to {pair_ms[after]:.1f} ms' in flat
+    assert f'{pair_ms[1]:.1f} x {pair_ms[3]:.1f} / {pair_ms[2]:.1f} = ' \
+        f'{pair_ms[1] * pair_ms[3] / pair_ms[2]:.1f} ms, against {pair_ms[0]:.1f}' in flat
     step_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in profiles]
     assert all(f'{ms:.1f} ms' in page for ms in step_ms)
     # the speedups' paragraph: the step and the run, before and after
