@@ -16,12 +16,14 @@ weights, bit for bit, with and without them (tests/lab/test_plateau.py).
    of every pixel with ``topk``; on a CPU core that takes 5 ms for a batch of
    8x21x64x64 logits, twice a step with the auxiliary head. A pixel is right at
    top-1 when its label's logit is the largest one, which needs no ranking: the
-   largest logit by ``amax`` (a plain reduction, 2 ms for 8x171x64x64 logits on a
-   core, where ``max`` with its indices takes 20) and the label's by ``gather``.
-   The same accuracy, an exact tie for the largest logit aside (there the label
-   counts as right if it is one of the tied classes, where ``topk`` names one of
-   them): the logged number, never the training, could differ. Other top-k or a
-   threshold go to mmseg's function.
+   largest logit by ``amax`` (a plain reduction) and the label's by ``gather``,
+   3 ms for 8x171x64x64 logits on a core, where ``max`` with its indices takes 20
+   (the first version of this speedup) and ``topk`` more. The same accuracy but
+   at an exact tie for the largest logit (the label counts as right if it is one
+   of the tied classes, where ``topk`` names one of them) and at NaN logits
+   (never right here; ``topk`` ranks NaN first): the logged number, never the
+   training, could differ. Other top-k, a threshold, labels not int64 or
+   mismatched shapes go to mmseg's function (and its checks).
 
 3. **Memory handed back to the kernel and asked for again.** glibc's ``malloc``
    serves large blocks with ``mmap`` and shrinks the heap's top when it is freed,
@@ -31,12 +33,14 @@ weights, bit for bit, with and without them (tests/lab/test_plateau.py).
    Raising ``M_TRIM_THRESHOLD`` (1 GiB) and ``M_MMAP_THRESHOLD`` (32 MiB, glibc's
    largest) with ``mallopt`` keeps freed memory in the process for the next step.
    The allocator only: the same arithmetic on the same values. Elsewhere than glibc
-   nothing changes (``MALLOC_TUNED`` says which).
+   nothing changes (``MALLOC_TUNED`` says which; an allocator preloaded in glibc's
+   place, such as jemalloc, may ignore the settings).
 
 Measured on the budget model as a study run (``tools/profile_run.py --as-study-run``,
-two at once on two cores): the first two took a step of 82.8 ms to 73.0 ms; at 171
-classes the third took it from 145.6 to 108.0 ms, and the accuracy by ``amax`` from
-111.1 to 92.8 (docs/study-cost.md).
+two at once on two cores, docs/study-cost.md): the fill and the accuracy by ``max``
+took a step of 82.8 ms to 73.0 ms; at 171 classes keeping freed memory took it from
+145.6 to 108.0 ms, and then the accuracy by ``amax`` instead of ``max`` from 111.1 to
+92.8 ms (two pairs, each measured side by side).
 """
 import ctypes
 
@@ -52,7 +56,8 @@ def top1_accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
     """mmseg's ``accuracy`` (same arguments, same value and shape), top-1 as "the label's
     logit is the largest one"."""
     if topk != 1 or thresh is not None or pred.ndim != target.ndim + 1 or \
-            pred.size(0) == 0 or pred.shape[2:] != target.shape[1:]:
+            pred.size(0) == 0 or pred.shape[0] != target.shape[0] or \
+            pred.shape[2:] != target.shape[1:] or target.dtype != torch.long:
         return mmseg_accuracy(pred, target, topk, thresh, ignore_index)
     # labels outside the classes (255 when no ignore_index is given) are never right
     in_range = (target >= 0) & (target < pred.size(1))
@@ -62,7 +67,7 @@ def top1_accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
     if ignore_index is not None:
         kept = target != ignore_index
         correct, total = correct[kept], int(kept.sum())
-    eps = torch.finfo(torch.float32).eps  # as mmseg's: 0 labelled pixels give 0, not nan
+    eps = torch.finfo(torch.float32).eps  # as mmseg's: no labelled pixel gives 100, not nan
     return (correct.reshape(-1).float().sum(0, keepdim=True) + eps).mul_(100.0 / (total + eps))
 
 
@@ -83,7 +88,7 @@ def keep_freed_memory(trim_threshold=1 << 30, mmap_threshold=1 << 25):
     (item 3 above); True where glibc took both settings."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc: its allocator is left as it is
+    except (OSError, AttributeError, TypeError):  # not glibc (TypeError: Windows)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and \
