@@ -528,33 +528,47 @@ def test_the_speedups_top1_accuracy_is_mmsegs():
         top1_accuracy(pred, target[:1])
 
 
-@pytest.mark.slow
-def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
-    """Three deterministic steps of the budget model (the loss dict included), in two fresh
-    processes, without and with the study's speedups: the same weights, bit for bit."""
-    script = (
+def _budget_model_steps_script(config, classes, batch, lr, tail, deterministic=False):
+    """The script both speedup tests run in fresh processes, ``on`` or ``off`` as its first
+    argument (``speedups``: the module when on, None when off): the budget model of
+    ``config`` (seeded), ``batch`` random 64x64 images labelled in [0, ``classes``), AdamW
+    at ``lr`` and ``step()`` (one training step, returning its loss dict), then ``tail``."""
+    return (
         'import sys, torch; torch.set_num_threads(1)\n'
         'from mmengine.config import Config; from mmengine.structures import PixelData\n'
         'from mmseg.registry import MODELS; from mmseg.structures import SegDataSample\n'
         'from mmseg.utils import register_all_modules; import ngl_mmseg\n'
-        'if sys.argv[1] == "on": import ngl_lab.study_run_speedups\n'
-        'from mmseg.models.decode_heads import decode_head\n'
-        'register_all_modules(); torch.use_deterministic_algorithms(True)\n'
-        f'cfg = Config.fromfile({BUDGET_VOC!r}); torch.manual_seed(0)\n'
+        'speedups = None\n'
+        'if sys.argv[1] == "on": import ngl_lab.study_run_speedups as speedups\n'
+        'register_all_modules()\n'
+        + ('torch.use_deterministic_algorithms(True)\n' if deterministic else '')
+        + f'cfg = Config.fromfile({config!r}); torch.manual_seed(0)\n'
         'model = MODELS.build(cfg.model).train(); g = torch.Generator().manual_seed(1)\n'
-        'x = torch.randn(2, 3, 64, 64, generator=g); samples = []\n'
-        'for _ in range(2):\n'
+        f'x = torch.randn({batch}, 3, 64, 64, generator=g); samples = []\n'
+        f'for _ in range({batch}):\n'
         '    s = SegDataSample(); s.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))\n'
-        '    s.gt_sem_seg = PixelData(data=torch.randint(0, 21, (1, 64, 64), generator=g))\n'
+        f'    s.gt_sem_seg = PixelData(data=torch.randint(0, {classes}, (1, 64, 64), generator=g))\n'
         '    samples.append(s)\n'
-        'opt = torch.optim.AdamW(model.parameters(), lr=1e-2)\n'
-        'for _ in range(3):\n'
+        f'opt = torch.optim.AdamW(model.parameters(), lr={lr!r})\n'
+        'def step():\n'
         '    opt.zero_grad(); losses = model.loss(x, samples)\n'
         '    sum(v for k, v in losses.items() if "loss" in k).backward(); opt.step()\n'
+        '    return losses\n'
+        + tail)
+
+
+@pytest.mark.slow
+def test_the_speedups_leave_every_trained_weight_as_it_was(tmp_path):
+    """Three deterministic steps of the budget model (the loss dict included), in two fresh
+    processes, without and with the study's speedups: the same weights, bit for bit."""
+    script = _budget_model_steps_script(BUDGET_VOC, classes=21, batch=2, lr=1e-2, tail=(
+        'for _ in range(3): losses = step()\n'
+        'from mmseg.models.decode_heads import decode_head\n'
         'from torch.utils import deterministic as d\n'
         'print(d.fill_uninitialized_memory, float(losses["decode.acc_seg"]),\n'
         '      decode_head.accuracy.__name__)\n'
-        'torch.save([p.detach() for p in model.parameters()], sys.argv[2])\n')
+        'torch.save([p.detach() for p in model.parameters()], sys.argv[2])\n'),
+        deterministic=True)
     import torch
     out = {}
     for mode in ('off', 'on'):
@@ -575,29 +589,13 @@ def test_the_speedups_keep_freed_memory_for_the_next_step(tmp_path):
     speedups glibc hands them back to the kernel, which gives them again as fresh pages
     (thousands of page faults a step); with them they stay in the process."""
     budget_coco = BUDGET_VOC.replace('voc12aug', 'coco-stuff164k')
-    script = (
-        'import sys, resource, torch; torch.set_num_threads(1)\n'
-        'from mmengine.config import Config; from mmengine.structures import PixelData\n'
-        'from mmseg.registry import MODELS; from mmseg.structures import SegDataSample\n'
-        'from mmseg.utils import register_all_modules; import ngl_mmseg\n'
-        'tuned = False\n'
-        'if sys.argv[1] == "on":\n'
-        '    from ngl_lab.study_run_speedups import MALLOC_TUNED as tuned\n'
-        f'register_all_modules(); cfg = Config.fromfile({budget_coco!r})\n'
-        'model = MODELS.build(cfg.model).train(); g = torch.Generator().manual_seed(1)\n'
-        'x = torch.randn(8, 3, 64, 64, generator=g); samples = []\n'
-        'for _ in range(8):\n'
-        '    s = SegDataSample(); s.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))\n'
-        '    s.gt_sem_seg = PixelData(data=torch.randint(0, 171, (1, 64, 64), generator=g))\n'
-        '    samples.append(s)\n'
-        'opt = torch.optim.AdamW(model.parameters(), lr=1e-3)\n'
-        'def step():\n'
-        '    opt.zero_grad(); losses = model.loss(x, samples)\n'
-        '    sum(v for k, v in losses.items() if "loss" in k).backward(); opt.step()\n'
+    script = _budget_model_steps_script(budget_coco, classes=171, batch=8, lr=1e-3, tail=(
+        'import resource\n'
         'for _ in range(4): step()\n'
         'faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n'
         'for _ in range(6): step()\n'
-        'print(tuned, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 6)\n')
+        'print(speedups is not None and speedups.MALLOC_TUNED,\n'
+        '      (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 6)\n'))
     out = {mode: run([sys.executable, '-c', script, mode], cwd=tmp_path).stdout.split()
            for mode in ('off', 'on')}
     import platform
