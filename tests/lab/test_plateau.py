@@ -724,3 +724,93 @@ def test_study_run_configs_import_matmul_resize_only_when_asked(tmp_path):
         study_config.write_run_config(BUDGET_VOC, parse_loss_spec('ce')[1], 'adamw', 0,
                                       str(tmp_path / 'bad'),
                                       cfg_options={'study_matmul_resize': 'yes'})
+
+
+def _sizing_run(name, variant, iters, lr=None, seed=0, regime=None):
+    """The one run of docs/study/<name>.json with this variant and budget (and rate, seed,
+    regime where given)."""
+    runs = [r for r in json.load(open(osp.join(REPO, 'docs', 'study', f'{name}.json')))['runs']
+            if r['variant'] == variant and r['iters'] == iters and r['seed'] == seed
+            and lr in (None, r['lr']) and regime in (None, r['regime'])]
+    assert len(runs) == 1, (name, variant, iters, len(runs))
+    return runs[0]
+
+
+def test_the_sizing_figures_are_the_records():
+    """docs/study-cost.md's two sizing sections (171 classes; 40% uniform noise): every figure
+    in their tables, and those their text derives, from the published runs."""
+    page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
+    flat = ' '.join(page.split())
+    variants = {'CE': 'ce', 'NGL recipe': 'ngl'}
+    # 171 classes: report split at each quarter of one seed's run, by budget
+    final = {}
+    rows = _table_rows(page, '| run | quarter')
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        name, iters = cells[0].split(', ')
+        iters = int(iters.split()[0])
+        run = _sizing_run(f'coco-sizing-{iters}', variants[name], iters, lr=4e-3)
+        curve = [v for _, v in run['report_curve']]
+        assert len(curve) == 8 and [float(c) for c in cells[1:]] == [
+            round(curve[k], 2) for k in (1, 3, 5, 7)], row
+        final[name, iters] = curve[-1]
+    assert len(rows) == 4
+    assert f"CE by {final['CE', 8000] - final['CE', 4000]:+.2f} from 4000 to 8000 and by " \
+        f"{final['CE', 16000] - final['CE', 8000]:+.2f} from 8000 to 16000" in flat
+
+    # uniform-40: seed 0's final report split (4000 and 8000 from the plateau study's cell,
+    # longer from the sizing study), and the training labels as written
+    rates = {'ce': 4e-3, 'ngl': 8e-3}
+
+    def noise_run(variant, iters):
+        if iters <= 8000:
+            return _sizing_run('plateau', variant, iters, lr=rates[variant], regime='uniform-40')
+        return _sizing_run(f'noise-sizing-{iters}', variant, iters, lr=rates[variant])
+
+    header = '| run | 4000 iterations'
+    budgets = [4000 * 2**k for k in range(6)]
+    report, checked = {}, 0
+    for row in _table_rows(page, header):
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        name = cells[0].split(', ')[0]
+        train_labels = cells[0].endswith('training labels')
+        for iters, cell in zip(budgets, cells[1:], strict=True):
+            if cell == '-':
+                continue
+            run = noise_run(variants[name], iters)
+            curve = run['train_curve' if train_labels else 'report_curve']
+            assert float(cell) == round(curve[-1][1], 2), (row, iters)
+            if not train_labels:
+                report[name, iters] = curve[-1][1]
+            checked += 1
+    assert checked == 16
+    ce = [report['CE', n] for n in budgets]
+    ngl = [report['NGL recipe', n] for n in budgets[:4]]
+    assert f'by {ce[4] - ce[3]:+.2f} and {ce[5] - ce[4]:+.2f})' in flat
+    assert f'(CE {ce[3] - ce[0]:+.2f}, NGL {ngl[3] - ngl[0]:+.2f})' in flat
+    leads = [n - c for n, c in zip(ngl, ce)]
+    assert f'(by {min(leads):.1f} to {max(leads):.1f} points)' in flat
+    moves = [abs(b - a) for s in (ce, ngl) for a, b in zip(s, s[1:])]
+    assert f'moves a run by {min(moves):.1f} to {max(moves):.1f} points' in flat
+
+    def slope(scores):  # least squares, per doubling
+        xs = range(len(scores))
+        mx, my = sum(xs) / len(scores), sum(scores) / len(scores)
+        return sum((x - mx) * (y - my) for x, y in zip(xs, scores)) / sum(
+            (x - mx) ** 2 for x in xs)
+
+    assert f"CE's six budgets falls by {-slope(ce):.1f} a doubling, one through NGL's four " \
+        f'by {-slope(ngl):.1f}' in flat
+    # the swings: the largest between two validations of the 16000-iteration run, the
+    # range along the 64000- and 128000-iteration ones
+    scores = [v for _, v in noise_run('ce', 16000)['report_curve']]
+    a, b = max(zip(scores, scores[1:]), key=lambda pair: abs(pair[1] - pair[0]))
+    assert f"({a:.2f} to {b:.2f} between two validations of CE's 16000-iteration run)" in flat
+    for iters, text in ((64000, "Along CE's 64000-iteration run the report-split score "
+                                'moves between {} and {}'),
+                        (128000, 'along its 128000-iteration one between {} and {}')):
+        scores = [v for _, v in noise_run('ce', iters)['report_curve']]
+        assert text.format(f'{min(scores):.2f}', f'{max(scores):.2f}') in flat, iters
+    val = {(v, n): noise_run(v, n)['curve'][-1][1] for v in ('ce', 'ngl') for n in (16000, 32000)}
+    assert f"{val['ngl', 16000]:.2f} against {val['ce', 16000]:.2f}, " \
+        f"{val['ngl', 32000]:.2f} against {val['ce', 32000]:.2f}" in flat
