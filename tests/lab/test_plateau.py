@@ -814,3 +814,10 @@ def test_the_sizing_figures_are_the_records():
     val = {(v, n): noise_run(v, n)['curve'][-1][1] for v in ('ce', 'ngl') for n in (16000, 32000)}
     assert f"{val['ngl', 16000]:.2f} against {val['ce', 16000]:.2f}, " \
         f"{val['ngl', 32000]:.2f} against {val['ce', 32000]:.2f}" in flat
+    # what the sizing runs cost, as their records timed them
+    assert f"({_sizing_run('coco-sizing-16000', 'ce', 16000)['seconds']:.0f} s for the " \
+        '16000-iteration run above' in flat
+    seconds = [noise_run(v, n)['seconds'] for v in ('ce', 'ngl') for n in (16000, 32000)]
+    assert f'{min(seconds):.0f} to {max(seconds):.0f} s a run' in flat
+    assert f"{noise_run('ce', 64000)['seconds']:.0f} and " \
+        f"{noise_run('ce', 128000)['seconds']:.0f} s beside" in flat
