@@ -1,15 +1,18 @@
 """A study's run folders: how each is named, what becomes of one already there
 (a finished run of the same identity is reused, an unfinished one resumed from its
 newest resume point or, without one, moved aside; one holding another run, or a
-file where the folder goes, refused)."""
+file where the folder goes, refused), and the copy of an identical run that another
+study trained."""
 import os
 import os.path as osp
+import shutil
 
 from ngl_mmseg.launch import checkpoint_load_error
 
 from .run_record import (
     ADDED_LATER,
     DOUBLE_PHASE,
+    IDENTITY,
     differing_keys,
     has_record,
     read_record,
@@ -127,4 +130,46 @@ def resume_point(run_dir, record):
         if iteration in validated and iteration != failed and \
                 checkpoint_load_error(path) is None:
             return iteration, path
+    return None
+
+
+def copy_identical_run(run_dir, record, folders):
+    """The finished run of another study that is the run ``record`` describes, copied
+    to ``run_dir``; None if there is none, or if ``run_dir`` is there already (the
+    study's own folder comes first: ``existing_run``).
+
+    Identical means every identity key the same (``differing_keys``): the same
+    config, data, losses, optimizer, rate, seed and iterations, so the same training,
+    whatever role it had in the study that trained it. A study at twice another's
+    budget finds its runs there, trained as that study's plateau check. The copy's
+    record takes this study's ``phase`` and names its source (``copied_from``); its
+    checkpoints stay behind. A record without every identity key (written before one
+    was added) is not copied: nothing could show it is the same run.
+
+    Args:
+        run_dir (str): this study's folder for the run.
+        record (dict): the run's record, as this study plans it.
+        folders (Sequence[str]): other studies' folders (one folder per run inside).
+    """
+    if osp.lexists(run_dir):
+        return None
+    for folder in folders:
+        names = sorted(os.listdir(folder)) if osp.isdir(folder) else []
+        for name in names:
+            source = osp.join(folder, name)
+            if not has_record(source):
+                continue
+            held = read_record(source)
+            if not held.get('finished') or any(k not in held for k in IDENTITY) or \
+                    differing_keys(held, record):
+                continue
+            try:
+                run_from_folder(source, held)  # its log reaches the last validation
+            except ValueError:
+                continue
+            shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns('*.pth'))
+            write_record(run_dir, dict(held, phase=record['phase'], copied_from=source))
+            _print(f'{run_dir}: the same run as {source} (every setting alike): copied, '
+                   'not trained again')
+            return run_from_folder(run_dir)
     return None

@@ -54,7 +54,13 @@ import threading
 from .jobs import JobPool, JobsFailed, job_env
 from .lr_search import search_then_finish
 from .presets import check_variant_losses
-from .run_folders import existing_run, move_aside, record_dir_name, resume_point
+from .run_folders import (
+    copy_identical_run,
+    existing_run,
+    move_aside,
+    record_dir_name,
+    resume_point,
+)
 from .run_record import (
     DOUBLE_PHASE,
     logged_seconds,
@@ -143,7 +149,11 @@ def study(settings):
     for job in first:
         existing_run(job['run_dir'], job['record'])
     os.makedirs(settings.work_dir, exist_ok=True)
-    pool = JobPool(trainer.train, reuse=lambda job: existing_run(job['run_dir'], job['record']),
+    def reuse(job):
+        return (existing_run(job['run_dir'], job['record']) or
+                copy_identical_run(job['run_dir'], job['record'], settings.reuse_from or ()))
+
+    pool = JobPool(trainer.train, reuse=reuse,
                    on_done=trainer.announce, size=settings.jobs, threads=settings.threads,
                    gpus_per_job=settings.gpus_per_run, where=settings.work_dir)
     try:

@@ -3,6 +3,7 @@ or a study spec asks for, checked as a whole before the first run."""
 import dataclasses
 import math
 import os
+import os.path as osp
 import re
 from collections.abc import Sequence
 from typing import Optional
@@ -60,6 +61,10 @@ class StudySettings:
         gpus_per_run (int): GPUs given to each run (``CUDA_VISIBLE_DEVICES``).
         threads_per_run (int, optional): CPU threads per run (default: CPU
             cores / ``jobs``).
+        reuse_from (Sequence[str], optional): other studies' folders: a run
+            there with every identity key of one of this study's runs (the same
+            training, e.g. a shorter study's plateau check for a study at twice
+            its budget) is copied instead of trained (``copy_identical_run``).
         spec (dict, optional): the spec file and study name this study comes
             from, kept in its ``study.json``.
     """
@@ -87,6 +92,7 @@ class StudySettings:
     jobs: int = 1
     gpus_per_run: int = 0
     threads_per_run: Optional[int] = None
+    reuse_from: Optional[Sequence[str]] = None
     spec: Optional[dict] = None
 
     @property
@@ -117,6 +123,7 @@ class StudySettings:
             raise ValueError(f'regime {self.regime!r} is not allowed: up to 64 letters, digits '
                              'and _ . + - (it labels table rows and run records)')
         self._check_search()
+        self._check_reuse_from()
         parsed = parse_loss_specs(self.variants)
         check_count('extend_edges', self.extend_edges, 0)
         return parsed
@@ -136,6 +143,14 @@ class StudySettings:
                                  'must be one row of the results')
         for seed in list(self.seeds) + list(self.search_seeds or ()):
             check_count('seed', seed, 0)
+
+    def _check_reuse_from(self):
+        for folder in self.reuse_from or ():
+            if not isinstance(folder, str) or not folder:
+                raise ValueError(f'reuse_from {folder!r}: give the folders of other studies')
+            if osp.abspath(folder) == osp.abspath(self.work_dir):
+                raise ValueError(f'reuse_from {folder!r} is this study\'s own folder: its '
+                                 'finished runs are reused anyway; name other studies')
 
     def _check_counts(self):
         check_count('gpus', self.gpus, 1)

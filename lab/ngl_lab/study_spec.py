@@ -89,7 +89,8 @@ STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers
               'lrs': NUMBERS, 'search_seeds': INTEGERS, 'seeds': INTEGERS, 'iters': INTEGER,
               'regime': STRING, 'train_miou': BOOLEAN, 'report_split': SPLIT, 'pretrain': OBJECT,
               'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER,
-              'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER}
+              'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER,
+              'reuse_runs_of': STRINGS}
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
               'partial': BOOLEAN}
@@ -128,7 +129,7 @@ def load_spec(path):
         check_entry(f'{path}: dataset {name!r}', entry, DATASET_KEYS)
         check_dataset_values(f'{path}: dataset {name!r}', entry)
     for name, entry in studies.items():
-        _check_study_entry(path, name, entry, datasets)
+        _check_study_entry(path, name, entry, datasets, studies)
     for name, entry in merges.items():
         check_plain_name(name, f'{path}: merge')
         check_entry(f'{path}: merge {name!r}', entry, MERGE_KEYS)
@@ -141,7 +142,7 @@ def load_spec(path):
     return spec
 
 
-def _check_study_entry(path, name, entry, datasets):
+def _check_study_entry(path, name, entry, datasets, studies):
     check_plain_name(name, f'{path}: study')
     where = f'{path}: study {name!r}'
     check_entry(where, entry, STUDY_KEYS)
@@ -150,6 +151,10 @@ def _check_study_entry(path, name, entry, datasets):
     if 'data' in entry and entry['data'] not in datasets:
         raise ValueError(f'{where} names dataset {entry["data"]!r}, which the spec does not '
                          f'define ({sorted(datasets)})')
+    for other in entry.get('reuse_runs_of', ()):
+        if other == name or other not in studies:
+            raise ValueError(f'{where} reuses the runs of {other!r}, which is not another '
+                             f'study of the spec ({sorted(set(studies) - {name})})')
     pretrain = entry.get('pretrain')
     if pretrain is not None:
         check_entry(f'{where} pretrain', pretrain, PRETRAIN_KEYS)
@@ -210,7 +215,9 @@ def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_
         gpus_per_run=gpus_per_run, threads_per_run=threads_per_run,
         extend_edges=entry.get('extend_edges', 2), double_seeds=entry.get('double_seeds'),
         wide_seeds=entry.get('wide_seeds'), wide_half_width=entry.get('wide_half_width', 5.0),
-        report_split=report_split(entry, spec['datasets']), spec=dict(file=path, study=name))
+        report_split=report_split(entry, spec['datasets']),
+        reuse_from=[osp.join(spec['work_dir'], other) for other in entry.get('reuse_runs_of', ())],
+        spec=dict(file=path, study=name))
 
 
 def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):

@@ -230,6 +230,66 @@ def test_a_study_stopped_midway_keeps_its_finished_runs_and_resumes_from_them(
     assert not trained & set(finished) and 'ngl_adamw_lr0.01_seed1' in trained
 
 
+
+@pytest.mark.slow
+def test_a_study_at_twice_the_budget_copies_the_shorter_ones_plateau_check(
+        tmp_path, monkeypatch):
+    """A study that names another in ``reuse_runs_of`` copies that study's finished runs
+    where every identity key is alike (here the shorter study's reruns at twice its
+    budget are the longer one's search runs at those rates) and trains the rest: a run
+    of the same folder name but another budget is not taken."""
+    grid = dict(config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'],
+                lrs=[1e-3, 1e-2], search_seeds=[0, 1], seeds=[0, 1, 2], extend_edges=0,
+                double_seeds=[0, 1], report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
+        'short': dict(grid, iters=8), 'long': dict(grid, iters=16, reuse_runs_of=['short'])})
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    study_spec.run_spec(str(path), only=['short'])
+    short = tmp_path / 'work' / 'short'
+    reruns = ['ce_adamw_lr0.01_seed0_it16', 'ce_adamw_lr0.01_seed1_it16',
+              'ngl_adamw_lr0.001_seed0_it16', 'ngl_adamw_lr0.001_seed1_it16']
+    assert set(reruns) <= {name for name, _ in fake.calls}
+    (short / reruns[0] / 'iter_16.pth').write_bytes(b'checkpoint')
+    long_ = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', long_)
+    study_spec.run_spec(str(path), only=['long'])
+    trained = sorted(name for name, _ in long_.calls)
+    copied = [name.rsplit('_it', 1)[0] for name in reruns]
+    # 8 search runs less the 4 copied, seed 2 at each chosen rate, its own 4 reruns
+    assert len(trained) == 4 + 2 + 4 and not set(copied) & set(trained), trained
+    for name, source in zip(copied, reruns):
+        record = json.loads((tmp_path / 'work' / 'long' / name / 'run.json').read_text())
+        assert (record['phase'], record['iters']) == ('search', 16)
+        assert record['copied_from'] == str(short / source)
+    assert not (tmp_path / 'work' / 'long' / copied[0] / 'iter_16.pth').exists()
+    assert (short / reruns[0] / 'iter_16.pth').exists()  # the source keeps everything
+    tuned = {r['variant']: r for r in json.loads(
+        (tmp_path / 'work' / 'long' / 'study.json').read_text())['tuned']}
+    assert tuned['ce']['seeds'] == tuned['ngl']['seeds'] == [0, 1, 2]
+    # run again: everything is there, nothing trains
+    again = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', again)
+    study_spec.run_spec(str(path), only=['long'])
+    assert again.calls == []
+
+
+def test_reusing_runs_names_other_studies(tmp_path):
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
+        's': dict(config=VOC_CFG, reuse_runs_of=['t'])})
+    path = tmp_path / 'spec.json'
+    for others in (['t'], ['s']):
+        spec['studies']['s']['reuse_runs_of'] = others
+        path.write_text(json.dumps(spec))
+        with pytest.raises(ValueError, match=f"reuses the runs of '{others[0]}', which is not "
+                                             'another study of the spec'):
+            study_spec.load_spec(str(path))
+    with pytest.raises(ValueError, match="is this study's own folder"):
+        StudySettings(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'w'),
+                      reuse_from=[str(tmp_path / 'w')]).check()
+
 def _table_rows(page, header):
     """The body rows of the page's table whose header starts with ``header``."""
     lines = page.splitlines()
