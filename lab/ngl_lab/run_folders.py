@@ -157,19 +157,29 @@ def copy_identical_run(run_dir, record, folders):
         names = sorted(os.listdir(folder)) if osp.isdir(folder) else []
         for name in names:
             source = osp.join(folder, name)
-            if not has_record(source):
-                continue
-            held = read_record(source)
-            if not held.get('finished') or any(k not in held for k in IDENTITY) or \
-                    differing_keys(held, record):
-                continue
             try:
-                run_from_folder(source, held)  # its log reaches the last validation
-            except ValueError:
+                held = read_record(source) if has_record(source) else {}
+                identical = held.get('finished') and all(k in held for k in IDENTITY) and \
+                    not differing_keys(held, record)
+                if identical:
+                    run_from_folder(source, held)  # its log reaches the last validation
+            except ValueError:  # a damaged record or log: not a run to copy
                 continue
-            shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns('*.pth'))
-            write_record(run_dir, dict(held, phase=record['phase'], copied_from=source))
-            _print(f'{run_dir}: the same run as {source} (every setting alike): copied, '
-                   'not trained again')
-            return run_from_folder(run_dir)
+            if identical:
+                _copy_run(source, run_dir, dict(held, phase=record['phase'], copied_from=source))
+                _print(f'{run_dir}: the same run as {source} (every setting alike): copied, '
+                       'not trained again')
+                return run_from_folder(run_dir)
     return None
+
+
+def _copy_run(source, run_dir, record):
+    """Copy the run folder ``source`` to ``run_dir`` with ``record`` as its record, all at
+    once: through a hidden folder beside ``run_dir`` (a copy stopped midway leaves that,
+    which no study reads, and the next copy replaces it), renamed into place once whole.
+    Checkpoints (and mmengine's pointer to the last one) stay behind."""
+    staging = osp.join(osp.dirname(run_dir), f'.{osp.basename(run_dir)}.copying')
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns('*.pth', 'last_checkpoint'))
+    write_record(staging, record)
+    os.rename(staging, run_dir)

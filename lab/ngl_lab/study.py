@@ -149,6 +149,11 @@ def study(settings):
     for job in first:
         existing_run(job['run_dir'], job['record'])
     os.makedirs(settings.work_dir, exist_ok=True)
+    for folder in settings.reuse_from or ():
+        if not osp.isdir(folder):
+            _print(f'{folder} is not there, so none of its runs can be copied: a study not '
+                   'run yet, or, on a fresh machine, one whose records were not copied in')
+
     def reuse(job):
         return (existing_run(job['run_dir'], job['record']) or
                 copy_identical_run(job['run_dir'], job['record'], settings.reuse_from or ()))

@@ -145,6 +145,8 @@ class StudySettings:
             check_count('seed', seed, 0)
 
     def _check_reuse_from(self):
+        if isinstance(self.reuse_from, str):
+            raise ValueError(f'reuse_from {self.reuse_from!r}: give a list of folders')
         for folder in self.reuse_from or ():
             if not isinstance(folder, str) or not folder:
                 raise ValueError(f'reuse_from {folder!r}: give the folders of other studies')

@@ -230,44 +230,56 @@ def test_a_study_stopped_midway_keeps_its_finished_runs_and_resumes_from_them(
     assert not trained & set(finished) and 'ngl_adamw_lr0.01_seed1' in trained
 
 
-
 @pytest.mark.slow
 def test_a_study_at_twice_the_budget_copies_the_shorter_ones_plateau_check(
         tmp_path, monkeypatch):
     """A study that names another in ``reuse_runs_of`` copies that study's finished runs
     where every identity key is alike (here the shorter study's reruns at twice its
-    budget are the longer one's search runs at those rates) and trains the rest: a run
-    of the same folder name but another budget is not taken."""
+    budget are the longer one's runs at those rates: a search run on seed 0, a final one
+    on seed 1) and trains the rest: not a run of the same folder name but another budget,
+    an unfinished one, or one whose record is damaged."""
     grid = dict(config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'],
-                lrs=[1e-3, 1e-2], search_seeds=[0, 1], seeds=[0, 1, 2], extend_edges=0,
-                double_seeds=[0, 1], report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
+                lrs=[1e-3, 1e-2], seeds=[0, 1, 2], extend_edges=0, double_seeds=[0, 1],
+                report_split={'ann_file': 'ImageSets/Segmentation/test.txt'})
     spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
-        'short': dict(grid, iters=8), 'long': dict(grid, iters=16, reuse_runs_of=['short'])})
+        'short': dict(grid, iters=8, search_seeds=[0, 1]),
+        'long': dict(grid, iters=16, search_seeds=[0], reuse_runs_of=['short'])})
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
     fake = FakeTraining()
     monkeypatch.setattr(study, 'train_run', fake)
     study_spec.run_spec(str(path), only=['short'])
-    short = tmp_path / 'work' / 'short'
+    short, long_dir = tmp_path / 'work' / 'short', tmp_path / 'work' / 'long'
     reruns = ['ce_adamw_lr0.01_seed0_it16', 'ce_adamw_lr0.01_seed1_it16',
               'ngl_adamw_lr0.001_seed0_it16', 'ngl_adamw_lr0.001_seed1_it16']
     assert set(reruns) <= {name for name, _ in fake.calls}
     (short / reruns[0] / 'iter_16.pth').write_bytes(b'checkpoint')
+    (short / reruns[0] / 'last_checkpoint').write_text(str(short / reruns[0] / 'iter_16.pth'))
+    unfinished = short / reruns[3] / 'run.json'  # as if it had stopped midway
+    unfinished.write_text(json.dumps(dict(json.loads(unfinished.read_text()), finished=False)))
+    shutil.copytree(short / reruns[2], short / 'damaged')
+    (short / 'damaged' / 'run.json').write_text('{not json')
+    long_dir.mkdir()
+    (long_dir / '.ce_adamw_lr0.01_seed0.copying').mkdir()  # a copy that stopped midway
     long_ = FakeTraining()
     monkeypatch.setattr(study, 'train_run', long_)
     study_spec.run_spec(str(path), only=['long'])
     trained = sorted(name for name, _ in long_.calls)
-    copied = [name.rsplit('_it', 1)[0] for name in reruns]
-    # 8 search runs less the 4 copied, seed 2 at each chosen rate, its own 4 reruns
-    assert len(trained) == 4 + 2 + 4 and not set(copied) & set(trained), trained
-    for name, source in zip(copied, reruns):
-        record = json.loads((tmp_path / 'work' / 'long' / name / 'run.json').read_text())
-        assert (record['phase'], record['iters']) == ('search', 16)
+    copied = {'ce_adamw_lr0.01_seed0': ('search', reruns[0]),
+              'ngl_adamw_lr0.001_seed0': ('search', reruns[2]),
+              'ce_adamw_lr0.01_seed1': ('final', reruns[1])}
+    # 4 search runs less 2 copied, seeds 1 and 2 at each chosen rate less 1, 4 reruns
+    assert len(trained) == 2 + 3 + 4 and not set(copied) & set(trained), trained
+    assert 'ngl_adamw_lr0.001_seed1' in trained  # its source never finished
+    for name, (phase, source) in copied.items():
+        record = json.loads((long_dir / name / 'run.json').read_text())
+        assert (record['phase'], record['iters']) == (phase, 16)
         assert record['copied_from'] == str(short / source)
-    assert not (tmp_path / 'work' / 'long' / copied[0] / 'iter_16.pth').exists()
+    assert not {'iter_16.pth', 'last_checkpoint'} & set(
+        p.name for p in (long_dir / 'ce_adamw_lr0.01_seed0').iterdir())
     assert (short / reruns[0] / 'iter_16.pth').exists()  # the source keeps everything
-    tuned = {r['variant']: r for r in json.loads(
-        (tmp_path / 'work' / 'long' / 'study.json').read_text())['tuned']}
+    assert [p.name for p in long_dir.glob('.*')] == []  # the stale copy replaced, renamed
+    tuned = {r['variant']: r for r in json.loads((long_dir / 'study.json').read_text())['tuned']}
     assert tuned['ce']['seeds'] == tuned['ngl']['seeds'] == [0, 1, 2]
     # run again: everything is there, nothing trains
     again = FakeTraining()
@@ -289,6 +301,9 @@ def test_reusing_runs_names_other_studies(tmp_path):
     with pytest.raises(ValueError, match="is this study's own folder"):
         StudySettings(VOC_CFG, ['ce'], work_dir=str(tmp_path / 'w'),
                       reuse_from=[str(tmp_path / 'w')]).check()
+    with pytest.raises(ValueError, match='give a list of folders'):
+        StudySettings(VOC_CFG, ['ce'], reuse_from=str(tmp_path / 'v')).check()
+
 
 def _table_rows(page, header):
     """The body rows of the page's table whose header starts with ``header``."""
@@ -607,7 +622,8 @@ def _budget_model_steps_script(config, classes, batch, lr, tail, deterministic=F
         f'x = torch.randn({batch}, 3, 64, 64, generator=g); samples = []\n'
         f'for _ in range({batch}):\n'
         '    s = SegDataSample(); s.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))\n'
-        f'    s.gt_sem_seg = PixelData(data=torch.randint(0, {classes}, (1, 64, 64), generator=g))\n'
+        f'    labels = torch.randint(0, {classes}, (1, 64, 64), generator=g)\n'
+        '    s.gt_sem_seg = PixelData(data=labels)\n'
         '    samples.append(s)\n'
         f'opt = torch.optim.AdamW(model.parameters(), lr={lr!r})\n'
         'def step():\n'
@@ -789,7 +805,9 @@ def test_study_run_configs_import_matmul_resize_only_when_asked(tmp_path):
 def _sizing_run(name, variant, iters, lr=None, seed=0, regime=None):
     """The one run of docs/study/<name>.json with this variant and budget (and rate, seed,
     regime where given)."""
-    runs = [r for r in json.load(open(osp.join(REPO, 'docs', 'study', f'{name}.json')))['runs']
+    with open(osp.join(REPO, 'docs', 'study', f'{name}.json')) as f:
+        published = json.load(f)
+    runs = [r for r in published['runs']
             if r['variant'] == variant and r['iters'] == iters and r['seed'] == seed
             and lr in (None, r['lr']) and regime in (None, r['regime'])]
     assert len(runs) == 1, (name, variant, iters, len(runs))
@@ -834,7 +852,8 @@ def test_the_sizing_figures_are_the_records():
         cells = [c.strip() for c in row.strip('|').split('|')]
         name = cells[0].split(', ')[0]
         train_labels = cells[0].endswith('training labels')
-        for iters, cell in zip(budgets, cells[1:], strict=True):
+        assert len(cells) == len(budgets) + 1, row
+        for iters, cell in zip(budgets, cells[1:]):
             if cell == '-':
                 continue
             run = noise_run(variants[name], iters)
