@@ -154,22 +154,29 @@ def copy_identical_run(run_dir, record, folders):
     if osp.lexists(run_dir):
         return None
     for folder in folders:
-        names = sorted(os.listdir(folder)) if osp.isdir(folder) else []
-        for name in names:
+        for name in sorted(os.listdir(folder)) if osp.isdir(folder) else ():
             source = osp.join(folder, name)
-            try:
-                held = read_record(source) if has_record(source) else {}
-                identical = held.get('finished') and all(k in held for k in IDENTITY) and \
-                    not differing_keys(held, record)
-                if identical:
-                    run_from_folder(source, held)  # its log reaches the last validation
-            except ValueError:  # a damaged record or log: not a run to copy
-                continue
-            if identical:
+            held = _finished_record_alike(source, record)
+            if held is not None:
                 _copy_run(source, run_dir, dict(held, phase=record['phase'], copied_from=source))
                 _print(f'{run_dir}: the same run as {source} (every setting alike): copied, '
                        'not trained again')
                 return run_from_folder(run_dir)
+    return None
+
+
+def _finished_record_alike(source, record):
+    """The record of the folder ``source`` if it holds a finished run with every identity
+    key of ``record``, its log reaching the last validation; else None (no record, or a
+    damaged record or log, included)."""
+    try:
+        held = read_record(source) if has_record(source) else {}
+        if held.get('finished') and all(k in held for k in IDENTITY) and \
+                not differing_keys(held, record):
+            run_from_folder(source, held)  # a ValueError if its log stops early
+            return held
+    except ValueError:
+        pass
     return None
 
 

@@ -1,6 +1,7 @@
 """The plateau study's parts: the budget configs' validations, the tuned rows' speed column
 (report split at a quarter of the budget) and plateau check (the chosen rate rerun at twice
 the budget), and the run profiler."""
+import functools
 import json
 import os.path as osp
 import shutil
@@ -313,6 +314,11 @@ def _table_rows(page, header):
     return lines[start:end]
 
 
+def _table_cells(row):
+    """The cells of one Markdown table row, stripped."""
+    return [c.strip() for c in row.strip('|').split('|')]
+
+
 def _check_phase_rows(rows, profiles):
     """Each phase row's seconds (one column per profile) as the profile recorded them, and
     every ``ms an iteration`` as its seconds over the iterations; the cells checked."""
@@ -321,7 +327,7 @@ def _check_phase_rows(rows, profiles):
               'after validation': 'after_val_hooks', 'checkpoints': 'checkpoints'}
     checked = 0
     for row in rows:
-        cells = [c.strip() for c in row.strip('|').split('|')]
+        cells = _table_cells(row)
         key = next((k for label, k in labels.items() if cells[0].startswith(label)), None)
         assert len(cells) == len(profiles) + 1 and (key or cells[0].startswith('**total')), row
         for cell, profile in zip(cells[1:], profiles):
@@ -802,12 +808,17 @@ def test_study_run_configs_import_matmul_resize_only_when_asked(tmp_path):
                                       cfg_options={'study_matmul_resize': 'yes'})
 
 
+@functools.cache
+def _published_runs(name):
+    """The runs of docs/study/<name>.json, read once (the callers only read them)."""
+    with open(osp.join(REPO, 'docs', 'study', f'{name}.json')) as f:
+        return tuple(json.load(f)['runs'])
+
+
 def _sizing_run(name, variant, iters, lr=None, seed=0, regime=None):
     """The one run of docs/study/<name>.json with this variant and budget (and rate, seed,
     regime where given)."""
-    with open(osp.join(REPO, 'docs', 'study', f'{name}.json')) as f:
-        published = json.load(f)
-    runs = [r for r in published['runs']
+    runs = [r for r in _published_runs(name)
             if r['variant'] == variant and r['iters'] == iters and r['seed'] == seed
             and lr in (None, r['lr']) and regime in (None, r['regime'])]
     assert len(runs) == 1, (name, variant, iters, len(runs))
@@ -824,7 +835,7 @@ def test_the_sizing_figures_are_the_records():
     final = {}
     rows = _table_rows(page, '| run | quarter')
     for row in rows:
-        cells = [c.strip() for c in row.strip('|').split('|')]
+        cells = _table_cells(row)
         name, iters = cells[0].split(', ')
         iters = int(iters.split()[0])
         run = _sizing_run(f'coco-sizing-{iters}', variants[name], iters, lr=4e-3)
@@ -849,7 +860,7 @@ def test_the_sizing_figures_are_the_records():
     budgets = [4000 * 2**k for k in range(6)]
     report, checked = {}, 0
     for row in _table_rows(page, header):
-        cells = [c.strip() for c in row.strip('|').split('|')]
+        cells = _table_cells(row)
         name = cells[0].split(', ')[0]
         train_labels = cells[0].endswith('training labels')
         assert len(cells) == len(budgets) + 1, row
