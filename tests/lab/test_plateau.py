@@ -367,6 +367,12 @@ def test_the_cost_page_figures_are_the_profiles():
         assert f'from {pair_ms[before]:.1f} to {pair_ms[after]:.1f} ms' in flat
     assert f'{pair_ms[1]:.1f} x {pair_ms[3]:.1f} / {pair_ms[2]:.1f} = ' \
         f'{pair_ms[1] * pair_ms[3] / pair_ms[2]:.1f} ms, against {pair_ms[0]:.1f}' in flat
+    # a 4000-iteration run from the 2000-iteration profile with every speedup: start-up once
+    fast, quick = pairs[5], profiles[0]
+    start, total = fast['seconds']['startup'], fast['total']
+    run_4000 = start + 2 * (total - start)
+    assert f"{start:.1f} + 2 x ({total:.1f} - {start:.1f}) = {run_4000:.1f} s" in flat
+    assert f"{run_4000 / quick['total']:.1f}x the quickstart's {quick['total']:.1f} s" in flat
     step_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in profiles]
     assert all(f'{ms:.1f} ms' in page for ms in step_ms)
     # the speedups' paragraph: the step and the run, before and after
