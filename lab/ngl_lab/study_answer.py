@@ -6,7 +6,7 @@ It is built from the tuned rows alone (``study_tables.tuned_rows``, or the same
 rows read back from a published study.json), so a page that quotes it can be
 checked against the JSON by regenerating it. The verdicts of a cell whose
 budget-doubling check failed carry "not at plateau", those of a cell not checked
-"plateau not checked"; a cell of the study that has not run yet is listed as such.
+"plateau not checked"; a cell of the study that has not finished yet is listed as such.
 """
 from .stats import format_difference
 from .study_tables import NOT_AT_PLATEAU, REFERENCE, cell_at_plateau, verdicts_at_plateau
@@ -47,26 +47,28 @@ def _cells(tuned):
 
 
 def plateau_text(tuned, regime, optimizer, answered=ANSWERED, reference=REFERENCE):
-    """The cell's budget-doubling check in words: the largest move of a variant's mean
-    (final, then at the validation peak where the study checked it), and ``answered``'s
-    difference to the reference at twice the budget."""
+    """The cell's budget-doubling check in a few words: yes or no with the largest move
+    of a variant's final mean, the same for the peak scores where the study checked
+    them, and, where the cell failed, ``answered``'s difference to the reference at
+    twice the budget (whether the verdict keeps its sign there)."""
     at = cell_at_plateau(tuned, regime, optimizer)
     if at is None:
         return 'not checked yet'
     rows = [r for r in tuned if (r['regime'], r['optimizer']) == (regime, optimizer)]
-    variant, delta = max(((r['variant'], r['doubled']['delta']) for r in rows),
-                         key=lambda c: abs(c[1]))
-    text = f"{'yes' if at else '**no**'}, largest move {delta:+.2f} ({variant})"
-    if all('peak_delta' in r['doubled'] for r in rows):
-        variant, delta = max(((r['variant'], r['doubled']['peak_delta']) for r in rows),
+
+    def largest(key):
+        variant, delta = max(((r['variant'], r['doubled'][key]) for r in rows),
                              key=lambda c: abs(c[1]))
+        return f'{delta:+.2f}, {variant}'
+
+    text = f"{'yes' if at else '**no**'} (largest move {largest('delta')})"
+    if all('peak_delta' in r['doubled'] for r in rows):
         peak_at = cell_at_plateau(tuned, regime, optimizer, 'peak')
-        text += (f"; at the validation peak {'yes' if peak_at else '**no**'}, largest move "
-                 f"{delta:+.2f} ({variant})")
+        text += f"; peak {'yes' if peak_at else '**no**'} ({largest('peak_delta')})"
     row = next((r for r in rows if r['variant'] == answered and r.get('vs_ce_doubled')), None)
-    if row is not None:
-        text += (f"; {answered} - {reference} at {row['doubled']['iters']} "
-                 f"iterations: {format_difference(row['vs_ce_doubled'])}")
+    if row is not None and not at:
+        text += (f"; {answered} - {reference} at {row['doubled']['iters']}: "
+                 f"{format_difference(row['vs_ce_doubled'])}")
     return text
 
 
@@ -92,7 +94,7 @@ def _best(tuned, regime, optimizer):
 def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENCE):
     """Markdown: one row per cell of ``tuned`` (``answered`` against ``reference``, both
     at their own chosen rate, report split) and one per ``pending`` (regime, optimizer)
-    cell that has not run yet.
+    cell that has not finished yet.
 
     Columns: the situation; its budget (iterations); the final verdict (paired mean
     difference, 95% interval, seeds ahead of n, win/tie/loss) with "not at plateau" where
@@ -121,5 +123,5 @@ def format_short_answer(tuned, pending=(), answered=ANSWERED, reference=REFERENC
                   _best(tuned, regime, optimizer)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     for regime, optimizer in pending:
-        lines.append(f'| {situation(regime, optimizer)} | - | not run yet | - | - | - | - |')
+        lines.append(f'| {situation(regime, optimizer)} | - | not finished yet | - | - | - | - |')
     return '\n'.join(lines)

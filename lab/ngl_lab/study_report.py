@@ -67,7 +67,7 @@ def plot(rows, runs, path, title=''):
 def write_report(work_dir, config, title, runs, spec=None, pending=()):
     """study.md, study.json and study.png of ``runs`` in ``work_dir``; returns the rows.
     A tuned study's report opens with its short answer (``study_answer``), where
-    ``pending`` (regime, optimizer) cells are listed as not run yet. Everything is
+    ``pending`` (regime, optimizer) cells are listed as not finished yet. Everything is
     computed before the first file is written."""
     if not runs:
         raise ValueError(f'no runs to report in {work_dir}')

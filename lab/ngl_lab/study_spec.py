@@ -33,7 +33,7 @@ records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
 from where a fresh machine resumes (copy them into ``work_dir``). A merge is
 written once all its studies have finished; with ``"partial": true`` (a study
 that takes several sessions), as soon as one has, its report listing the cells
-of the others as not run yet.
+of the others as not finished yet.
 
 Nothing is made before everything is checked (``check_spec``): every entry's
 keys and JSON types, study and merge names (plain names: folders of

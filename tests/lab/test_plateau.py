@@ -463,13 +463,14 @@ def test_the_short_answer_gives_each_cell_its_verdict_and_marks_a_failed_plateau
     assert f"| {format_difference(ngl['vs_ce'])} (not at plateau) |" in row
     assert f"| {format_difference(ngl['vs_ce_peak'])} (not at plateau) |" in row
     assert f"| {format_difference(ngl['vs_ce_quarter'])} |" in row
-    assert '**no**, largest move +3.00 (ngl)' in row
-    # the verdict at twice the budget, on the seeds both reran
-    assert '; ngl - ce at 1600 iterations: +2.60 [+2.60, +2.60], ahead 2/2, win |' in row
+    assert '**no** (largest move +3.00, ngl)' in row
+    # where the cell failed: the verdict at twice the budget, on the seeds both reran
+    assert '; ngl - ce at 1600: +2.60 [+2.60, +2.60], ahead 2/2, win |' in row
     assert ('| 171 classes, 40% of objects relabelled to a random class, AdamW from scratch '
-            '(`171-uniform-40`, adamw) | - | not run yet |') in table
+            '(`171-uniform-40`, adamw) | - | not finished yet |') in table
     held = format_short_answer(tuned_rows(study_runs(ngl_twice_lift=0.9)))
-    assert 'not at plateau' not in held and 'yes, largest move +0.90 (ngl)' in held
+    assert 'not at plateau' not in held and 'yes (largest move +0.90, ngl)' in held
+    assert 'ngl - ce at 1600' not in held  # a cell at its plateau: its verdict stands
     unchecked = format_short_answer(tuned_rows(
         [r for r in study_runs(0.9) if not (r['phase'] == 'double' and r['variant'] == 'ngl')]))
     assert 'not checked yet' in unchecked and 'not at plateau' not in unchecked
@@ -522,8 +523,7 @@ def test_the_validation_peak_has_a_plateau_check_of_its_own():
     assert _short_answer_spans(falls) == [f'{final} (not at plateau)',
                                           f'{peak} (not at plateau)', quarter]
     from ngl_lab.study_answer import format_short_answer
-    assert '**no**, largest move -3.00 (ce); at the validation peak yes, largest move ' \
-        '+0.00 (ce)' in format_short_answer(falls)
+    assert '**no** (largest move -3.00, ce); peak yes (+0.00, ce)' in format_short_answer(falls)
     assert '-3.00 (90.50 to 87.50, seeds 0, 1): NOT at plateau; at val peak +0.00 ' \
         '(90.50 to 90.50) |' in format_tuned_table(falls)
     # the final scores hold, the peak scores moved: only the verdicts at the peak are marked
@@ -547,7 +547,7 @@ def test_the_validation_peak_has_a_plateau_check_of_its_own():
 def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
         tmp_path, monkeypatch):
     """A merge marked partial is published as soon as one of its studies has finished, its
-    short answer listing the cells of the others as not run yet; an ordinary merge waits."""
+    short answer listing the cells of the others as not finished yet; an ordinary merge waits."""
     publish = tmp_path / 'pub' / 'plateau'
     one = dict(config=VOC_CFG, variants=['ce', 'ngl'], optimizers=['adamw'], lrs=[1e-3, 1e-2],
                search_seeds=[0, 1], seeds=[0, 1, 2], iters=8, extend_edges=0,
@@ -565,12 +565,12 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     assert published['pending'] == [['uniform-40', 'sgd']]
     assert {r['regime'] for r in published['tuned']} == {'clean'}
     md = (tmp_path / 'pub' / 'plateau.md').read_text()
-    assert '(`uniform-40`, sgd) | - | not run yet |' in md and '(`clean`, adamw) | ' in md
+    assert '(`uniform-40`, sgd) | - | not finished yet |' in md and '(`clean`, adamw) | ' in md
     assert not (tmp_path / 'work' / 'whole').exists()
     assert sorted(p.name for p in (tmp_path / 'records').iterdir()) == ['a']
     study_spec.run_spec(str(path))  # every study: the whole merge replaces the partial one
     published = json.loads((tmp_path / 'pub' / 'plateau.json').read_text())
-    assert 'pending' not in published and 'not run yet' not in \
+    assert 'pending' not in published and 'not finished yet' not in \
         (tmp_path / 'pub' / 'plateau.md').read_text()
     assert {r['regime'] for r in published['tuned']} == {'clean', 'uniform-40'}
     assert (tmp_path / 'work' / 'whole' / 'study.json').is_file()
