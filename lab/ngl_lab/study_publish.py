@@ -1,7 +1,9 @@
 """What a study spec's merge keeps outside its work dir: the published report
 (``publish``: ``<publish>.md/.json/.png``) and its studies' run records
 (``export_records``: each run's ``run.json`` and logged scalars, no
-checkpoints), from which a fresh machine resumes.
+checkpoints), from which a fresh machine resumes; and what a spec keeps of its
+unfinished runs (``export_resume_points``: each one's newest resume point), from
+which a fresh machine continues them.
 
 Neither replaces or deletes a file it did not write. ``publish`` replaces only
 a report it published before (``published_report``: a study record in the
@@ -10,15 +12,18 @@ export removes only record folders it wrote (``exported_files``: a run
 record whose run the folder is named after, and the scalars mmengine logged)
 and leaves anything else there, with a line naming it.
 """
+import glob
 import json
 import os
 import os.path as osp
 import shutil
 
-from .run_folders import record_dir_name
+from .run_folders import record_dir_name, resume_point
 from .run_record import RUN_RECORD, read_record
 from .runs import scalar_logs
+from .study_rebuild import run_folders
 from .study_report import load_study
+from .study_resume import resume_points
 from .tool_args import check_folder, printer
 
 REPORT_EXTENSIONS = ('md', 'json', 'png')
@@ -73,10 +78,12 @@ def publish(study_dir, target):
         shutil.copyfile(osp.join(study_dir, f'study.{ext}'), f'{target}.{ext}')
 
 
-def exported_files(folder):
+def exported_files(folder, resume=False):
     """The files of ``folder`` that ``export_records`` wrote, or None if it did not
     write the folder's ``run.json``: a run record whose run (variant, optimizer,
-    lr, seed) names the folder, and mmengine's scalars (``*/vis_data/scalars.json``)."""
+    lr, seed) names the folder, and mmengine's scalars (``*/vis_data/scalars.json``);
+    with ``resume``, those ``export_resume_points`` wrote: also each launch's log
+    (``*/*.log``) and resume points (``iter_<n>.pth``)."""
     try:
         record = read_record(folder)
         name = record_dir_name(record)
@@ -84,7 +91,11 @@ def exported_files(folder):
         return None
     if name != osp.basename(osp.normpath(folder)):
         return None
-    return {RUN_RECORD} | {osp.relpath(path, folder) for path in scalar_logs(folder)}
+    paths = scalar_logs(folder)
+    if resume:
+        paths += glob.glob(osp.join(folder, '*', '*.log')) + \
+            glob.glob(osp.join(folder, 'iter_*.pth'))
+    return {RUN_RECORD} | {osp.relpath(path, folder) for path in paths}
 
 
 def _files_under(folder):
@@ -170,3 +181,95 @@ def export_records(work_dir, out_dir, runs=None):
             os.makedirs(osp.dirname(target), exist_ok=True)
             shutil.copyfile(path, target)
     return len(names)
+
+
+def _copy_whole_lines(src, dst):
+    """Copy a log that may be being appended to, up to its last whole line (a half
+    written line would make the copy unreadable: ``runs.DamagedLogError``)."""
+    with open(src, 'rb') as f:
+        data = f.read()
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    with open(dst, 'wb') as f:
+        f.write(data[:data.rfind(b'\n') + 1])
+
+
+def _stage_resume_point(run_dir, held, staging):
+    """Copy the unfinished run in ``run_dir`` (record ``held``) to ``staging``: its
+    record, its launches' scalars and logs (each up to its last whole line: the run
+    may be training) and its resume points; keep the newest the copy can continue
+    from (``resume_point``) and return its iteration, or None (the copy removed)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    for path in scalar_logs(run_dir) + glob.glob(osp.join(run_dir, '*', '*.log')):
+        _copy_whole_lines(path, osp.join(staging, osp.relpath(path, run_dir)))
+    for _, path in resume_points(run_dir, held['iters']):
+        try:
+            shutil.copyfile(path, osp.join(staging, osp.basename(path)))
+        except FileNotFoundError:  # the run replaced it by a newer one meanwhile
+            continue
+    shutil.copyfile(osp.join(run_dir, RUN_RECORD), osp.join(staging, RUN_RECORD))
+    point = resume_point(staging, held)
+    if point is None:
+        shutil.rmtree(staging)
+        return None
+    for _, path in resume_points(staging, held['iters']):
+        if path != point[1]:
+            os.remove(path)
+    return point[0]
+
+
+def _exported_point(folder):
+    """The iteration of the resume point an earlier export left in ``folder`` (-1: none)."""
+    ours = exported_files(folder, True) if osp.isdir(folder) else None
+    return max([int(name[5:-4]) for name in ours or () if name.startswith('iter_')], default=-1)
+
+
+def export_resume_points(work_dir, out_dir):
+    """Copy each unfinished run of the study in ``work_dir`` that can continue
+    (``run_folders.resume_point``) to ``out_dir/<run>/``: its record, its newest
+    resume point, and each launch's logged scalars and log (what the resumed run
+    reads back: its curve, and its seconds as the sum of its launches), enough for
+    a study on another machine, seeded from them, to continue it where this one
+    stopped, not from the start. A run longer than a session, on a machine that
+    does not outlive the session, finishes this way. Runs may be training: logs are
+    copied up to their last whole line, and the point kept is one the copy can
+    continue from.
+
+    An export there is replaced only by a newer point (a machine not seeded from
+    it, its run started again, does not replace it with an older one), and
+    removed once its run has finished in ``work_dir``. As with
+    ``export_records``, only what this export wrote is replaced or removed
+    (``exported_files(..., resume=True)``), and a run's folder there whose
+    ``run.json`` it did not write is refused (ValueError) before anything is
+    written. Returns the number of runs copied."""
+    check_folder(out_dir, 'resume_points')
+    runs = {osp.basename(run_dir): (run_dir, read_record(run_dir))
+            for run_dir in (run_folders(work_dir)[0] if osp.isdir(work_dir) else [])}
+    for name in sorted(runs):
+        dst = osp.join(out_dir, name)
+        check_folder(dst, 'resume_points')
+        if osp.lexists(osp.join(dst, RUN_RECORD)) and exported_files(dst, True) is None:
+            raise ValueError(f'{osp.join(dst, RUN_RECORD)} is not a record the resume points '
+                             f'export wrote for the run {name}, so it is not replaced: move '
+                             'it, or give "resume_points" another folder')
+    copied = 0
+    for name, (run_dir, held) in sorted(runs.items()):
+        dst = osp.join(out_dir, name)
+        if held.get('finished'):
+            if osp.isdir(dst):
+                _clear(dst, exported_files(dst, True) or set())
+            continue
+        staging = osp.join(out_dir, f'.{name}.staging')
+        iteration = _stage_resume_point(run_dir, held, staging)
+        if iteration is None or iteration <= _exported_point(dst):
+            shutil.rmtree(staging, ignore_errors=True)
+            continue
+        if osp.isdir(dst):
+            _clear(dst, exported_files(dst, True) or set())
+        os.makedirs(dst, exist_ok=True)
+        for rel in _files_under(staging):
+            os.makedirs(osp.dirname(osp.join(dst, rel)), exist_ok=True)
+            os.replace(osp.join(staging, rel), osp.join(dst, rel))
+        shutil.rmtree(staging)
+        copied += 1
+    return copied

@@ -53,6 +53,7 @@ from .study import RunsFailed, StudySettings, check_study, first_runs, study
 from .study_publish import (
     check_export,
     export_records,
+    export_resume_points,
     exported_files,
     publish,
     published_report,
@@ -95,7 +96,7 @@ PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
               'partial': BOOLEAN}
 TOP_KEYS = {'work_dir': STRING, 'datasets': OBJECT, 'studies': OBJECT, 'merges': OBJECT,
-            'description': STRING}
+            'description': STRING, 'resume_points': STRING}
 DEFAULT_OPTIMIZERS = ['adamw']  # a study entry's, when it names none
 # The report split of the synthetic makers' --num-test, per dataset kind.
 TEST_SPLITS = {
@@ -394,8 +395,10 @@ def records_folders(spec):
 def export_finished(path, only=None):
     """Copy the records of the finished runs of the spec's studies (``only``: these)
     to the ``records`` folder of the merge that holds each, whether or not the study
-    is finished; train nothing. A study that takes more than one session keeps its
-    progress in the repository this way, and the next session resumes from it."""
+    is finished; with ``resume_points`` in the spec, also the newest resume point of
+    each unfinished run to ``<resume_points>/<study>/`` (``export_resume_points``);
+    train nothing. A study that takes more than one session keeps its progress in
+    the repository this way, and the next session resumes from it."""
     spec = load_spec(path)
     held = records_folders(spec)
     names = [name for name in spec['studies'] if not only or name in only]
@@ -403,12 +406,18 @@ def export_finished(path, only=None):
     if missing:
         raise ValueError(f'studies {missing} belong to no merge with "records": there is '
                          'nowhere to keep their runs')
+    check_overlaps(spec, list(spec['merges']))
     for name in names:
         work_dir = osp.join(spec['work_dir'], name)
         runs = finished_runs(work_dir) if osp.isdir(work_dir) else []
         if not runs:
             _print(f'{name}: no finished runs in {work_dir}')
-            continue
-        out = osp.join(held[name], name)
-        copied = export_records(work_dir, out, runs)
-        _print(f'{name}: the records of its {copied} finished runs are in {out}')
+        else:
+            out = osp.join(held[name], name)
+            copied = export_records(work_dir, out, runs)
+            _print(f'{name}: the records of its {copied} finished runs are in {out}')
+        if spec.get('resume_points'):
+            out = osp.join(spec['resume_points'], name)
+            copied = export_resume_points(work_dir, out)
+            _print(f'{name}: the newest resume points of its {copied} unfinished runs are '
+                   f'in {out}')

@@ -180,8 +180,9 @@ def _overlap(a, b):
 
 def check_overlaps(spec, merges):
     """Refuse a spec whose folders overlap (one is, or holds, another): its work
-    dir, the datasets' ``out_dir`` and data roots, and each merge's ``records``
-    folder and ``publish`` files (``merges``: the merges to write). A records
+    dir, the datasets' ``out_dir`` and data roots, each merge's ``records``
+    folder and ``publish`` files (``merges``: the merges to write), and the
+    spec's ``resume_points`` folder. A records
     export would remove run folders, a publish would replace a study's report or
     a dataset's files: a ValueError naming both, before anything is written.
     A ``publish`` beside the studies in the work dir (not inside one) is allowed."""
@@ -205,6 +206,14 @@ def check_overlaps(spec, merges):
     run_folders = [(f'{kind} {name!r} folder', osp.join(spec['work_dir'], name))
                    for kind, key in (('study', 'studies'), ('merge', 'merges'))
                    for name in spec[key]]
+    if spec.get('resume_points'):  # it removes run folders the export wrote there
+        resume = spec['resume_points']
+        for what, folder in [work_dir] + data + [
+                (f'merge {m!r} records', entry['records'])
+                for m, entry in spec['merges'].items() if entry.get('records')]:
+            if _overlap(resume, folder):
+                raise ValueError(f'resume_points {resume!r} overlaps {what} {folder!r}: it '
+                                 'would replace or remove what is there')
     published = {}
     for name in merges:
         entry = spec['merges'][name]

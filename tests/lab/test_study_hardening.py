@@ -75,6 +75,17 @@ def test_records_and_publish_may_not_overlap_the_work_dir_data_or_each_other(
     assert not (tmp_path / 'data').exists()
 
 
+@pytest.mark.parametrize('where', ['work', 'work/s1', 'data', 'records', 'records/s1'])
+def test_resume_points_may_not_overlap_the_work_dir_data_or_records(
+        tmp_path, monkeypatch, where):
+    """The resume points export removes the folders it wrote there: refused where it
+    would lie over the runs, the data or the records, named, before anything is made."""
+    spec = dict(_spec(tmp_path), resume_points=str(tmp_path / where))
+    _refused(tmp_path, monkeypatch, spec, ValueError, rf'resume_points .*{where}.* overlaps')
+    with pytest.raises(ValueError, match=rf'resume_points .*{where}.* overlaps'):
+        study_spec.export_finished(_write(tmp_path, spec))
+
+
 def test_a_work_dir_inside_a_data_folder_is_refused(tmp_path, monkeypatch):
     spec = _spec(tmp_path)
     spec['work_dir'] = str(tmp_path / 'data' / 'work')

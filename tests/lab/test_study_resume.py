@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +16,11 @@ import torch
 from helpers import REPO
 from study_helpers import FakeTraining
 
-from ngl_lab import study
+from ngl_lab import study, study_spec
 from ngl_lab.run_folders import resume_point
 from ngl_lab.run_record import run_from_folder
 from ngl_lab.runs import read_scalars
-from ngl_lab.study_publish import export_records
+from ngl_lab.study_publish import export_records, export_resume_points
 from ngl_lab.study_settings import StudySettings
 from ngl_mmseg.compat import allow_checkpoint_globals
 
@@ -122,6 +123,77 @@ def test_a_resume_that_fails_is_not_tried_again_from_the_same_point(tmp_path, mo
     assert 'resumed_at' not in fresh and 'failed_resume' not in fresh and fresh['finished']
 
 
+def test_unfinished_runs_export_their_newest_resume_point_and_continue_elsewhere(tmp_path):
+    """export_resume_points copies each unfinished run that can continue (its record,
+    its newest resume point, its launches' scalars and logs; a log being written up to
+    its last whole line) and nothing of the others; a work dir on another machine
+    seeded from the copy resumes it from there. A later export replaces the copy by a
+    newer point only, removes what it wrote once the run has finished, and leaves or
+    refuses what it did not write."""
+    work, out = tmp_path / 'work', tmp_path / 'resume'
+    seeds = [dict(RECORD, seed=seed) for seed in range(3)]
+    run = work / 'ce_adamw_seed0'
+    _unfinished_run(run, [8, 16, 24], [8, 16])  # continues from 16
+    _unfinished_run(work / 'ce_adamw_seed1', [8], [], record=seeds[1])  # trains again
+    _unfinished_run(work / 'ce_adamw_seed2', [8], [8], record=seeds[2])
+    (work / 'ce_adamw_seed2' / 'run.json').write_text(json.dumps(dict(seeds[2], finished=True)))
+    (run / '20261204_000000' / '20261204_000000.log').write_text('line 1\nline 2\nhalf')
+    with open(run / '20261204_000000' / 'vis_data' / 'scalars.json', 'a') as f:
+        f.write('{"step": 25, "lo')  # the run is training: a line half written
+    assert export_resume_points(str(work), str(out)) == 1
+    copied = out / 'ce_adamw_seed0'
+    assert sorted(str(p.relative_to(copied)) for p in copied.rglob('*') if p.is_file()) == [
+        '20261204_000000/20261204_000000.log', '20261204_000000/vis_data/scalars.json',
+        'iter_16.pth', 'run.json']
+    assert (copied / '20261204_000000' / '20261204_000000.log').read_text() == \
+        'line 1\nline 2\n'
+    assert read_scalars(str(copied))[1] == [{'step': s, 'mIoU': 50.0} for s in (8, 16, 24)]
+    # another machine: its work dir seeded from the copy continues the run from 16
+    seeded = tmp_path / 'elsewhere' / 'ce_adamw_seed0'
+    shutil.copytree(copied, seeded)
+    assert resume_point(str(seeded), RECORD) == (16, str(seeded / 'iter_16.pth'))
+    # the run went on: a newer point replaces the copy's; an older one never does (a
+    # machine not seeded from the copy, its run started again)
+    for point in (24, 8):
+        for old in run.glob('iter_*.pth'):
+            old.unlink()
+        _unfinished_run(tmp_path / f'point{point}', [8, 16, 24], [point])
+        shutil.copy(tmp_path / f'point{point}' / f'iter_{point}.pth', run)
+        assert export_resume_points(str(work), str(out)) == (point == 24)
+        assert [p.name for p in copied.glob('*.pth')] == ['iter_24.pth']
+    # once the run has finished, what the export wrote goes; what it did not write stays
+    (copied / 'notes.txt').write_text('mine')
+    (run / 'run.json').write_text(json.dumps(dict(RECORD, finished=True)))
+    assert export_resume_points(str(work), str(out)) == 0
+    assert [p.name for p in copied.rglob('*') if p.is_file()] == ['notes.txt']
+    assert sorted(p.name for p in out.iterdir()) == ['ce_adamw_seed0']  # nothing staged left
+    # a run's own folder there holding a record the export did not write: refused
+    (run / 'run.json').write_text(json.dumps(dict(RECORD, finished=False)))
+    (copied / 'run.json').write_text(json.dumps(dict(RECORD, seed=9)))
+    with pytest.raises(ValueError, match='is not a record the resume points export wrote'):
+        export_resume_points(str(work), str(out))
+    assert json.loads((copied / 'run.json').read_text())['seed'] == 9
+
+
+def test_export_finished_keeps_the_unfinished_runs_resume_points_where_the_spec_says(
+        tmp_path, capsys):
+    """With ``resume_points`` in the spec, --export-finished copies each unfinished run's
+    newest resume point to ``<resume_points>/<study>/`` beside the finished runs'
+    records (here none); without it, nothing of the unfinished runs is kept."""
+    spec = dict(work_dir=str(tmp_path / 'work'), studies={'s': dict(config=BUDGET_VOC)},
+                merges={'m': dict(studies=['s'], records=str(tmp_path / 'records'))})
+    _unfinished_run(tmp_path / 'work' / 's' / 'ce_adamw_seed0', [8, 16], [16])
+    path = tmp_path / 'spec.json'
+    for kept in (False, True):
+        path.write_text(json.dumps(dict(spec, **{'resume_points': str(tmp_path / 'resume')}
+                                        if kept else spec)))
+        study_spec.export_finished(str(path))
+        assert (tmp_path / 'resume' / 's' / 'ce_adamw_seed0' / 'iter_16.pth').is_file() == kept
+    assert f'the newest resume points of its 1 unfinished runs are in {tmp_path}' in \
+        capsys.readouterr().out
+    assert not (tmp_path / 'records').exists()
+
+
 _STUDY_SCRIPT = '''
 import sys
 from ngl_lab import study
@@ -147,7 +219,9 @@ def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
     """The NGL recipe (its CE warm-up reads the iteration) on the budget model (dropout
     in both heads), 48 iterations with a resume point every 6: once straight through,
     once killed (the whole process group, as a machine that stops) after its first
-    resume point and run again. The same losses at every iteration, the same curves
+    resume point and run again, in its folder and in another work dir seeded from its
+    exported resume point (export_resume_points: a machine that does not outlive its
+    session). The same losses at every iteration, the same curves
     and the same weights, bit for bit."""
     from ngl_lab.synthetic import make_voc
     root = make_voc(str(tmp_path / 'voc'), num_train=8, num_val=4, num_test=4)
@@ -172,10 +246,18 @@ def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
     os.killpg(stopped.pid, signal.SIGKILL)
     stopped.wait()
     assert not json.loads((run_dir / 'run.json').read_text())['finished']
-    again = launch(tmp_path / 'stopped')
-    out, _ = again.communicate(timeout=900)
-    assert again.returncode == 0, out
-    assert f'{run_dir}: resuming its unfinished run from iteration' in out
+    # its resume point exported, and continued there and on another machine (a work dir
+    # seeded from the export alone)
+    assert export_resume_points(str(tmp_path / 'stopped'), str(tmp_path / 'resume')) == 1
+    shutil.copytree(tmp_path / 'resume', tmp_path / 'moved')
+    for name in ('stopped', 'moved'):
+        again = launch(tmp_path / name)
+        out, _ = again.communicate(timeout=900)
+        assert again.returncode == 0, out
+        assert f'{tmp_path / name / run_dir.name}: resuming its unfinished run from iteration' \
+            in out
+    moved = json.loads((tmp_path / 'moved' / run_dir.name / 'run.json').read_text())
+    assert moved['finished'] and len(moved['resumed_at']) == 1
 
     record = json.loads((run_dir / 'run.json').read_text())
     assert record['finished'] and len(record['resumed_at']) == 1
@@ -189,19 +271,19 @@ def test_a_run_stopped_midway_resumes_and_ends_as_if_it_never_stopped(tmp_path):
     assert f'Advance dataloader {at} steps' in (run_dir / 'train.log').read_text()
     assert 'load_from = None' in (run_dir / 'config.py').read_text()  # the run's own config
     logged = {}
-    for name in ('straight', 'stopped'):
+    for name in ('straight', 'stopped', 'moved'):
         train, val = read_scalars(str(tmp_path / name / 'ngl_adamw_seed3'))
         logged[name] = ([(r['step'], r['loss']) for r in train if 'loss' in r],
                         [(r['step'], r['mIoU']) for r in val],
                         [(r['step'], r['report_mIoU']) for r in train if 'report_mIoU' in r])
     assert [len(x) for x in logged['straight']] == [48, 8, 8]
-    assert logged['stopped'] == logged['straight']
+    assert logged['stopped'] == logged['straight'] == logged['moved']
     allow_checkpoint_globals()
     weights = [torch.load(str(tmp_path / name / 'ngl_adamw_seed3' / 'iter_48.pth'),
                           map_location='cpu', weights_only=True)['state_dict']
-               for name in ('straight', 'stopped')]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+               for name in ('straight', 'stopped', 'moved')]
+    assert weights[0].keys() == weights[1].keys() == weights[2].keys()
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
     # its record, exported (both launches' scalars) and read back, is the same run
     exported = export_records(str(tmp_path / 'stopped'), str(tmp_path / 'records'))
     back = run_from_folder(str(tmp_path / 'records' / 'ngl_adamw_seed3'))
