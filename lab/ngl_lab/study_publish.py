@@ -28,6 +28,8 @@ from .tool_args import check_folder, printer
 
 REPORT_EXTENSIONS = ('md', 'json', 'png')
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# where export_resume_points builds a run's copy before it moves it in (in the same folder)
+STAGING = '.staging-'
 
 _print = printer('study')
 
@@ -94,7 +96,7 @@ def exported_files(folder, resume=False):
     paths = scalar_logs(folder)
     if resume:
         paths += glob.glob(osp.join(folder, '*', '*.log')) + \
-            glob.glob(osp.join(folder, 'iter_*.pth'))
+            [path for _, path in resume_points(folder, float('inf'))]
     return {RUN_RECORD} | {osp.relpath(path, folder) for path in paths}
 
 
@@ -103,9 +105,9 @@ def _files_under(folder):
                   for name in names)
 
 
-def _clear(folder, ours):
+def _clear(folder, ours, kept=()):
     """Remove the files ``ours`` from ``folder`` (and the folders they leave empty);
-    any other file stays, named in a line."""
+    any other file stays, named in a line (but those of ``kept``, just written)."""
     for rel in ours:
         os.remove(osp.join(folder, rel))
         parent = osp.dirname(osp.join(folder, rel))
@@ -114,7 +116,8 @@ def _clear(folder, ours):
             if osp.normpath(parent) == osp.normpath(folder):
                 break
             parent = osp.dirname(parent)
-    left = _files_under(folder) if osp.isdir(folder) else []
+    left = [rel for rel in (_files_under(folder) if osp.isdir(folder) else [])
+            if rel not in kept]
     if left:
         _print(f'{folder} holds files the records export did not write, left there: '
                f'{", ".join(left[:5])}{" ..." if len(left) > 5 else ""}')
@@ -220,8 +223,9 @@ def _stage_resume_point(run_dir, held, staging):
 
 def _exported_point(folder):
     """The iteration of the resume point an earlier export left in ``folder`` (-1: none)."""
-    ours = exported_files(folder, True) if osp.isdir(folder) else None
-    return max([int(name[5:-4]) for name in ours or () if name.startswith('iter_')], default=-1)
+    if not osp.isdir(folder) or exported_files(folder, True) is None:
+        return -1
+    return max([n for n, _ in resume_points(folder, float('inf'))], default=-1)
 
 
 def export_resume_points(work_dir, out_dir):
@@ -252,6 +256,8 @@ def export_resume_points(work_dir, out_dir):
             raise ValueError(f'{osp.join(dst, RUN_RECORD)} is not a record the resume points '
                              f'export wrote for the run {name}, so it is not replaced: move '
                              'it, or give "resume_points" another folder')
+    for staging in glob.glob(osp.join(out_dir, f'{STAGING}*')):  # an export stopped midway
+        shutil.rmtree(staging)
     copied = 0
     for name, (run_dir, held) in sorted(runs.items()):
         dst = osp.join(out_dir, name)
@@ -259,17 +265,23 @@ def export_resume_points(work_dir, out_dir):
             if osp.isdir(dst):
                 _clear(dst, exported_files(dst, True) or set())
             continue
-        staging = osp.join(out_dir, f'.{name}.staging')
-        iteration = _stage_resume_point(run_dir, held, staging)
+        staging = osp.join(out_dir, STAGING + name)
+        try:
+            iteration = _stage_resume_point(run_dir, held, staging)
+        except FileNotFoundError as exc:  # the run's folder moved meanwhile (moved aside)
+            _print(f'{run_dir}: not exported, it changed while it was copied ({exc})')
+            iteration = None
         if iteration is None or iteration <= _exported_point(dst):
             shutil.rmtree(staging, ignore_errors=True)
             continue
-        if osp.isdir(dst):
-            _clear(dst, exported_files(dst, True) or set())
-        os.makedirs(dst, exist_ok=True)
-        for rel in _files_under(staging):
+        # the new files in first, then the old ones out: stopped in between, the folder
+        # still holds a point to continue from
+        old = (exported_files(dst, True) or set()) if osp.isdir(dst) else set()
+        new = _files_under(staging)
+        for rel in new:
             os.makedirs(osp.dirname(osp.join(dst, rel)), exist_ok=True)
             os.replace(osp.join(staging, rel), osp.join(dst, rel))
+        _clear(dst, old - set(new), kept=new)
         shutil.rmtree(staging)
         copied += 1
     return copied

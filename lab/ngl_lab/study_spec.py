@@ -409,6 +409,13 @@ def export_finished(path, only=None):
     check_overlaps(spec, list(spec['merges']))
     for name in names:
         work_dir = osp.join(spec['work_dir'], name)
+        # the resume points first: a run that finishes meanwhile keeps its point until the
+        # next export, and its record is in the records export after it
+        if spec.get('resume_points'):
+            out = osp.join(spec['resume_points'], name)
+            copied = export_resume_points(work_dir, out)
+            _print(f'{name}: the newest resume points of its {copied} unfinished runs are '
+                   f'in {out}')
         runs = finished_runs(work_dir) if osp.isdir(work_dir) else []
         if not runs:
             _print(f'{name}: no finished runs in {work_dir}')
@@ -416,8 +423,3 @@ def export_finished(path, only=None):
             out = osp.join(held[name], name)
             copied = export_records(work_dir, out, runs)
             _print(f'{name}: the records of its {copied} finished runs are in {out}')
-        if spec.get('resume_points'):
-            out = osp.join(spec['resume_points'], name)
-            copied = export_resume_points(work_dir, out)
-            _print(f'{name}: the newest resume points of its {copied} unfinished runs are '
-                   f'in {out}')

@@ -153,19 +153,24 @@ def test_unfinished_runs_export_their_newest_resume_point_and_continue_elsewhere
     shutil.copytree(copied, seeded)
     assert resume_point(str(seeded), RECORD) == (16, str(seeded / 'iter_16.pth'))
     # the run went on: a newer point replaces the copy's; an older one never does (a
-    # machine not seeded from the copy, its run started again)
+    # machine not seeded from the copy, its run started again). A copy an export stopped
+    # midway left is removed; a checkpoint of the user's in the folder stays.
+    os.makedirs(out / '.staging-ce_adamw_seed0')
+    (out / '.staging-ce_adamw_seed0' / 'iter_24.pth').write_text('half written')
+    (copied / 'iter_best.pth').write_text('mine')
     for point in (24, 8):
         for old in run.glob('iter_*.pth'):
             old.unlink()
         _unfinished_run(tmp_path / f'point{point}', [8, 16, 24], [point])
         shutil.copy(tmp_path / f'point{point}' / f'iter_{point}.pth', run)
         assert export_resume_points(str(work), str(out)) == (point == 24)
-        assert [p.name for p in copied.glob('*.pth')] == ['iter_24.pth']
+        assert sorted(p.name for p in copied.glob('*.pth')) == ['iter_24.pth', 'iter_best.pth']
     # once the run has finished, what the export wrote goes; what it did not write stays
     (copied / 'notes.txt').write_text('mine')
     (run / 'run.json').write_text(json.dumps(dict(RECORD, finished=True)))
     assert export_resume_points(str(work), str(out)) == 0
-    assert [p.name for p in copied.rglob('*') if p.is_file()] == ['notes.txt']
+    assert sorted(p.name for p in copied.rglob('*') if p.is_file()) == [
+        'iter_best.pth', 'notes.txt']
     assert sorted(p.name for p in out.iterdir()) == ['ce_adamw_seed0']  # nothing staged left
     # a run's own folder there holding a record the export did not write: refused
     (run / 'run.json').write_text(json.dumps(dict(RECORD, finished=False)))
