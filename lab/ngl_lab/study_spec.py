@@ -414,8 +414,7 @@ def export_finished(path, only=None):
         if spec.get('resume_points'):
             out = osp.join(spec['resume_points'], name)
             copied = export_resume_points(work_dir, out)
-            _print(f'{name}: the newest resume points of its {copied} unfinished runs are '
-                   f'in {out}')
+            _print(f'{name}: a newer resume point of {copied} unfinished runs copied to {out}')
         runs = finished_runs(work_dir) if osp.isdir(work_dir) else []
         if not runs:
             _print(f'{name}: no finished runs in {work_dir}')

@@ -194,7 +194,7 @@ def test_export_finished_keeps_the_unfinished_runs_resume_points_where_the_spec_
                                         if kept else spec)))
         study_spec.export_finished(str(path))
         assert (tmp_path / 'resume' / 's' / 'ce_adamw_seed0' / 'iter_16.pth').is_file() == kept
-    assert f'the newest resume points of its 1 unfinished runs are in {tmp_path}' in \
+    assert f'a newer resume point of 1 unfinished runs copied to {tmp_path}' in \
         capsys.readouterr().out
     assert not (tmp_path / 'records').exists()
 
