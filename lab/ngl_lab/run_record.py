@@ -13,13 +13,12 @@ records export and a resumed study read it back (with the scalars the run
 logged) as the run dict the report takes.
 """
 import datetime
-import glob
 import json
 import os
 import os.path as osp
 import re
 
-from .runs import read_scalars
+from .runs import launch_logs, read_scalars
 
 RUN_RECORD = 'run.json'
 # What identifies a run: two records that agree on these are the same run.
@@ -134,7 +133,7 @@ def logged_seconds(run_dir):
     summed (a resumed run's launches, without the time between them); NaN when no
     launch logged two lines."""
     spans = []
-    for path in sorted(glob.glob(osp.join(run_dir, '*', '*.log'))):
+    for path in launch_logs(run_dir):
         with open(path, errors='replace') as f:
             stamps = _LOG_TIME.findall(f.read())
         if len(stamps) >= 2:

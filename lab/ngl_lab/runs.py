@@ -136,6 +136,12 @@ def scalar_logs(work_dir):
     return sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
 
 
+def launch_logs(work_dir):
+    """The text log mmengine writes for each launch of the run in ``work_dir``
+    (``<timestamp>/<timestamp>.log``), in launch order."""
+    return sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+
+
 def read_scalars(work_dir):
     """Training and validation scalars that mmengine's LocalVisBackend logged
     for the one run in ``work_dir``.

@@ -20,7 +20,7 @@ import shutil
 
 from .run_folders import record_dir_name, resume_point
 from .run_record import RUN_RECORD, read_record
-from .runs import scalar_logs
+from .runs import launch_logs, scalar_logs
 from .study_rebuild import run_folders
 from .study_report import load_study
 from .study_resume import resume_points
@@ -95,7 +95,7 @@ def exported_files(folder, resume=False):
         return None
     paths = scalar_logs(folder)
     if resume:
-        paths += glob.glob(osp.join(folder, '*', '*.log')) + \
+        paths += launch_logs(folder) + \
             [path for _, path in resume_points(folder, float('inf'))]
     return {RUN_RECORD} | {osp.relpath(path, folder) for path in paths}
 
@@ -203,7 +203,7 @@ def _stage_resume_point(run_dir, held, staging):
     from (``resume_point``) and return its iteration, or None (the copy removed)."""
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
-    for path in scalar_logs(run_dir) + glob.glob(osp.join(run_dir, '*', '*.log')):
+    for path in scalar_logs(run_dir) + launch_logs(run_dir):
         _copy_whole_lines(path, osp.join(staging, osp.relpath(path, run_dir)))
     for _, path in resume_points(run_dir, held['iters']):
         try:
