@@ -691,7 +691,10 @@ def test_the_speedups_keep_freed_memory_for_the_next_step(tmp_path):
         pytest.skip('not glibc: the allocator is left as it is')
     assert out['on'][0] == 'True', out  # glibc took both settings
     faults_off, faults_on = float(out['off'][1]), float(out['on'][1])
-    assert faults_off > 2000, out  # one 22 MB tensor is 5400 pages
+    # Without the speedups a step takes fresh pages: how many depends on glibc's dynamic
+    # mmap threshold (one 22 MB tensor is 5400 pages; CI machines measured 1800 to 5400),
+    # so the bar is 2 MB a step, enough to show the cost is there to remove.
+    assert faults_off > 500, out
     assert faults_on < faults_off / 4, out
 
 
