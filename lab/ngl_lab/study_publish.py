@@ -142,11 +142,20 @@ def check_export(work_dir, out_dir, runs=None):
             raise ValueError(f'{src} has no logged scalars to export')
         dst = osp.join(out_dir, name)
         check_folder(dst, 'records')
-        if osp.lexists(osp.join(dst, RUN_RECORD)) and exported_files(dst) is None:
-            raise ValueError(f'{osp.join(dst, RUN_RECORD)} is not a record the records export '
-                             f'wrote for the run {name}, so it is not replaced: move it, or '
-                             'give "records" another folder')
+        check_replaceable(dst)
     return sources
+
+
+def check_replaceable(folder, resume=False):
+    """Refuse (ValueError) a run's ``folder`` in a records (or, ``resume``, a resume
+    points) folder that holds a ``run.json`` the export did not write: the export
+    replaces only what it wrote (``exported_files``)."""
+    record = osp.join(folder, RUN_RECORD)
+    if osp.lexists(record) and exported_files(folder, resume) is None:
+        export, key = ('resume points', 'resume_points') if resume else ('records', 'records')
+        raise ValueError(f'{record} is not a record the {export} export wrote for the run '
+                         f'{osp.basename(folder)}, so it is not replaced: move it, or give '
+                         f'"{key}" another folder')
 
 
 def export_records(work_dir, out_dir, runs=None):
@@ -252,10 +261,7 @@ def export_resume_points(work_dir, out_dir):
     for name in sorted(runs):
         dst = osp.join(out_dir, name)
         check_folder(dst, 'resume_points')
-        if osp.lexists(osp.join(dst, RUN_RECORD)) and exported_files(dst, True) is None:
-            raise ValueError(f'{osp.join(dst, RUN_RECORD)} is not a record the resume points '
-                             f'export wrote for the run {name}, so it is not replaced: move '
-                             'it, or give "resume_points" another folder')
+        check_replaceable(dst, resume=True)
     for staging in glob.glob(osp.join(out_dir, f'{STAGING}*')):  # an export stopped midway
         shutil.rmtree(staging)
     copied = 0

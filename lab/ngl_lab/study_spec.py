@@ -48,13 +48,13 @@ import json
 import os.path as osp
 
 from .run_folders import existing_run
-from .run_record import RUN_RECORD, differing_keys, has_record, read_record
+from .run_record import differing_keys, has_record, read_record
 from .study import RunsFailed, StudySettings, check_study, first_runs, study
 from .study_publish import (
     check_export,
+    check_replaceable,
     export_records,
     export_resume_points,
-    exported_files,
     publish,
     published_report,
 )
@@ -331,11 +331,7 @@ def _check_records(spec, name, jobs, out_dir):
             check_export(source, out_dir)
         return
     for job in jobs:
-        folder = osp.join(out_dir, osp.basename(job['run_dir']))
-        if osp.lexists(osp.join(folder, RUN_RECORD)) and exported_files(folder) is None:
-            raise ValueError(f'{osp.join(folder, RUN_RECORD)} is not a record the records '
-                             f'export wrote for the run {osp.basename(folder)}, so it would '
-                             'not be replaced: move it, or give "records" another folder')
+        check_replaceable(osp.join(out_dir, osp.basename(job['run_dir'])))
 
 
 def _check_run_folder(run_dir, record, data_made):
