@@ -52,9 +52,13 @@ def visible_gpus(count):
 def job_env(threads, devices=None):
     """The environment a run trains in: ``threads`` CPU threads (pinned: a run's
     numbers must not depend on the machine's load), cuBLAS's deterministic
-    workspace, and ``devices`` (``CUDA_VISIBLE_DEVICES``) when given."""
+    workspace, UTC, and ``devices`` (``CUDA_VISIBLE_DEVICES``) when given.
+
+    UTC: mmengine names each launch's log folder by the local time, and a run
+    resumed on another machine (from an exported resume point) orders its
+    launches by those names; one time zone for every machine keeps that order."""
     env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
-           'CUBLAS_WORKSPACE_CONFIG': ':4096:8'}
+           'CUBLAS_WORKSPACE_CONFIG': ':4096:8', 'TZ': 'UTC'}
     if devices is not None:
         env['CUDA_VISIBLE_DEVICES'] = devices
     return env

@@ -149,6 +149,8 @@ def test_study_searches_then_trains_the_chosen_lr_in_parallel(tmp_path, monkeypa
     assert 'ce_adamw_lr0.001_seed2' not in names and 'ce_adamw_lr0.02_seed2' not in names
     assert fake.most_in_flight == 2  # --jobs 2: two runs at once
     assert all(env['OMP_NUM_THREADS'] == '1' for _, env in fake.calls)
+    # launch folders are named by the local time; every machine's runs in UTC
+    assert all(env['TZ'] == 'UTC' for _, env in fake.calls)
     with open(tmp_path / 'study' / 'study.json') as f:
         data = json.load(f)
     tuned = {r['variant']: r for r in data['tuned']}
