@@ -39,11 +39,12 @@ def published_report(target):
     exists, or they are a report this tool published (its ``.json`` a study record:
     an object with ``config``, ``title``, ``rows`` and ``runs``; its ``.md`` opening
     with ``# <that title>``, as ``study_report.write_report`` writes it; its
-    ``.png`` a PNG). Else a ValueError naming the file."""
+    ``.png`` a PNG). Else a ValueError naming the file. Returns the published
+    ``.json`` (None where there is none)."""
     paths = {ext: f'{target}.{ext}' for ext in REPORT_EXTENSIONS}
     present = [path for path in paths.values() if osp.lexists(path)]
     if not present:
-        return
+        return None
     refusal = ('is not a study report this tool published, so publish does not replace it: '
                'move it, or give "publish" another name')
     for path in present:
@@ -68,6 +69,7 @@ def published_report(target):
         with open(paths['png'], 'rb') as f:
             if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
                 raise ValueError(f'{paths["png"]} {refusal} (not a PNG)')
+    return data
 
 
 def publish(study_dir, target):

@@ -257,7 +257,8 @@ def check_spec(spec, path, selected, needed, merges, run):
     merge with ``records`` where the spec keeps any (``check_kept``), every
     selected study (settings,
     config, variants), every needed dataset already made (the spec's), every
-    merge's published report (one this tool published, or none) and records
+    merge's published report (one this tool published, or none; no study it
+    publishes left out of the new one: ``_check_nothing_dropped``) and records
     folder (no ``run.json`` the export did not write where a study's run goes),
     and the folders of every selected study's first runs (empty, or holding that
     run: ``run_folders.existing_run``; where the data is not made yet, all but
@@ -291,7 +292,7 @@ def check_spec(spec, path, selected, needed, merges, run):
     for name in merges:
         entry = spec['merges'][name]
         if entry.get('publish'):
-            published_report(entry['publish'])
+            _check_nothing_dropped(spec, name, selected, published_report(entry['publish']))
         for study_name in entry['studies'] if entry.get('records') else []:
             _check_records(spec, study_name, first.get(study_name),
                            osp.join(entry['records'], study_name))
@@ -318,6 +319,26 @@ def check_kept(spec, selected, path):
                          'while the spec keeps the records of its others: their runs '
                          'could not be kept in the repository (add them to a merge '
                          'with "records")')
+
+
+def _check_nothing_dropped(spec, name, selected, published):
+    """Merge ``name`` replaces its ``published`` report (its .json, or None): refuse
+    where a study that report holds (its runs' ``source``) has no study.json in
+    ``work_dir`` and is not among the ``selected`` studies, which would write it.
+    A work dir seeded from the records holds a finished study's runs but not its
+    report, and the new report would list that study's cells as not finished."""
+    entry = spec['merges'][name]
+    held = {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
+            if isinstance(run, dict) and isinstance(run.get('source'), str)}
+    dropped = [study_name for study_name in entry['studies']
+               if study_name in held and study_name not in selected
+               and not osp.isfile(osp.join(spec['work_dir'], study_name, 'study.json'))]
+    if dropped:
+        raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
+                         f'{dropped}, which have no study.json in {spec["work_dir"]} (a work '
+                         'dir seeded from their records): the merge would list their cells as '
+                         'not finished. Run them too (--only; a study whose runs have all '
+                         'finished trains nothing and writes its study.json)')
 
 
 def _check_records(spec, name, jobs, out_dir):

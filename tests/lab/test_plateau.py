@@ -575,6 +575,17 @@ def test_a_partial_merge_publishes_the_finished_studies_and_lists_the_others(
     assert {r['regime'] for r in published['tuned']} == {'clean', 'uniform-40'}
     assert (tmp_path / 'work' / 'whole' / 'study.json').is_file()
     assert sorted(p.name for p in (tmp_path / 'records').iterdir()) == ['a', 'b']
+    # a fresh machine seeded from the records: study a's runs, not its study.json; running b
+    # alone would publish a's cells as not finished, so it is refused before anything is made
+    (tmp_path / 'work' / 'a' / 'study.json').unlink()
+    before = (tmp_path / 'pub' / 'plateau.json').read_text()
+    with pytest.raises(ValueError, match=r"publishes the studies \['a'\], which have no "
+                                         r"study.json"):
+        study_spec.run_spec(str(path), only=['b'])
+    assert (tmp_path / 'pub' / 'plateau.json').read_text() == before
+    study_spec.run_spec(str(path), only=['a', 'b'])  # a trains nothing and writes it again
+    assert json.loads((tmp_path / 'pub' / 'plateau.json').read_text())['tuned'] == \
+        json.loads(before)['tuned']
 
 
 def test_the_speedups_top1_accuracy_is_mmsegs():
