@@ -326,14 +326,16 @@ def _check_nothing_dropped(spec, name, selected, published):
     where a study that report holds (its runs' ``source``) has no study.json in
     ``work_dir`` and is not among the ``selected`` studies, which would write it.
     A work dir seeded from the records holds a finished study's runs but not its
-    report, and the new report would list that study's cells as not finished."""
+    report, and the new report would list that study's cells as not finished. Only
+    a ``partial`` merge is written without some of its studies, and only where one
+    of them has a study.json or runs now (``_write_merge``)."""
     entry = spec['merges'][name]
     held = {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
             if isinstance(run, dict) and isinstance(run.get('source'), str)}
-    dropped = [study_name for study_name in entry['studies']
-               if study_name in held and study_name not in selected
-               and not osp.isfile(osp.join(spec['work_dir'], study_name, 'study.json'))]
-    if dropped:
+    absent = [study_name for study_name in entry['studies'] if study_name not in selected
+              and not osp.isfile(osp.join(spec['work_dir'], study_name, 'study.json'))]
+    dropped = [study_name for study_name in absent if study_name in held]
+    if dropped and entry.get('partial') and len(absent) < len(entry['studies']):
         raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
                          f'{dropped}, which have no study.json in {spec["work_dir"]} (a work '
                          'dir seeded from their records): the merge would list their cells as '
