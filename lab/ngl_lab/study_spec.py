@@ -321,6 +321,12 @@ def check_kept(spec, selected, path):
                          'with "records")')
 
 
+def has_report(study_dir):
+    """Whether the study in ``study_dir`` has finished and written its study.json
+    (a work dir seeded from records holds the runs, not this)."""
+    return osp.isfile(osp.join(study_dir, 'study.json'))
+
+
 def _check_nothing_dropped(spec, name, selected, published):
     """Merge ``name`` replaces its ``published`` report (its .json, or None): refuse
     where a study that report holds (its runs' ``source``) has no study.json in
@@ -333,7 +339,7 @@ def _check_nothing_dropped(spec, name, selected, published):
     held = {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
             if isinstance(run, dict) and isinstance(run.get('source'), str)}
     absent = [study_name for study_name in entry['studies'] if study_name not in selected
-              and not osp.isfile(osp.join(spec['work_dir'], study_name, 'study.json'))]
+              and not has_report(osp.join(spec['work_dir'], study_name))]
     dropped = [study_name for study_name in absent if study_name in held]
     if dropped and entry.get('partial') and len(absent) < len(entry['studies']):
         raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
@@ -350,7 +356,7 @@ def _check_records(spec, name, jobs, out_dir):
     that does not but is finished, its runs (``study_publish.check_export``)."""
     source = osp.join(spec['work_dir'], name)
     if jobs is None:
-        if osp.isfile(osp.join(source, 'study.json')):
+        if has_report(source):
             check_export(source, out_dir)
         return
     for job in jobs:
@@ -379,7 +385,7 @@ def _write_merge(spec, name, entry):
     the unfinished studies' cells as pending); publish it and export its finished
     studies' records (both checked before the merge is written)."""
     sources = [osp.join(spec['work_dir'], s) for s in entry['studies']]
-    absent = [s for s in sources if not osp.isfile(osp.join(s, 'study.json'))]
+    absent = [s for s in sources if not has_report(s)]
     if absent and (not entry.get('partial') or len(absent) == len(sources)):
         _print(f'merge {name}: skipped, {absent} not run yet')
         return
