@@ -4,7 +4,8 @@ add, e.g. the report split of a tuned study) and checkpoints.
 
     python -m ngl_lab.run_profile CONFIG [--work-dir D] [--threads N] [--cfg-options ...]
                                          [--out profile.json] [--flops]
-                                         [--as-study-run DATA_ROOT --iters N [--lr LR]]
+                                         [--as-study-run DATA_ROOT --iters N [--lr LR]
+                                          [--loss SPEC]] [--ops N]
 
 CONFIG is trained in this process as ``ngl_mmseg.cli.train`` trains it (the same
 config preparation, mmengine's Runner), with two hooks that take the time at the
@@ -12,11 +13,16 @@ start and at the end of every callback, and ``runner.save_checkpoint`` timed. A
 study's run folder holds the config it trained (``<run>/config.py``): profiling that
 file profiles a study run, and ``--as-study-run DATA_ROOT`` writes one first: the
 config as a tuned study trains it (``study_config.write_run_config``: the NGL recipe,
-AdamW, seed 0, ``--iters``, the report split ``test.txt`` scored at every
-validation, a resume point after each validation but the last and a checkpoint at
-the end, deterministic). ``--flops`` adds the
+or the study variant ``--loss`` names, AdamW, seed 0, ``--iters``, the report split
+``test.txt`` scored at every validation, a resume point after each validation but
+the last and a checkpoint at the end, deterministic). ``--flops`` adds the
 multiply-adds of the model's parts at the training crop (mmengine's
-``FlopAnalyzer``), which says where the step's time can go down.
+``FlopAnalyzer``), which says where the step's time can go down. ``--ops N`` adds
+where the step's time goes op by op: ``torch.profiler`` over the last N training
+iterations (past the recipe's warm-ups, which end by a tenth of the run), the ops
+that took the most time themselves, per iteration. The profiler's own cost per op
+is in those iterations' phases too, so profile with ``--ops`` apart from the run
+whose phases you quote.
 """
 import time
 
@@ -94,6 +100,45 @@ def _hooks(clock):
     return First(), Last()
 
 
+OPS_SHOWN = 15
+
+
+def _ops_hook(num_iters, found):
+    """A hook that runs ``torch.profiler`` over the last ``num_iters`` training iterations
+    and puts the ops that took the most self CPU time into ``found``."""
+    import torch
+    from mmengine.hooks import Hook
+
+    class OpProfile(Hook):
+        priority = 'LOWEST'
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter == runner.max_iters - num_iters:
+                self.profiler = torch.profiler.profile(
+                    activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profiler.__enter__()
+                self.start = time.perf_counter()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == runner.max_iters and hasattr(self, 'profiler'):
+                seconds = time.perf_counter() - self.start
+                self.profiler.__exit__(None, None, None)
+                found.update(op_table(self.profiler.key_averages(), num_iters, seconds))
+
+    return OpProfile()
+
+
+def op_table(averages, num_iters, seconds):
+    """The ``OPS_SHOWN`` ops of ``averages`` (``torch.profiler``'s ``key_averages()``)
+    with the most self CPU time, per iteration over ``num_iters`` iterations that took
+    ``seconds`` in all."""
+    events = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
+    ms_per_iter = 1e3 * seconds / num_iters
+    top = [dict(name=e.key, self_ms_per_iter=e.self_cpu_time_total / 1e3 / num_iters,
+                calls_per_iter=e.count / num_iters) for e in events[:OPS_SHOWN]]
+    return dict(iters=num_iters, ms_per_iter=ms_per_iter, top=top)
+
+
 def _time_checkpoints(runner, clock):
     save = runner.save_checkpoint
 
@@ -144,8 +189,9 @@ PHASES = (('startup', 'start-up: imports, config, Runner, datasets and model bui
           ('other', 'the rest (loop set-up, teardown)'))
 
 
-def profile(config, work_dir, cfg_options=None, flops=False):
-    """Train ``config`` once, timed; returns the profile (seconds per phase)."""
+def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
+    """Train ``config`` once, timed; returns the profile (seconds per phase; with ``ops``,
+    the ops of the last ``ops`` iterations)."""
     import torch
     from mmengine.runner import Runner
     from mmseg.registry import RUNNERS  # noqa: F401  (mmseg's registry scope)
@@ -154,10 +200,15 @@ def profile(config, work_dir, cfg_options=None, flops=False):
     from ngl_mmseg.launch import load_config, prepare_config
     cfg = load_config(config, cfg_options=cfg_options, work_dir=work_dir)
     prepare_config(cfg, splits=('train', 'val'))
+    if ops and ops > cfg.train_cfg.max_iters:
+        raise ValueError(f'--ops {ops}: the run has only {cfg.train_cfg.max_iters} iterations')
     clock = _Clock()
     runner = Runner.from_cfg(cfg)
     for hook in _hooks(clock):
         runner.register_hook(hook)
+    found_ops = {}
+    if ops:
+        runner.register_hook(_ops_hook(ops, found_ops))
     _time_checkpoints(runner, clock)
     runner.train()
     end = time.perf_counter()
@@ -170,6 +221,8 @@ def profile(config, work_dir, cfg_options=None, flops=False):
                num_workers=cfg.train_dataloader.get('num_workers', 0))
     if flops:
         out['flops'] = model_flops(cfg)
+    if ops:
+        out['ops'] = found_ops
     return out
 
 
@@ -190,18 +243,26 @@ def profile_table(result):
                   '|---|---|---|']
         lines += [f'| {name} | {n / 1e6:.1f} | {100 * n / f["total"]:.0f}% |'
                   for name, n in f['parts'].items()]
+    if result.get('ops'):
+        o = result['ops']
+        lines += ['', f'Ops of the last {o["iters"]} iterations (torch.profiler, '
+                  f'{o["ms_per_iter"]:.1f} ms an iteration with it), by their own time:', '',
+                  '| op | ms per iteration | share | calls per iteration |', '|---|---|---|---|']
+        lines += [f'| {t["name"]} | {t["self_ms_per_iter"]:.1f} | '
+                  f'{100 * t["self_ms_per_iter"] / o["ms_per_iter"]:.0f}% | '
+                  f'{t["calls_per_iter"]:g} |' for t in o['top']]
     return '\n'.join(lines)
 
 
 def _study_run_config(args, work_dir):
-    """CONFIG as a tuned study trains it (NGL recipe, AdamW at ``--lr``, seed 0, the
+    """CONFIG as a tuned study trains it (``--loss``, AdamW at ``--lr``, seed 0, the
     ``--cfg-options`` a spec's study would give), written into ``work_dir``; its path. The
     report split is the synthetic makers' test split of the data root's layout."""
     from .presets import parse_loss_spec
     from .study_config import write_run_config
     from .study_spec import TEST_SPLITS
     layout = 'voc' if osp.isdir(osp.join(args.as_study_run, 'ImageSets')) else 'coco-stuff'
-    return write_run_config(args.config, parse_loss_spec('ngl')[1], 'adamw', 0, work_dir,
+    return write_run_config(args.config, parse_loss_spec(args.loss)[1], 'adamw', 0, work_dir,
                             cfg_options=args.cfg_options, data_root=args.as_study_run,
                             iters=args.iters, lr=args.lr, report_split=TEST_SPLITS[layout])
 
@@ -224,10 +285,28 @@ def main():
     parser.add_argument('--iters', type=int, help='with --as-study-run: its iterations')
     parser.add_argument('--lr', type=float, default=4e-3,
                         help='with --as-study-run: its AdamW learning rate (default 4e-3)')
+    parser.add_argument('--loss', default=None,
+                        help="with --as-study-run: the study variant it trains, a preset "
+                        "('ce', 'ngl', 'ngl-plain', ...) or NAME=dict(...) as tools/study_ngl.py "
+                        "takes it (default 'ngl', the recipe)")
+    parser.add_argument('--ops', type=int, default=None, metavar='N',
+                        help='also profile the last N training iterations op by op '
+                        '(torch.profiler)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     if args.as_study_run and not args.iters:
         parser.error('--as-study-run needs --iters')
+    if args.loss is not None and not args.as_study_run:
+        parser.error('--loss names the loss of --as-study-run; a CONFIG given as it is '
+                     'trains its own losses')
+    args.loss = args.loss or 'ngl'
+    try:
+        from .presets import parse_loss_spec
+        parse_loss_spec(args.loss)
+    except ValueError as exc:
+        parser.error(f'--loss: {exc}')
+    if args.ops is not None and args.ops < 1:
+        parser.error(f'--ops must be a positive integer, not {args.ops}')
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f'--threads must be a positive integer, not {args.threads}')
@@ -240,7 +319,7 @@ def main():
     config = args.config
     if args.as_study_run:
         config = _study_run_config(args, work_dir)
-    result = profile(config, work_dir, args.cfg_options, args.flops)
+    result = profile(config, work_dir, args.cfg_options, args.flops, args.ops)
     print(profile_table(result))
     if args.out:
         with open(args.out, 'w') as f:

@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO, VOC_CFG, make_dataset, run
 from study_helpers import FakeTraining
 
-from ngl_lab import study, study_config, study_spec
+from ngl_lab import run_profile, study, study_config, study_spec
 from ngl_lab.study_settings import StudySettings
 from ngl_lab.study_tables import (
     cell_at_plateau,
@@ -117,9 +117,9 @@ def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
     root = make_dataset('voc', tmp_path / 'data', '--num-train', 4, '--num-val', 2,
                         '--num-test', 2)
     out = tmp_path / 'profile.json'
-    run([sys.executable, osp.join(REPO, 'tools', 'profile_run.py'), BUDGET_VOC,
-         '--work-dir', tmp_path / 'w', '--threads', 1, '--as-study-run', root, '--iters', 16,
-         '--out', out], tmp_path)
+    proc = run([sys.executable, osp.join(REPO, 'tools', 'profile_run.py'), BUDGET_VOC,
+                '--work-dir', tmp_path / 'w', '--threads', 1, '--as-study-run', root,
+                '--iters', 16, '--loss', 'ce', '--ops', 3, '--out', out], tmp_path)
     result = json.loads(out.read_text())
     seconds = result['seconds']
     assert (result['iters'], result['validations'], result['checkpoint_saves']) == (16, 8, 8)
@@ -127,6 +127,27 @@ def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
     assert seconds['checkpoints'] > 0 and seconds['data'] >= 0
     # counted twice, the 7 resume points would show as a negative rest of their size
     assert abs(seconds['other']) < 0.2 * seconds['checkpoints'], seconds
+    # --loss: the study variant trained; --ops: the last 3 iterations op by op
+    trained = (tmp_path / 'w' / 'config.py').read_text()
+    assert "type='CrossEntropyLoss'" in trained and 'NGLLoss' not in trained
+    ops = result['ops']
+    assert ops['iters'] == 3 and len(ops['top']) == run_profile.OPS_SHOWN
+    names = [t['name'] for t in ops['top']]
+    assert any(n.startswith('aten::') and 'conv' in n for n in names), names
+    shares = [t['self_ms_per_iter'] for t in ops['top']]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= ops['ms_per_iter']
+    assert '| op | ms per iteration | share | calls per iteration |' in proc.stdout
+
+
+def test_the_profiler_refuses_what_it_cannot_profile(tmp_path):
+    tool = osp.join(REPO, 'tools', 'profile_run.py')
+    for args, message in (
+            (['--loss', 'ce'], '--loss names the loss of --as-study-run'),
+            (['--as-study-run', tmp_path, '--iters', 4, '--loss', 'nope'], '--loss: unknown loss'),
+            (['--ops', 0], '--ops must be a positive integer, not 0')):
+        proc = run([sys.executable, tool, BUDGET_VOC, '--work-dir', tmp_path / 'w', *args],
+                   tmp_path, expect_ok=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 class _SeedsSplitNGLAndTwiceTheBudgetLifts(FakeTraining):
