@@ -105,6 +105,7 @@ def test_the_profiler_accounts_for_a_short_run(tmp_path):
     assert all(v >= 0 for k, v in seconds.items() if k != 'other'), seconds
     assert sum(seconds.values()) == pytest.approx(result['total'])
     assert abs(seconds['other']) < 0.05 * result['total']  # the phases account for the run
+    assert 'op_profiler' not in seconds and 'ops' not in result  # only with --ops
     assert seconds['step'] > 0 and seconds['validation'] > 0 and seconds['checkpoints'] > 0
     assert set(result['flops']['parts']) >= {'backbone.layer3', 'decode_head.conv_seg'}
     assert 'backbone.layer4' not in result['flops']['parts']  # the budget model has 3 stages
@@ -132,6 +133,7 @@ def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
     assert "type='CrossEntropyLoss'" in trained and 'NGLLoss' not in trained
     ops = result['ops']
     assert ops['iters'] == 3 and len(ops['top']) == run_profile.OPS_SHOWN
+    assert seconds['op_profiler'] > 0  # the profiler's own processing, out of 'other'
     names = [t['name'] for t in ops['top']]
     assert any(n.startswith('aten::') and 'conv' in n for n in names), names
     shares = [t['self_ms_per_iter'] for t in ops['top']]
