@@ -111,35 +111,42 @@ def _ops_hook(num_iters, found, clock):
     from mmengine.hooks import Hook
 
     class OpProfile(Hook):
-        priority = 'LOWEST'
+        priority = 'LOWEST'  # after the clock's hooks: its processing is not in their phases
+        profiler = None
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
-            if runner.iter == runner.max_iters - num_iters:
+            if self.profiler is None and runner.iter >= runner.max_iters - num_iters:
                 self.profiler = torch.profiler.profile(
                     activities=[torch.profiler.ProfilerActivity.CPU])
                 self.profiler.__enter__()
+                self.iters, self.step_before = 0, clock.seconds['step']
                 self.start = time.perf_counter()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if runner.iter + 1 == runner.max_iters and hasattr(self, 'profiler'):
+            if self.profiler is None:
+                return
+            self.iters += 1
+            if runner.iter + 1 == runner.max_iters:
                 end = time.perf_counter()
                 self.profiler.__exit__(None, None, None)
-                found.update(op_table(self.profiler.key_averages(), num_iters,
-                                      end - self.start))
+                found.update(op_table(self.profiler.key_averages(), self.iters,
+                                      end - self.start,
+                                      clock.seconds['step'] - self.step_before))
                 clock.seconds['op_profiler'] = time.perf_counter() - end
 
     return OpProfile()
 
 
-def op_table(averages, num_iters, seconds):
+def op_table(averages, num_iters, seconds, step_seconds):
     """The ``OPS_SHOWN`` ops of ``averages`` (``torch.profiler``'s ``key_averages()``)
     with the most self CPU time, per iteration over ``num_iters`` iterations that took
-    ``seconds`` in all."""
+    ``seconds`` in all (data loading, hooks and any validation between them included),
+    ``step_seconds`` of it in the training step."""
     events = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
-    ms_per_iter = 1e3 * seconds / num_iters
     top = [dict(name=e.key, self_ms_per_iter=e.self_cpu_time_total / 1e3 / num_iters,
                 calls_per_iter=e.count / num_iters) for e in events[:OPS_SHOWN]]
-    return dict(iters=num_iters, ms_per_iter=ms_per_iter, top=top)
+    return dict(iters=num_iters, ms_per_iter=1e3 * seconds / num_iters,
+                step_ms_per_iter=1e3 * step_seconds / num_iters, top=top)
 
 
 def _time_checkpoints(runner, clock):
@@ -204,8 +211,9 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
     from ngl_mmseg.launch import load_config, prepare_config
     cfg = load_config(config, cfg_options=cfg_options, work_dir=work_dir)
     prepare_config(cfg, splits=('train', 'val'))
-    if ops and ops > cfg.train_cfg.max_iters:
-        raise ValueError(f'--ops {ops}: the run has only {cfg.train_cfg.max_iters} iterations')
+    max_iters = cfg.train_cfg.get('max_iters')
+    if ops and max_iters is not None and ops > max_iters:
+        raise ValueError(f'--ops {ops}: the run has only {max_iters} iterations')
     clock = _Clock()
     runner = Runner.from_cfg(cfg)
     for hook in _hooks(clock):
@@ -226,6 +234,9 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
     if flops:
         out['flops'] = model_flops(cfg)
     if ops:
+        if not found_ops:
+            raise RuntimeError(f'--ops {ops}: the run ended before its last {ops} iterations '
+                               'were profiled')
         out['ops'] = found_ops
     return out
 
@@ -251,8 +262,10 @@ def profile_table(result):
                   for name, n in f['parts'].items()]
     if result.get('ops'):
         o = result['ops']
-        lines += ['', f'Ops of the last {o["iters"]} iterations (torch.profiler, '
-                  f'{o["ms_per_iter"]:.1f} ms an iteration with it), by their own time:', '',
+        lines += ['', f'Ops of the last {o["iters"]} iterations (torch.profiler: '
+                  f'{o["ms_per_iter"]:.1f} ms an iteration with it, '
+                  f'{o["step_ms_per_iter"]:.1f} of them in the training step), '
+                  'by their own time:', '',
                   '| op | ms per iteration | share | calls per iteration |', '|---|---|---|---|']
         lines += [f'| {t["name"]} | {t["self_ms_per_iter"]:.1f} | '
                   f'{100 * t["self_ms_per_iter"] / o["ms_per_iter"]:.0f}% | '
@@ -313,6 +326,8 @@ def main():
         parser.error(f'--loss: {exc}')
     if args.ops is not None and args.ops < 1:
         parser.error(f'--ops must be a positive integer, not {args.ops}')
+    if args.ops and args.as_study_run and args.ops > args.iters:
+        parser.error(f'--ops {args.ops}: the run has only {args.iters} iterations (--iters)')
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f'--threads must be a positive integer, not {args.threads}')

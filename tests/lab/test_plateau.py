@@ -132,8 +132,10 @@ def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
     trained = (tmp_path / 'w' / 'config.py').read_text()
     assert "type='CrossEntropyLoss'" in trained and 'NGLLoss' not in trained
     ops = result['ops']
-    assert ops['iters'] == 3 and len(ops['top']) == run_profile.OPS_SHOWN
+    assert ops['iters'] == 3 and len(ops['top']) == run_profile.OPS_SHOWN  # iters: counted
     assert seconds['op_profiler'] > 0  # the profiler's own processing, out of 'other'
+    assert 0 < ops['step_ms_per_iter'] < ops['ms_per_iter']
+    assert 3 * ops['step_ms_per_iter'] < 1e3 * seconds['step']
     names = [t['name'] for t in ops['top']]
     assert any(n.startswith('aten::') and 'conv' in n for n in names), names
     shares = [t['self_ms_per_iter'] for t in ops['top']]
@@ -146,7 +148,9 @@ def test_the_profiler_refuses_what_it_cannot_profile(tmp_path):
     for args, message in (
             (['--loss', 'ce'], '--loss names the loss of --as-study-run'),
             (['--as-study-run', tmp_path, '--iters', 4, '--loss', 'nope'], '--loss: unknown loss'),
-            (['--ops', 0], '--ops must be a positive integer, not 0')):
+            (['--ops', 0], '--ops must be a positive integer, not 0'),
+            (['--as-study-run', tmp_path, '--iters', 4, '--ops', 5],
+             '--ops 5: the run has only 4 iterations')):
         proc = run([sys.executable, tool, BUDGET_VOC, '--work-dir', tmp_path / 'w', *args],
                    tmp_path, expect_ok=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
