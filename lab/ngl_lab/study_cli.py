@@ -18,7 +18,8 @@ from .tool_args import add_cfg_options, default_work_dir, refusals_as_usage_erro
 # order their clashes are named.
 MODES = ('merge', 'collect', 'replot', 'spec')
 # What a spec run takes from the command line (the spec says everything else).
-SPEC_ARGUMENTS = ('spec', 'only', 'jobs', 'gpus_per_run', 'threads_per_run', 'export_finished')
+SPEC_ARGUMENTS = ('spec', 'only', 'with_published', 'jobs', 'gpus_per_run', 'threads_per_run',
+                  'export_finished')
 
 
 def _add_grid_arguments(parser):
@@ -94,6 +95,10 @@ def _add_mode_arguments(parser):
                         'docs/tools.md); resumable')
     parser.add_argument('--only', nargs='+', metavar='STUDY',
                         help='with --spec: run only these studies of the spec')
+    parser.add_argument('--with-published', action='store_true',
+                        help="with --spec --only: also run the studies its merges' published "
+                        'reports hold (on a work dir seeded from the records they train '
+                        'nothing and write their study.json again, so the merges keep them)')
     parser.add_argument('--export-finished', action='store_true',
                         help="with --spec: copy the finished runs' records of its studies (or "
                         "--only's) to their merges' records folders, finished study or not; "
@@ -150,10 +155,15 @@ def _check_modes(parser, args, argv=None):
                   if action.dest not in SPEC_ARGUMENTS + ('help', ) and action.dest in given]
         if unused:
             parser.error(f'--spec does not use {", ".join(unused)}: the spec file says what '
-                         'to train and where (only --only, --jobs, --gpus-per-run, '
-                         '--threads-per-run and --export-finished go with it)')
-    elif args.only or args.export_finished:
-        parser.error(f'--{"only" if args.only else "export-finished"} goes with --spec')
+                         'to train and where (only --only, --with-published, --jobs, '
+                         '--gpus-per-run, --threads-per-run and --export-finished go with it)')
+        if args.with_published and (args.export_finished or not args.only):
+            parser.error('--with-published adds studies to --only of a spec run (without '
+                         '--only every study runs; --export-finished trains nothing)')
+    elif args.only or args.export_finished or args.with_published:
+        flag = next(f for f, on in (('only', args.only), ('export-finished', args.export_finished),
+                                    ('with-published', args.with_published)) if on)
+        parser.error(f'--{flag} goes with --spec')
 
 
 def report_split_arg(values):
@@ -204,7 +214,7 @@ def main():
             export_finished(args.spec, args.only)
         elif args.spec:
             run_spec(args.spec, jobs=args.jobs, only=args.only, gpus_per_run=args.gpus_per_run,
-                     threads_per_run=args.threads_per_run)
+                     threads_per_run=args.threads_per_run, with_published=args.with_published)
         elif args.replot:
             replot(work_dir)
         elif args.collect:

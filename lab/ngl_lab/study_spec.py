@@ -221,12 +221,16 @@ def study_settings(spec, name, roots, path, jobs=1, gpus_per_run=0, threads_per_
         spec=dict(file=path, study=name))
 
 
-def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
+def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None,
+             with_published=False):
     """Make the datasets, run the studies (resuming) and write the merges of a spec.
 
     Everything is checked before anything is made (``check_spec``): a refusal
     leaves every folder as it was. A run that fails ends it with
     ``study.RunsFailed`` (the finished runs are kept; run it again to resume).
+    ``with_published`` adds to ``only`` the studies that the merges it writes
+    have published (``published_studies``): on a work dir seeded from the records they
+    train nothing and write their study.json again, so that the merge keeps them.
     """
     spec = load_spec(path)
     studies = spec['studies']
@@ -235,6 +239,8 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None):
         if unknown:
             raise ValueError(f'--only {unknown}: not a study or merge of {path} '
                              f'({sorted(studies) + sorted(spec["merges"])})')
+    if only and with_published:
+        only = list(only) + [name for name in published_studies(spec, only) if name not in only]
     selected = [name for name in studies if not only or name in only]
     merges = [name for name, entry in spec['merges'].items()
               if not only or name in only or set(entry['studies']) & set(selected)]
@@ -336,8 +342,7 @@ def _check_nothing_dropped(spec, name, selected, published):
     a ``partial`` merge is written without some of its studies, and only where one
     of them has a study.json or runs now (``_write_merge``)."""
     entry = spec['merges'][name]
-    held = {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
-            if isinstance(run, dict) and isinstance(run.get('source'), str)}
+    held = _sources(published)
     absent = [study_name for study_name in entry['studies'] if study_name not in selected
               and not has_report(osp.join(spec['work_dir'], study_name))]
     dropped = [study_name for study_name in absent if study_name in held]
@@ -345,8 +350,33 @@ def _check_nothing_dropped(spec, name, selected, published):
         raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
                          f'{dropped}, which have no study.json in {spec["work_dir"]} (a work '
                          'dir seeded from their records): the merge would list their cells as '
-                         'not finished. Run them too (--only; a study whose runs have all '
-                         'finished trains nothing and writes its study.json)')
+                         'not finished. Run them too (--only, or --with-published; a study '
+                         'whose runs have all finished trains nothing and writes its study.json)')
+
+
+def _sources(published):
+    """The studies whose runs a ``published`` report (its .json, or None) holds:
+    the folder names of its runs' ``source``."""
+    return {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
+            if isinstance(run, dict) and isinstance(run.get('source'), str)}
+
+
+def published_studies(spec, only):
+    """The studies the merges that ``only`` (study and merge names) writes have
+    published (the runs their published reports hold), and those of the merges
+    these write in turn, in the spec's order: what ``_check_nothing_dropped``
+    would otherwise refuse a work dir seeded from the records for."""
+    held, names, reports = set(), set(only), {}
+    while True:
+        for name, entry in spec['merges'].items():
+            if entry.get('publish') and (name in names or set(entry['studies']) & names):
+                if name not in reports:
+                    reports[name] = _sources(published_report(entry['publish']))
+                held |= reports[name] & set(spec['studies'])
+        if held <= names:
+            break
+        names |= held
+    return [name for name in spec['studies'] if name in held]
 
 
 def _check_records(spec, name, jobs, out_dir):

@@ -465,6 +465,56 @@ def test_a_study_whose_runs_no_merge_keeps_is_refused_before_anything_trains(
     assert len(fake.calls) == 1
 
 
+def test_with_published_adds_the_studies_the_merges_it_writes_have_published(
+        tmp_path, monkeypatch):
+    """On a work dir seeded from the records (a finished study's runs, not its study.json), a
+    spec run of one more study is refused, as the merge would publish the first one's cells as
+    not finished; --with-published adds the studies that merge published: they train nothing
+    and the merge keeps them. A study only a merge the run does not write published is not
+    added."""
+    spec = _spec(tmp_path, partial=True)
+    spec['studies']['s2'] = dict(spec['studies']['s1'], optimizers=['sgd'])
+    spec['studies']['s3'] = dict(spec['studies']['s1'], regime='other')
+    spec['merges']['m']['studies'] = ['s1', 's2']
+    spec['merges']['n'] = dict(studies=['s3'], publish=str(tmp_path / 'pub' / 'n'),
+                               records=str(tmp_path / 'records'))
+    path = _write(tmp_path, spec)
+    monkeypatch.setattr(study, 'train_run', FakeTraining())
+    study_spec.run_spec(path, only=['s1', 's3'])
+    published = json.loads((tmp_path / 'pub' / 'm.json').read_text())
+    assert published['pending'] == [['clean', 'sgd']]
+    for name in ('s1', 's3'):  # seeded from the records: the runs, not the study.json
+        (tmp_path / 'work' / name / 'study.json').unlink()
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"publishes the studies \['s1'\], .*--with-published"):
+        study_spec.run_spec(path, only=['s2'])
+    assert snapshot(tmp_path) == before
+    assert study_spec.published_studies(study_spec.load_spec(path), ['s2']) == ['s1']
+    fake = FakeTraining()
+    monkeypatch.setattr(study, 'train_run', fake)
+    study_spec.run_spec(path, only=['s2'], with_published=True)
+    assert [name for name, _ in fake.calls] == ['ce_sgd_seed0']  # s1 trains nothing
+    published = json.loads((tmp_path / 'pub' / 'm.json').read_text())
+    assert 'pending' not in published
+    assert {(r['regime'], r['optimizer']) for r in published['rows']} == {
+        ('clean', 'adamw'), ('clean', 'sgd')}
+    assert (tmp_path / 'work' / 's1' / 'study.json').is_file()
+    assert not (tmp_path / 'work' / 's3' / 'study.json').exists()  # n is not written
+
+
+@pytest.mark.parametrize('given, error', [
+    (['--spec', 'x.json', '--with-published'], 'adds studies to --only'),
+    (['--spec', 'x.json', '--only', 's', '--export-finished', '--with-published'],
+     'adds studies to --only'),
+    (['configs/x.py', '--with-published'], '--with-published goes with --spec'),
+])
+def test_with_published_goes_with_the_only_of_a_spec_run(monkeypatch, capsys, given, error):
+    monkeypatch.setattr(sys, 'argv', ['study_ngl.py'] + given)
+    with pytest.raises(SystemExit) as exit_:
+        study_cli.main()
+    assert exit_.value.code == 2 and error in capsys.readouterr().err
+
+
 # --- 9. a work_dir or records that is a file --------------------------------------------------
 
 @pytest.mark.parametrize('key, where', [('work_dir', 'f'), ('work_dir', 'f/sub'),
