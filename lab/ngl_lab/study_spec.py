@@ -72,9 +72,12 @@ from .study_spec_checks import (
     check_dataset_values,
     check_entry,
     check_made_dataset,
+    check_nothing_dropped,
     check_overlaps,
     data_root,
+    has_report,
     maker_arguments,
+    published_studies,
 )
 from .synthetic import MANIFEST
 from .tool_args import check_folder, check_plain_name, printer
@@ -264,7 +267,7 @@ def check_spec(spec, path, selected, needed, merges, run):
     selected study (settings,
     config, variants), every needed dataset already made (the spec's), every
     merge's published report (one this tool published, or none; no study it
-    publishes left out of the new one: ``_check_nothing_dropped``) and records
+    publishes left out of the new one: ``check_nothing_dropped``) and records
     folder (no ``run.json`` the export did not write where a study's run goes),
     and the folders of every selected study's first runs (empty, or holding that
     run: ``run_folders.existing_run``; where the data is not made yet, all but
@@ -298,7 +301,7 @@ def check_spec(spec, path, selected, needed, merges, run):
     for name in merges:
         entry = spec['merges'][name]
         if entry.get('publish'):
-            _check_nothing_dropped(spec, name, selected, published_report(entry['publish']))
+            check_nothing_dropped(spec, name, selected, published_report(entry['publish']))
         for study_name in entry['studies'] if entry.get('records') else []:
             _check_records(spec, study_name, first.get(study_name),
                            osp.join(entry['records'], study_name))
@@ -325,58 +328,6 @@ def check_kept(spec, selected, path):
                          'while the spec keeps the records of its others: their runs '
                          'could not be kept in the repository (add them to a merge '
                          'with "records")')
-
-
-def has_report(study_dir):
-    """Whether the study in ``study_dir`` has finished and written its study.json
-    (a work dir seeded from records holds the runs, not this)."""
-    return osp.isfile(osp.join(study_dir, 'study.json'))
-
-
-def _check_nothing_dropped(spec, name, selected, published):
-    """Merge ``name`` replaces its ``published`` report (its .json, or None): refuse
-    where a study that report holds (its runs' ``source``) has no study.json in
-    ``work_dir`` and is not among the ``selected`` studies, which would write it.
-    A work dir seeded from the records holds a finished study's runs but not its
-    report, and the new report would list that study's cells as not finished. Only
-    a ``partial`` merge is written without some of its studies, and only where one
-    of them has a study.json or runs now (``_write_merge``)."""
-    entry = spec['merges'][name]
-    held = _sources(published)
-    absent = [study_name for study_name in entry['studies'] if study_name not in selected
-              and not has_report(osp.join(spec['work_dir'], study_name))]
-    dropped = [study_name for study_name in absent if study_name in held]
-    if dropped and entry.get('partial') and len(absent) < len(entry['studies']):
-        raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
-                         f'{dropped}, which have no study.json in {spec["work_dir"]} (a work '
-                         'dir seeded from their records): the merge would list their cells as '
-                         'not finished. Run them too (--only, or --with-published; a study '
-                         'whose runs have all finished trains nothing and writes its study.json)')
-
-
-def _sources(published):
-    """The studies whose runs a ``published`` report (its .json, or None) holds:
-    the folder names of its runs' ``source``."""
-    return {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
-            if isinstance(run, dict) and isinstance(run.get('source'), str)}
-
-
-def published_studies(spec, only):
-    """The studies the merges that ``only`` (study and merge names) writes have
-    published (the runs their published reports hold), and those of the merges
-    these write in turn, in the spec's order: what ``_check_nothing_dropped``
-    would otherwise refuse a work dir seeded from the records for."""
-    held, names, reports = set(), set(only), {}
-    while True:
-        for name, entry in spec['merges'].items():
-            if entry.get('publish') and (name in names or set(entry['studies']) & names):
-                if name not in reports:
-                    reports[name] = _sources(published_report(entry['publish']))
-                held |= reports[name] & set(spec['studies'])
-        if held <= names:
-            break
-        names |= held
-    return [name for name in spec['studies'] if name in held]
 
 
 def _check_records(spec, name, jobs, out_dir):

@@ -2,12 +2,15 @@
 each entry's keys and JSON types, the folders it names (none inside another:
 ``check_overlaps``), and a dataset already made, whose manifest must say it was
 made with the spec's arguments (``check_made_dataset``); and the one place
-that turns a spec's dataset into the maker's arguments (``maker_arguments``)."""
+that turns a spec's dataset into the maker's arguments (``maker_arguments``);
+and what a merge's published report holds (``published_studies``), which a run
+that would write it may not drop (``check_nothing_dropped``)."""
 import inspect
 import json
 import os
 import os.path as osp
 
+from .study_publish import published_report
 from .synthetic import (
     IDENTITY_ARGUMENTS,
     NOISE_KINDS,
@@ -236,3 +239,55 @@ def _refuse_overlap(merge, key, value, paths, taken):
         if any(_overlap(path, folder) for path in paths):
             raise ValueError(f'merge {merge!r}: {key} {value!r} overlaps {what} {folder!r}: it '
                              'would replace or remove what is there')
+
+
+def has_report(study_dir):
+    """Whether the study in ``study_dir`` has finished and written its study.json
+    (a work dir seeded from records holds the runs, not this)."""
+    return osp.isfile(osp.join(study_dir, 'study.json'))
+
+
+def check_nothing_dropped(spec, name, selected, published):
+    """Merge ``name`` replaces its ``published`` report (its .json, or None): refuse
+    where a study that report holds (its runs' ``source``) has no study.json in
+    ``work_dir`` and is not among the ``selected`` studies, which would write it.
+    A work dir seeded from the records holds a finished study's runs but not its
+    report, and the new report would list that study's cells as not finished. Only
+    a ``partial`` merge is written without some of its studies, and only where one
+    of them has a study.json or runs now (``study_spec._write_merge``)."""
+    entry = spec['merges'][name]
+    held = published_sources(published)
+    absent = [study_name for study_name in entry['studies'] if study_name not in selected
+              and not has_report(osp.join(spec['work_dir'], study_name))]
+    dropped = [study_name for study_name in absent if study_name in held]
+    if dropped and entry.get('partial') and len(absent) < len(entry['studies']):
+        raise ValueError(f'merge {name!r}: {entry["publish"]}.json publishes the studies '
+                         f'{dropped}, which have no study.json in {spec["work_dir"]} (a work '
+                         'dir seeded from their records): the merge would list their cells as '
+                         'not finished. Run them too (--only, or --with-published; a study '
+                         'whose runs have all finished trains nothing and writes its study.json)')
+
+
+def published_sources(published):
+    """The studies whose runs a ``published`` report (its .json, or None) holds:
+    the folder names of its runs' ``source``."""
+    return {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
+            if isinstance(run, dict) and isinstance(run.get('source'), str)}
+
+
+def published_studies(spec, only):
+    """The studies the merges that ``only`` (study and merge names) writes have
+    published (the runs their published reports hold), and those of the merges
+    these write in turn, in the spec's order: what ``check_nothing_dropped``
+    would otherwise refuse a work dir seeded from the records for."""
+    held, names, reports = set(), set(only), {}
+    while True:
+        for name, entry in spec['merges'].items():
+            if entry.get('publish') and (name in names or set(entry['studies']) & names):
+                if name not in reports:
+                    reports[name] = published_sources(published_report(entry['publish']))
+                held |= reports[name] & set(spec['studies'])
+        if held <= names:
+            break
+        names |= held
+    return [name for name in spec['studies'] if name in held]
