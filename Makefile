@@ -51,8 +51,8 @@ figures: install
 # goes; format in docs/tools.md), run by tools/study_ngl.py --spec, resumable: an interrupted
 # study picks up from its finished runs. `make study SPEC=configs/studies/regimes.json JOBS=2`;
 # ONLY='STUDY ...' runs those studies of the spec (in the spec's order) and no others.
-# WITH_PUBLISHED=1 adds the studies its merges have published (a work dir seeded from the
-# records holds their runs, not their study.json; they train nothing).
+# WITH_PUBLISHED=1 (any value turns it on) adds the studies the merges it writes have published:
+# on a work dir seeded from the records they have finished, so they train nothing.
 SPEC ?= configs/studies/tuned.json
 JOBS ?= 1
 study: install

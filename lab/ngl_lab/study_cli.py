@@ -96,9 +96,10 @@ def _add_mode_arguments(parser):
     parser.add_argument('--only', nargs='+', metavar='STUDY',
                         help='with --spec: run only these studies of the spec')
     parser.add_argument('--with-published', action='store_true',
-                        help="with --spec --only: also run the studies its merges' published "
-                        'reports hold (on a work dir seeded from the records they train '
-                        'nothing and write their study.json again, so the merges keep them)')
+                        help='with --spec --only: also run the studies that the merges this '
+                        'run writes have published (on a work dir seeded from the records '
+                        'they have finished: they train nothing and write their study.json '
+                        'again, so the merges keep them)')
     parser.add_argument('--export-finished', action='store_true',
                         help="with --spec: copy the finished runs' records of its studies (or "
                         "--only's) to their merges' records folders, finished study or not; "
@@ -157,9 +158,12 @@ def _check_modes(parser, args, argv=None):
             parser.error(f'--spec does not use {", ".join(unused)}: the spec file says what '
                          'to train and where (only --only, --with-published, --jobs, '
                          '--gpus-per-run, --threads-per-run and --export-finished go with it)')
-        if args.with_published and (args.export_finished or not args.only):
-            parser.error('--with-published adds studies to --only of a spec run (without '
-                         '--only every study runs; --export-finished trains nothing)')
+        if args.with_published and args.export_finished:
+            parser.error('--with-published adds studies to a spec run; --export-finished '
+                         'trains nothing (its --only names what to export)')
+        if args.with_published and not args.only:
+            parser.error('--with-published adds studies to --only; without --only every '
+                         'study of the spec runs')
     elif args.only or args.export_finished or args.with_published:
         flag = next(f for f, on in (('only', args.only), ('export-finished', args.export_finished),
                                     ('with-published', args.with_published)) if on)

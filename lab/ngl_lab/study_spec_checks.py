@@ -2,9 +2,9 @@
 each entry's keys and JSON types, the folders it names (none inside another:
 ``check_overlaps``), and a dataset already made, whose manifest must say it was
 made with the spec's arguments (``check_made_dataset``); and the one place
-that turns a spec's dataset into the maker's arguments (``maker_arguments``);
-and what a merge's published report holds (``published_studies``), which a run
-that would write it may not drop (``check_nothing_dropped``)."""
+that turns a spec's dataset into the maker's arguments (``maker_arguments``).
+A spec run may not drop a study a merge it writes has published
+(``check_nothing_dropped``); ``published_studies`` names those studies."""
 import inspect
 import json
 import os
@@ -256,7 +256,7 @@ def check_nothing_dropped(spec, name, selected, published):
     a ``partial`` merge is written without some of its studies, and only where one
     of them has a study.json or runs now (``study_spec._write_merge``)."""
     entry = spec['merges'][name]
-    held = published_sources(published)
+    held = published_study_names(published)
     absent = [study_name for study_name in entry['studies'] if study_name not in selected
               and not has_report(osp.join(spec['work_dir'], study_name))]
     dropped = [study_name for study_name in absent if study_name in held]
@@ -268,25 +268,28 @@ def check_nothing_dropped(spec, name, selected, published):
                          'whose runs have all finished trains nothing and writes its study.json)')
 
 
-def published_sources(published):
-    """The studies whose runs a ``published`` report (its .json, or None) holds:
-    the folder names of its runs' ``source``."""
+def published_study_names(published):
+    """The names of the studies whose runs a ``published`` report (its .json, or
+    None) holds: the folder names of its runs' ``source``."""
     return {osp.basename(osp.normpath(run['source'])) for run in (published or {}).get('runs', [])
             if isinstance(run, dict) and isinstance(run.get('source'), str)}
 
 
 def published_studies(spec, only):
-    """The studies the merges that ``only`` (study and merge names) writes have
-    published (the runs their published reports hold), and those of the merges
-    these write in turn, in the spec's order: what ``check_nothing_dropped``
-    would otherwise refuse a work dir seeded from the records for."""
+    """The studies that a spec run of ``only`` (study and merge names) must run
+    too, in the spec's order, where its work dir was seeded from the records: of
+    each merge it writes (one named, or holding a study it runs) that publishes,
+    the studies of that merge whose runs its published report holds, and so on
+    for the merges these add (``check_nothing_dropped`` refuses a run without
+    them). A study the report holds that the merge no longer lists is left out:
+    the merge drops it by design."""
     held, names, reports = set(), set(only), {}
     while True:
         for name, entry in spec['merges'].items():
             if entry.get('publish') and (name in names or set(entry['studies']) & names):
                 if name not in reports:
-                    reports[name] = published_sources(published_report(entry['publish']))
-                held |= reports[name] & set(spec['studies'])
+                    reports[name] = published_study_names(published_report(entry['publish']))
+                held |= reports[name] & set(entry['studies'])
         if held <= names:
             break
         names |= held

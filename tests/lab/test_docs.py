@@ -404,11 +404,12 @@ def test_tools_page_lists_every_loss_preset():
 
 def test_the_plateau_resume_loop_names_every_unpublished_cell_in_the_specs_order():
     """The page's resume loop names studies of the plateau spec, in its order, and every study
-    of the `plateau` merge that docs/study/plateau.json does not publish yet (the others it
-    adds with --with-published), so a session that runs it leaves no cell out."""
+    of the `plateau` merge that docs/study/plateau.json does not publish yet (those it does,
+    --with-published adds), so the loop leaves none of the published merge's cells out."""
     from ngl_lab.study_publish import published_report
     from ngl_lab.study_spec import load_spec
-    text = open(osp.join(REPO, 'docs', 'when-to-use-ngl.md')).read()
+    from ngl_lab.study_spec_checks import published_study_names
+    text = read('docs/when-to-use-ngl.md')
     loop = re.search(r'for cell in ((?:[\w-]+|\s|\\\n)+); do\n\s+make study '
                      r'SPEC=configs/studies/plateau\.json JOBS=\d ONLY=\$cell WITH_PUBLISHED=1',
                      text)
@@ -417,8 +418,8 @@ def test_the_plateau_resume_loop_names_every_unpublished_cell_in_the_specs_order
     spec = load_spec(osp.join(REPO, 'configs', 'studies', 'plateau.json'))
     studies = list(spec['studies'])
     assert set(cells) <= set(studies) and cells == sorted(cells, key=studies.index)
-    published = {osp.basename(osp.normpath(run['source'])) for run in
-                 published_report(osp.join(REPO, spec['merges']['plateau']['publish']))['runs']}
+    published = published_study_names(
+        published_report(osp.join(REPO, spec['merges']['plateau']['publish'])))
     missing = [name for name in spec['merges']['plateau']['studies']
                if name not in published and name not in cells]
     assert not missing, f'the loop leaves out {missing}'

@@ -11,7 +11,15 @@ import pytest
 from helpers import REPO, VOC_CFG, snapshot
 from study_helpers import FakeTraining, fake_study_run
 
-from ngl_lab import jobs, study, study_cli, study_publish, study_rebuild, study_spec
+from ngl_lab import (
+    jobs,
+    study,
+    study_cli,
+    study_publish,
+    study_rebuild,
+    study_spec,
+    study_spec_checks,
+)
 from ngl_lab.run_folders import existing_run, move_aside
 from ngl_lab.study_settings import StudySettings
 from ngl_lab.synthetic import MANIFEST, make_voc
@@ -502,10 +510,27 @@ def test_with_published_adds_the_studies_the_merges_it_writes_have_published(
     assert not (tmp_path / 'work' / 's3' / 'study.json').exists()  # n is not written
 
 
+def test_published_studies_follows_the_merges_a_run_writes(monkeypatch):
+    """Of each merge the run writes (named, or holding a study it runs) that publishes: the
+    studies of that merge its report holds, then those of the merges these add; not a study
+    the report holds that the merge or the spec no longer lists, nor a merge without publish."""
+    reports = {'pub/a': ['s2', 'gone', 's6'], 'pub/b': ['s3'], 'pub/d': ['s5']}
+    monkeypatch.setattr(study_spec_checks, 'published_report', lambda target: dict(
+        runs=[dict(source=f'work/{name}/') for name in reports[target]]))
+    merges = dict(a=dict(studies=['s1', 's2'], publish='pub/a'),
+                  b=dict(studies=['s2', 's3'], publish='pub/b'),
+                  c=dict(studies=['s4', 's5']), d=dict(studies=['s5'], publish='pub/d'))
+    spec = dict(studies={name: {} for name in ('s1', 's2', 's3', 's4', 's5', 's6')}, merges=merges)
+    assert study_spec_checks.published_studies(spec, ['s1']) == ['s2', 's3']  # a, then b
+    assert study_spec_checks.published_studies(spec, ['b']) == ['s3']
+    assert study_spec_checks.published_studies(spec, ['s4']) == []  # c does not publish
+    assert study_spec_checks.published_studies(spec, ['s4', 'd']) == ['s5']
+
+
 @pytest.mark.parametrize('given, error', [
-    (['--spec', 'x.json', '--with-published'], 'adds studies to --only'),
+    (['--spec', 'x.json', '--with-published'], 'adds studies to --only; without --only'),
     (['--spec', 'x.json', '--only', 's', '--export-finished', '--with-published'],
-     'adds studies to --only'),
+     '--export-finished trains nothing'),
     (['configs/x.py', '--with-published'], '--with-published goes with --spec'),
 ])
 def test_with_published_goes_with_the_only_of_a_spec_run(monkeypatch, capsys, given, error):
@@ -513,6 +538,15 @@ def test_with_published_goes_with_the_only_of_a_spec_run(monkeypatch, capsys, gi
     with pytest.raises(SystemExit) as exit_:
         study_cli.main()
     assert exit_.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_the_command_line_passes_with_published_to_the_spec_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(study_cli, 'run_spec', lambda path, **kwargs: calls.append(kwargs))
+    for flag, expected in (([], False), (['--with-published'], True)):
+        monkeypatch.setattr(sys, 'argv', ['study_ngl.py', '--spec', 'x.json', '--only', 's'] + flag)
+        study_cli.main()
+        assert calls[-1]['with_published'] is expected and calls[-1]['only'] == ['s']
 
 
 # --- 9. a work_dir or records that is a file --------------------------------------------------
