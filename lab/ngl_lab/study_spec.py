@@ -77,6 +77,7 @@ from .study_spec_checks import (
     data_root,
     has_report,
     maker_arguments,
+    merges_written,
     published_studies,
 )
 from .synthetic import MANIFEST
@@ -245,8 +246,7 @@ def run_spec(path, jobs=1, only=None, gpus_per_run=0, threads_per_run=None,
     if only and with_published:
         only = list(only) + [name for name in published_studies(spec, only) if name not in only]
     selected = [name for name in studies if not only or name in only]
-    merges = [name for name, entry in spec['merges'].items()
-              if not only or name in only or set(entry['studies']) & set(selected)]
+    merges = merges_written(spec, only) if only else list(spec['merges'])
     needed = [name for name in spec['datasets'] if name in
               {studies[n]['data'] for n in selected if 'data' in studies[n]} |
               {studies[n]['pretrain']['data'] for n in selected if studies[n].get('pretrain')}]

@@ -275,6 +275,13 @@ def published_study_names(published):
             if isinstance(run, dict) and isinstance(run.get('source'), str)}
 
 
+def merges_written(spec, names):
+    """The merges a spec run of ``names`` (study and merge names) writes: those
+    named, and those holding a study it runs."""
+    return [name for name, entry in spec['merges'].items()
+            if name in names or set(entry['studies']) & set(names)]
+
+
 def published_studies(spec, only):
     """The studies that a spec run of ``only`` (study and merge names) must run
     too, in the spec's order, where its work dir was seeded from the records: of
@@ -285,8 +292,9 @@ def published_studies(spec, only):
     the merge drops it by design."""
     held, names, reports = set(), set(only), {}
     while True:
-        for name, entry in spec['merges'].items():
-            if entry.get('publish') and (name in names or set(entry['studies']) & names):
+        for name in merges_written(spec, names):
+            entry = spec['merges'][name]
+            if entry.get('publish'):
                 if name not in reports:
                     reports[name] = published_study_names(published_report(entry['publish']))
                 held |= reports[name] & set(entry['studies'])
