@@ -26,7 +26,8 @@ that reading a spec never runs code from it. The format (docs/tools.md)::
 A study's ``data`` names a dataset of the spec (its data root is used);
 ``report_split: "test"`` scores the maker's ``--num-test`` split (or give the
 dataset fields as a dict); ``pretrain: {"iters": N, "data": NAME}`` pretrains
-the backbone. Each study runs in ``work_dir/<name>``; each merge writes
+the backbone; ``like: NAME`` takes the settings of study NAME and gives only the
+keys that differ (``expand_likes``). Each study runs in ``work_dir/<name>``; each merge writes
 ``work_dir/<name>`` and, with ``publish``, copies its study.md/.json/.png to
 ``<publish>.md/.json/.png``; with ``records``, copies each of its studies' run
 records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
@@ -95,7 +96,11 @@ STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers
               'regime': STRING, 'train_miou': BOOLEAN, 'report_split': SPLIT, 'pretrain': OBJECT,
               'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER,
               'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER,
-              'reuse_runs_of': STRINGS}
+              'reuse_runs_of': STRINGS, 'like': STRING}
+# What a study entry with ``like`` does not take from the study it names: which studies'
+# runs it copies is a relation between two studies, not a setting (the longer study of a
+# pair that copies each other's runs would otherwise name itself).
+NOT_INHERITED = ('like', 'reuse_runs_of')
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
               'partial': BOOLEAN}
@@ -134,6 +139,10 @@ def load_spec(path):
         check_entry(f'{path}: dataset {name!r}', entry, DATASET_KEYS)
         check_dataset_values(f'{path}: dataset {name!r}', entry)
     for name, entry in studies.items():
+        check_plain_name(name, f'{path}: study')
+        check_entry(f'{path}: study {name!r}', entry, STUDY_KEYS)
+    spec['studies'] = studies = expand_likes(path, studies)
+    for name, entry in studies.items():
         _check_study_entry(path, name, entry, datasets, studies)
     for name, entry in merges.items():
         check_plain_name(name, f'{path}: merge')
@@ -147,10 +156,44 @@ def load_spec(path):
     return spec
 
 
+def expand_likes(path, studies):
+    """The spec's study entries with each ``"like": NAME`` replaced by the settings
+    it stands for: every key of study NAME's entry (itself expanded first, so a
+    ``like`` may name one that has a ``like``) but those in ``NOT_INHERITED``, then
+    the entry's own keys in place of NAME's (a key's whole value: ``cfg_options``
+    or ``pretrain`` given here replaces NAME's, it is not merged into it). A study
+    that differs from another in a key or two (a rerun at twice the budget) is then
+    written as that difference. A ``like`` naming no other study of the spec, or a
+    cycle of them, is refused."""
+    expanded = {}
+
+    def settings(name, chain):
+        if name in expanded:
+            return expanded[name]
+        entry = studies[name]
+        other = entry.get('like')
+        if other is None:
+            expanded[name] = dict(entry)
+            return expanded[name]
+        where = f'{path}: study {name!r}'
+        if other == name or other not in studies:
+            raise ValueError(f'{where} is "like" {other!r}, which is not another study of the '
+                             f'spec ({sorted(set(studies) - {name})})')
+        if other in chain:
+            cycle = ' -> '.join(chain[chain.index(other):] + [other])
+            raise ValueError(f'{where}: its "like" entries name each other in a cycle '
+                             f'({cycle}): one of them must give its settings in full')
+        base = settings(other, chain + [other])
+        expanded[name] = dict({key: value for key, value in base.items()
+                               if key not in NOT_INHERITED}, **entry)
+        del expanded[name]['like']
+        return expanded[name]
+
+    return {name: settings(name, [name]) for name in studies}
+
+
 def _check_study_entry(path, name, entry, datasets, studies):
-    check_plain_name(name, f'{path}: study')
     where = f'{path}: study {name!r}'
-    check_entry(where, entry, STUDY_KEYS)
     if not entry.get('config'):
         raise ValueError(f'{where} needs a "config"')
     if 'data' in entry and entry['data'] not in datasets:

@@ -333,6 +333,67 @@ def test_reusing_runs_names_other_studies(tmp_path):
         StudySettings(VOC_CFG, ['ce'], reuse_from=str(tmp_path / 'v')).check()
 
 
+
+def test_a_study_like_another_takes_its_settings_and_gives_only_what_differs(tmp_path):
+    """``like`` stands for every key of the study it names (expanded first, so chains work)
+    but ``reuse_runs_of``; the entry's own keys replace that study's, a dict as a whole;
+    a study's runs are those of the same entry written in full."""
+    base = dict(config=VOC_CFG, variants=['ce', 'ngl'], lrs=[1e-3, 1e-2], iters=8,
+                search_seeds=[0, 1], cfg_options={'study_matmul_resize': True, 'x': 1},
+                report_split={'ann_file': 'ImageSets/Segmentation/test.txt'},
+                reuse_runs_of=['long'])
+    spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
+        'short': base,
+        'long': dict(like='short', iters=16, reuse_runs_of=['short']),
+        'longer': dict(like='long', lrs=[1e-2, 3e-2], cfg_options={'x': 2}),
+        'plain': dict(base, iters=16, lrs=[1e-2, 3e-2], cfg_options={'x': 2})})
+    spec['studies']['plain'].pop('reuse_runs_of')
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(spec))
+    loaded = study_spec.load_spec(str(path))
+    studies = loaded['studies']
+    assert studies['short'] == base
+    assert studies['long'] == dict(base, iters=16, reuse_runs_of=['short'])
+    assert studies['longer'] == studies['plain'] != studies['long']
+    assert 'like' not in studies['longer'] and 'reuse_runs_of' not in studies['longer']
+    settings = {name: study_spec.study_settings(loaded, name, {}, str(path))
+                for name in ('longer', 'plain')}
+    first = {name: [job['record'] for job in study.first_runs(s, *study.check_study(s))[1]]
+             for name, s in settings.items()}
+    assert first['longer'] and first['longer'] == first['plain']
+
+
+@pytest.mark.parametrize('studies, message', [
+    ({'a': dict(config=VOC_CFG, like='b')}, "is \"like\" 'b', which is not another study"),
+    ({'a': dict(config=VOC_CFG, like='a')}, "is \"like\" 'a', which is not another study"),
+    ({'a': dict(like='b'), 'b': dict(like='c'), 'c': dict(like='b')},
+     r"in a cycle \(b -> c -> b\): one of them must give its settings in full"),
+    ({'a': dict(config=VOC_CFG, like=['b']), 'b': dict(config=VOC_CFG)},
+     '"like" must be a string'),
+    ({'a': dict(like='b', iters=4), 'b': dict(iters=8)}, "study 'a' needs a \"config\""),
+])
+def test_a_like_that_stands_for_nothing_is_refused(tmp_path, studies, message):
+    path = tmp_path / 'spec.json'
+    path.write_text(json.dumps(dict(work_dir=str(tmp_path / 'work'), studies=studies)))
+    with pytest.raises(ValueError, match=message):
+        study_spec.load_spec(str(path))
+
+
+def test_the_plateau_reruns_are_their_shorter_studies_at_twice_the_budget():
+    """The plateau spec writes each rerun as its shorter study's difference: the same cell at
+    twice the iterations, the rerun's own rates, copying the shorter study's runs."""
+    spec = study_spec.load_spec(osp.join(REPO, 'configs', 'studies', 'plateau.json'))
+    studies = spec['studies']
+    differ = {'iters', 'lrs', 'reuse_runs_of'}
+    for longer, shorter in (('coco-clean-adamw-32k', 'coco-clean-adamw-16k'),
+                            ('unlabelled-ignore-40-adamw-8k', 'unlabelled-ignore-40-adamw-4k'),
+                            ('clean-sgd-8k', 'clean-sgd-4k'),
+                            ('pretrained-sgd-4k', 'pretrained-sgd')):
+        a, b = studies[longer], studies[shorter]
+        assert a['iters'] == 2 * b['iters'] and a['reuse_runs_of'] == [shorter]
+        same = {key: value for key, value in a.items() if key not in differ}
+        assert same == {key: value for key, value in b.items() if key not in differ}, longer
+
 def _table_rows(page, header):
     """The body rows of the page's table whose header starts with ``header``."""
     lines = page.splitlines()
