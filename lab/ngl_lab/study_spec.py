@@ -45,6 +45,7 @@ arguments, ``study_spec_checks.check_made_dataset``) and what ``publish`` and
 ``records`` would replace: only a report or records this tool wrote
 (``study_publish``).
 """
+import copy
 import json
 import os.path as osp
 
@@ -99,8 +100,8 @@ STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers
               'reuse_runs_of': STRINGS, 'like': STRING}
 # What a study entry with ``like`` does not take from the study it names: which studies'
 # runs it copies is a relation between two studies, not a setting (the longer study of a
-# pair that copies each other's runs would otherwise name itself).
-NOT_INHERITED = ('like', 'reuse_runs_of')
+# pair that copies each other's runs would otherwise name itself); a title names one study.
+NOT_INHERITED = ('like', 'reuse_runs_of', 'title')
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
               'partial': BOOLEAN}
@@ -159,7 +160,8 @@ def load_spec(path):
 def expand_likes(path, studies):
     """The spec's study entries with each ``"like": NAME`` replaced by the settings
     it stands for: every key of study NAME's entry (itself expanded first, so a
-    ``like`` may name one that has a ``like``) but those in ``NOT_INHERITED``, then
+    ``like`` may name one that has a ``like``) but those in ``NOT_INHERITED``
+    (``reuse_runs_of``, ``title``), then
     the entry's own keys in place of NAME's (a key's whole value: ``cfg_options``
     or ``pretrain`` given here replaces NAME's, it is not merged into it). A study
     that differs from another in a key or two (a rerun at twice the budget) is then
@@ -173,10 +175,12 @@ def expand_likes(path, studies):
         entry = studies[name]
         other = entry.get('like')
         if other is None:
-            expanded[name] = dict(entry)
+            expanded[name] = copy.deepcopy(entry)
             return expanded[name]
         where = f'{path}: study {name!r}'
-        if other == name or other not in studies:
+        if other == name:
+            raise ValueError(f'{where} is "like" itself: name another study of the spec')
+        if other not in studies:
             raise ValueError(f'{where} is "like" {other!r}, which is not another study of the '
                              f'spec ({sorted(set(studies) - {name})})')
         if other in chain:
@@ -184,8 +188,9 @@ def expand_likes(path, studies):
             raise ValueError(f'{where}: its "like" entries name each other in a cycle '
                              f'({cycle}): one of them must give its settings in full')
         base = settings(other, chain + [other])
-        expanded[name] = dict({key: value for key, value in base.items()
-                               if key not in NOT_INHERITED}, **entry)
+        # deep copies: no list or dict of one study's entry is another's
+        expanded[name] = copy.deepcopy(dict({key: value for key, value in base.items()
+                                             if key not in NOT_INHERITED}, **entry))
         del expanded[name]['like']
         return expanded[name]
 

@@ -333,39 +333,45 @@ def test_reusing_runs_names_other_studies(tmp_path):
         StudySettings(VOC_CFG, ['ce'], reuse_from=str(tmp_path / 'v')).check()
 
 
-
 def test_a_study_like_another_takes_its_settings_and_gives_only_what_differs(tmp_path):
     """``like`` stands for every key of the study it names (expanded first, so chains work)
-    but ``reuse_runs_of``; the entry's own keys replace that study's, a dict as a whole;
-    a study's runs are those of the same entry written in full."""
+    but ``reuse_runs_of`` and ``title``; the entry's own keys replace that study's, a dict as
+    a whole; a study's runs are those of the same entry written in full."""
     base = dict(config=VOC_CFG, variants=['ce', 'ngl'], lrs=[1e-3, 1e-2], iters=8,
                 search_seeds=[0, 1], cfg_options={'study_matmul_resize': True, 'x': 1},
                 report_split={'ann_file': 'ImageSets/Segmentation/test.txt'},
-                reuse_runs_of=['long'])
+                title='the short one', reuse_runs_of=['long'])
     spec = dict(work_dir=str(tmp_path / 'work'), datasets={}, studies={
         'short': base,
         'long': dict(like='short', iters=16, reuse_runs_of=['short']),
         'longer': dict(like='long', lrs=[1e-2, 3e-2], cfg_options={'x': 2}),
         'plain': dict(base, iters=16, lrs=[1e-2, 3e-2], cfg_options={'x': 2})})
-    spec['studies']['plain'].pop('reuse_runs_of')
+    for key in ('reuse_runs_of', 'title'):
+        spec['studies']['plain'].pop(key)
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(spec))
     loaded = study_spec.load_spec(str(path))
     studies = loaded['studies']
     assert studies['short'] == base
-    assert studies['long'] == dict(base, iters=16, reuse_runs_of=['short'])
+    long_ = dict(base, iters=16, reuse_runs_of=['short'])
+    del long_['title']
+    assert studies['long'] == long_
     assert studies['longer'] == studies['plain'] != studies['long']
-    assert 'like' not in studies['longer'] and 'reuse_runs_of' not in studies['longer']
+    assert not {'like', 'reuse_runs_of', 'title'} & set(studies['longer'])
     settings = {name: study_spec.study_settings(loaded, name, {}, str(path))
                 for name in ('longer', 'plain')}
     first = {name: [job['record'] for job in study.first_runs(s, *study.check_study(s))[1]]
              for name, s in settings.items()}
     assert first['longer'] and first['longer'] == first['plain']
+    studies['longer']['cfg_options']['x'] = 3  # no study's values are another's
+    studies['short']['lrs'].append(1.0)
+    assert studies['long']['cfg_options']['x'] == studies['short']['cfg_options']['x'] == 1
+    assert studies['long']['lrs'] == [1e-3, 1e-2]
 
 
 @pytest.mark.parametrize('studies, message', [
     ({'a': dict(config=VOC_CFG, like='b')}, "is \"like\" 'b', which is not another study"),
-    ({'a': dict(config=VOC_CFG, like='a')}, "is \"like\" 'a', which is not another study"),
+    ({'a': dict(config=VOC_CFG, like='a')}, 'is "like" itself: name another study'),
     ({'a': dict(like='b'), 'b': dict(like='c'), 'c': dict(like='b')},
      r"in a cycle \(b -> c -> b\): one of them must give its settings in full"),
     ({'a': dict(config=VOC_CFG, like=['b']), 'b': dict(config=VOC_CFG)},
@@ -393,6 +399,15 @@ def test_the_plateau_reruns_are_their_shorter_studies_at_twice_the_budget():
         assert a['iters'] == 2 * b['iters'] and a['reuse_runs_of'] == [shorter]
         same = {key: value for key, value in a.items() if key not in differ}
         assert same == {key: value for key, value in b.items() if key not in differ}, longer
+    # the 171-class uniform-40 cell is the clean one at 32000 but for its data and variants,
+    # and copies no study's runs
+    a, b = studies['coco-uniform-40-adamw-32k'], studies['coco-clean-adamw-32k']
+    assert (a['data'], a['regime'], a['iters']) == ('coco-uniform-40', '171-uniform-40', 32000)
+    assert a['variants'] == ['ce', 'ngl', 'ngl-plain', 'ce-ls', 'gce', 'sce']
+    assert 'reuse_runs_of' not in a and {key: value for key, value in a.items() if key not in (
+        'data', 'regime', 'variants')} == {key: value for key, value in b.items() if key not in (
+            'data', 'regime', 'variants', 'reuse_runs_of')}
+
 
 def _table_rows(page, header):
     """The body rows of the page's table whose header starts with ``header``."""
