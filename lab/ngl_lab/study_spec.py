@@ -27,14 +27,14 @@ A study's ``data`` names a dataset of the spec (its data root is used);
 ``report_split: "test"`` scores the maker's ``--num-test`` split (or give the
 dataset fields as a dict); ``pretrain: {"iters": N, "data": NAME}`` pretrains
 the backbone; ``like: NAME`` takes the settings of study NAME and gives only the
-keys that differ (``expand_likes``). Each study runs in ``work_dir/<name>``; each merge writes
-``work_dir/<name>`` and, with ``publish``, copies its study.md/.json/.png to
-``<publish>.md/.json/.png``; with ``records``, copies each of its studies' run
-records (``run.json`` and scalars, no checkpoints) to ``<records>/<study>/``,
-from where a fresh machine resumes (copy them into ``work_dir``). A merge is
-written once all its studies have finished; with ``"partial": true`` (a study
-that takes several sessions), as soon as one has, its report listing the cells
-of the others as not finished yet.
+keys that differ (``study_spec_checks.expand_likes``). Each study runs in
+``work_dir/<name>``; each merge writes ``work_dir/<name>`` and, with
+``publish``, copies its study.md/.json/.png to ``<publish>.md/.json/.png``; with
+``records``, copies each of its studies' run records (``run.json`` and scalars,
+no checkpoints) to ``<records>/<study>/``, from where a fresh machine resumes
+(copy them into ``work_dir``). A merge is written once all its studies have
+finished; with ``"partial": true`` (a study that takes several sessions), as
+soon as one has, its report listing the cells of the others as not finished yet.
 
 Nothing is made before everything is checked (``check_spec``): every entry's
 keys and JSON types, study and merge names (plain names: folders of
@@ -45,7 +45,6 @@ arguments, ``study_spec_checks.check_made_dataset``) and what ``publish`` and
 ``records`` would replace: only a report or records this tool wrote
 (``study_publish``).
 """
-import copy
 import json
 import os.path as osp
 
@@ -77,6 +76,7 @@ from .study_spec_checks import (
     check_nothing_dropped,
     check_overlaps,
     data_root,
+    expand_likes,
     has_report,
     maker_arguments,
     merges_written,
@@ -98,10 +98,6 @@ STUDY_KEYS = {'config': STRING, 'data': STRING, 'variants': STRINGS, 'optimizers
               'title': STRING, 'cfg_options': OBJECT, 'gpus': INTEGER, 'extend_edges': INTEGER,
               'double_seeds': INTEGERS, 'wide_seeds': INTEGERS, 'wide_half_width': NUMBER,
               'reuse_runs_of': STRINGS, 'like': STRING}
-# What a study entry with ``like`` does not take from the study it names: which studies'
-# runs it copies is a relation between two studies, not a setting (the longer study of a
-# pair that copies each other's runs would otherwise name itself); a title names one study.
-NOT_INHERITED = ('like', 'reuse_runs_of', 'title')
 PRETRAIN_KEYS = {'iters': INTEGER, 'data': STRING}
 MERGE_KEYS = {'studies': STRINGS, 'title': STRING, 'publish': STRING, 'records': STRING,
               'partial': BOOLEAN}
@@ -155,46 +151,6 @@ def load_spec(path):
         if name in studies:
             raise ValueError(f'{path}: {name!r} is both a study and a merge')
     return spec
-
-
-def expand_likes(path, studies):
-    """The spec's study entries with each ``"like": NAME`` replaced by the settings
-    it stands for: every key of study NAME's entry (itself expanded first, so a
-    ``like`` may name one that has a ``like``) but those in ``NOT_INHERITED``
-    (``reuse_runs_of``, ``title``), then
-    the entry's own keys in place of NAME's (a key's whole value: ``cfg_options``
-    or ``pretrain`` given here replaces NAME's, it is not merged into it). A study
-    that differs from another in a key or two (a rerun at twice the budget) is then
-    written as that difference. A ``like`` naming no other study of the spec, or a
-    cycle of them, is refused."""
-    expanded = {}
-
-    def settings(name, chain):
-        if name in expanded:
-            return expanded[name]
-        entry = studies[name]
-        other = entry.get('like')
-        if other is None:
-            expanded[name] = copy.deepcopy(entry)
-            return expanded[name]
-        where = f'{path}: study {name!r}'
-        if other == name:
-            raise ValueError(f'{where} is "like" itself: name another study of the spec')
-        if other not in studies:
-            raise ValueError(f'{where} is "like" {other!r}, which is not another study of the '
-                             f'spec ({sorted(set(studies) - {name})})')
-        if other in chain:
-            cycle = ' -> '.join(chain[chain.index(other):] + [other])
-            raise ValueError(f'{where}: its "like" entries name each other in a cycle '
-                             f'({cycle}): one of them must give its settings in full')
-        base = settings(other, chain + [other])
-        # deep copies: no list or dict of one study's entry is another's
-        expanded[name] = copy.deepcopy(dict({key: value for key, value in base.items()
-                                             if key not in NOT_INHERITED}, **entry))
-        del expanded[name]['like']
-        return expanded[name]
-
-    return {name: settings(name, [name]) for name in studies}
 
 
 def _check_study_entry(path, name, entry, datasets, studies):

@@ -4,7 +4,10 @@ each entry's keys and JSON types, the folders it names (none inside another:
 made with the spec's arguments (``check_made_dataset``); and the one place
 that turns a spec's dataset into the maker's arguments (``maker_arguments``).
 A spec run may not drop a study a merge it writes has published
-(``check_nothing_dropped``); ``published_studies`` names those studies."""
+(``check_nothing_dropped``); ``published_studies`` names those studies. A study
+entry given as another's difference (``like``) is expanded here too
+(``expand_likes``), before its settings are checked."""
+import copy
 import inspect
 import json
 import os
@@ -74,6 +77,52 @@ def check_entry(where, entry, types):
         if not types[key].accepts(value):
             raise ValueError(f'{where}: "{key}" must be {types[key].name}, got '
                              f'{json.dumps(value)[:60]}')
+
+
+# What a study entry with ``like`` does not take from the study it names: which studies'
+# runs it copies is a relation between two studies, not a setting (the longer study of a
+# pair that copies each other's runs would otherwise name itself); a title names one study.
+NOT_INHERITED = ('like', 'reuse_runs_of', 'title')
+
+
+def expand_likes(path, studies):
+    """The spec's study entries with each ``"like": NAME`` replaced by the settings
+    it stands for: every key of study NAME's entry (itself expanded first, so a
+    ``like`` may name one that has a ``like``) but those in ``NOT_INHERITED``
+    (``reuse_runs_of``, ``title``), then
+    the entry's own keys in place of NAME's (a key's whole value: ``cfg_options``
+    or ``pretrain`` given here replaces NAME's, it is not merged into it). A study
+    that differs from another in a key or two (a rerun at twice the budget) is then
+    written as that difference. A ``like`` naming no other study of the spec, or a
+    cycle of them, is refused."""
+    expanded = {}
+
+    def settings(name, chain):
+        if name in expanded:
+            return expanded[name]
+        entry = studies[name]
+        other = entry.get('like')
+        if other is None:
+            expanded[name] = copy.deepcopy(entry)
+            return expanded[name]
+        where = f'{path}: study {name!r}'
+        if other == name:
+            raise ValueError(f'{where} is "like" itself: name another study of the spec')
+        if other not in studies:
+            raise ValueError(f'{where} is "like" {other!r}, which is not another study of the '
+                             f'spec ({sorted(set(studies) - {name})})')
+        if other in chain:
+            cycle = ' -> '.join(chain[chain.index(other):] + [other])
+            raise ValueError(f'{where}: its "like" entries name each other in a cycle '
+                             f'({cycle}): one of them must give its settings in full')
+        base = settings(other, chain + [other])
+        # deep copies: no list or dict of one study's entry is another's
+        expanded[name] = copy.deepcopy(dict({key: value for key, value in base.items()
+                                             if key not in NOT_INHERITED}, **entry))
+        del expanded[name]['like']
+        return expanded[name]
+
+    return {name: settings(name, [name]) for name in studies}
 
 
 def check_dataset_values(where, entry):
