@@ -165,10 +165,9 @@ def study(settings):
         with pool:
             if settings.pretrain_iters:
                 trainer.backbone = pretrain_backbone(settings)
+            runs = pool.complete(first)
             if settings.search_seeds:
-                runs = search_then_finish(pool, first, parsed, settings, trainer.plan)
-            else:
-                runs = pool.complete(first)
+                runs += search_then_finish(pool, runs, parsed, settings, trainer.plan)
             if settings.wide_seeds:
                 runs += _widen(pool, runs, parsed, settings, trainer.plan)
     except JobsFailed as failed:
