@@ -192,11 +192,22 @@ class JobPool:
         """Every job's result (reused or trained), in the order of ``jobs``, the
         jobs trained ahead of any ``queue_later`` job still queued; a failed
         job cancels every queued one and raises."""
-        return self._results(self._submit(jobs, self._NOW))
+        return self.results(self.submit(jobs))
+
+    def submit(self, jobs, later=False):
+        """Queue jobs without waiting: their futures, in the order of ``jobs`` (a
+        reused job's is done already). ``later``: behind every job not queued
+        later, as ``queue_later``. ``results`` waits for them."""
+        return self._submit(jobs, self._LATER if later else self._NOW)
+
+    def results(self, futures):
+        """The results of ``submit``'s futures, in order (waiting for them); a
+        failed job cancels every queued one and raises."""
+        return self._results(futures)
 
     def queue_later(self, jobs):
         """Queue jobs behind every ``complete`` job; ``later_results`` returns their results."""
-        self.later += self._submit(jobs, self._LATER)
+        self.later += self.submit(jobs, later=True)
 
     def later_results(self):
         """The results of every ``queue_later`` job, in the order queued (waiting for them)."""

@@ -3,6 +3,7 @@
 rate, and the report's tuned table (``study_tables.tuned_rows``), which
 reports it; and the search a study runs after its grid
 (:func:`search_then_finish`)."""
+import concurrent.futures
 import dataclasses
 import statistics
 
@@ -68,53 +69,65 @@ def choose_lr(members):
     return LRChoice(lrs, search_seeds, scores, max(lrs, key=lambda lr: scores[lr]))
 
 
-def search_then_finish(pool, searched, variants, settings, plan):
-    """After the grid: each variant's search past the grid's edge, then its
-    remaining seeds at the chosen lr. Returns the runs this trained.
+def search_then_finish(pool, grid, variants, settings, plan):
+    """Train the grid, each variant's search past the grid's edge, then its
+    remaining seeds at the chosen lr. Returns every run this trained or reused:
+    the grid's in the order of ``grid``, then the extra rates and the remaining
+    seeds, in the order of the rounds that planned them.
 
     A best rate at the grid's edge is not a tuned rate: the search goes on past
     that edge (doubling or halving) for that variant, up to
-    ``settings.extend_edges`` more rates. A variant whose best rate is inside
-    its grid is settled: its remaining seeds are queued behind the other
-    variants' extra rates, so they fill the job slots the search leaves free
-    and never hold it up.
+    ``settings.extend_edges`` more rates. Each (variant, optimizer) is decided as
+    soon as its own runs of the grid (or of its last extra rate) have finished,
+    not when every variant's have: a variant that is settled queues its remaining
+    seeds behind every search run, and one at the edge its next rate ahead of
+    them, so that neither waits for another variant's runs while a job slot is
+    free (at 171 classes a run is over an hour).
 
     Args:
         pool (JobPool): trains the runs.
-        searched (list[dict]): the runs of the grid.
+        grid (list[dict]): the jobs of the grid (``study.first_runs``).
         variants (list[tuple]): the parsed variants, (name, losses).
         settings (StudySettings): the study's.
         plan (callable): ``plan(variant, losses, optimizer, lr, seed, phase)``,
             the job of one run.
     """
-    known, trained = list(searched), []
     finals = [s for s in settings.seeds if s not in settings.search_seeds]
-    settled = set()
-    for round_ in range(settings.extend_edges + 1):
-        extra = []
-        for optimizer in settings.optimizers:
-            for name, losses in variants:
-                if (name, optimizer) in settled:
-                    continue
-                choice = choose_lr([r for r in known if r['variant'] == name
-                                    and r['optimizer'] == optimizer])
-                if round_ < settings.extend_edges and choice.at_edge:
-                    _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
-                           f'rates tried: trying {choice.past_edge:g}')
-                    extra += [plan(name, losses, optimizer, choice.past_edge, s, 'search')
-                              for s in settings.search_seeds]
-                    continue
-                _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
-                       '(mean final mIoU over the search seeds: ' + ', '.join(
-                           f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
-                settled.add((name, optimizer))
-                pool.queue_later([plan(name, losses, optimizer, choice.best, s, 'final')
-                                  for s in finals] +
-                                 [plan(name, losses, optimizer, choice.best, s, DOUBLE_PHASE)
-                                  for s in settings.double_seeds or ()])
-        if not extra:  # every variant settled
-            break
-        more = pool.complete(extra)
-        known += more
-        trained += more
-    return trained + pool.later_results()
+    losses = dict(variants)
+    keys = [(name, optimizer) for optimizer in settings.optimizers for name, _ in variants]
+    grid_futures = pool.submit(grid)
+    waiting = {key: [f for job, f in zip(grid, grid_futures)
+                     if (job['record']['variant'], job['record']['optimizer']) == key]
+               for key in keys}
+    known = {key: [] for key in keys}
+    rounds = dict.fromkeys(keys, 0)
+    planned = []  # (round, key's index, futures): as the grid-wide rounds ordered them
+    while waiting:
+        concurrent.futures.wait([f for fs in waiting.values() for f in fs],
+                                return_when=concurrent.futures.FIRST_COMPLETED)
+        for index, key in enumerate(keys):
+            if key not in waiting or not all(f.done() for f in waiting[key]):
+                continue
+            known[key] += pool.results(waiting.pop(key))
+            name, optimizer = key
+            choice = choose_lr(known[key])
+            if rounds[key] < settings.extend_edges and choice.at_edge:
+                _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
+                       f'rates tried: trying {choice.past_edge:g}')
+                rounds[key] += 1
+                waiting[key] = pool.submit([plan(name, losses[name], optimizer, choice.past_edge,
+                                                 s, 'search') for s in settings.search_seeds])
+                planned.append((rounds[key], index, 0, waiting[key]))
+                continue
+            _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
+                   '(mean final mIoU over the search seeds: ' + ', '.join(
+                       f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
+            planned.append((rounds[key], index, 1, pool.submit(
+                [plan(name, losses[name], optimizer, choice.best, s, 'final') for s in finals] +
+                [plan(name, losses[name], optimizer, choice.best, s, DOUBLE_PHASE)
+                 for s in settings.double_seeds or ()], later=True)))
+    runs = pool.results(grid_futures)
+    # the extra rates by round, then the remaining seeds by the round that settled them
+    for *_, futures in sorted(planned, key=lambda p: (p[2], p[0], p[1])):
+        runs += pool.results(futures)
+    return runs

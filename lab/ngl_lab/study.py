@@ -165,9 +165,10 @@ def study(settings):
         with pool:
             if settings.pretrain_iters:
                 trainer.backbone = pretrain_backbone(settings)
-            runs = pool.complete(first)
             if settings.search_seeds:
-                runs += search_then_finish(pool, runs, parsed, settings, trainer.plan)
+                runs = search_then_finish(pool, first, parsed, settings, trainer.plan)
+            else:
+                runs = pool.complete(first)
             if settings.wide_seeds:
                 runs += _widen(pool, runs, parsed, settings, trainer.plan)
     except JobsFailed as failed:

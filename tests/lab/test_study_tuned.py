@@ -4,6 +4,7 @@ that reproduce."""
 import json
 import math
 import os.path as osp
+import threading
 
 import pytest
 from helpers import VOC_CFG
@@ -200,6 +201,50 @@ def test_a_settled_variants_seeds_fill_the_slots_the_search_leaves_free(tmp_path
         tuned = {r['variant']: r for r in json.load(f)['tuned']}
     assert tuned['ngl']['lr'] == 0.00025 and tuned['ce']['lr'] == 0.01
     assert len(tuned['ce']['report_final']) == len(tuned['ngl']['report_final']) == 9
+
+
+class _CEGridRunWaitsForNGLsSeeds(FakeTraining):
+    """CE's grid run at 1e-2 trains until NGL's last seed at its chosen rate has started
+    (or 30 s have passed): only a study that decides NGL while CE's grid still trains
+    gets there without the wait."""
+
+    def __init__(self):
+        super().__init__()
+        self.ngl_seeds_started = threading.Event()
+
+    def __call__(self, config_path, work_dir, *args, **kwargs):
+        name = osp.basename(work_dir)
+        if name == 'ngl_adamw_lr0.001_seed2':
+            self.ngl_seeds_started.set()
+        if name == 'ce_adamw_lr0.01_seed0':
+            self.waited_out = not self.ngl_seeds_started.wait(timeout=30)
+        return super().__call__(config_path, work_dir, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_variant_is_decided_as_soon_as_its_own_runs_have_finished(tmp_path, monkeypatch):
+    """NGL's grid ends while one of CE's grid runs still trains: its search past the
+    edge (5e-4) and its seeds at the chosen rate use the free slot at once, instead
+    of waiting for every variant's grid; the report is the same."""
+    fake = _CEGridRunWaitsForNGLsSeeds()
+    _tuned_study(tmp_path, fake, monkeypatch, search_seeds=[0], seeds=[0, 1, 2],
+                 extend_edges=1)
+    order = [name for name, _ in fake.calls]
+    assert not fake.waited_out, order
+    assert order.index('ngl_adamw_lr0.0005_seed0') < order.index('ngl_adamw_lr0.001_seed1')
+    with open(tmp_path / 'study' / 'study.json') as f:
+        data = json.load(f)
+    tuned = {r['variant']: r for r in data['tuned']}
+    assert (tuned['ce']['lr'], tuned['ngl']['lr']) == (0.01, 0.001)
+    assert len(tuned['ce']['report_final']) == len(tuned['ngl']['report_final']) == 3
+    # the runs in the order the grid-wide rounds gave them: the grid, the extra rates by
+    # round, then the seeds by the round that settled them (a report rewritten is the same)
+    names = [osp.basename(run['work_dir']) for run in data['runs']]
+    assert names[:4] == ['ce_adamw_lr0.001_seed0', 'ce_adamw_lr0.01_seed0',
+                         'ngl_adamw_lr0.001_seed0', 'ngl_adamw_lr0.01_seed0']
+    assert names[4:6] == ['ce_adamw_lr0.02_seed0', 'ngl_adamw_lr0.0005_seed0']
+    assert names[6:] == ['ce_adamw_lr0.01_seed1', 'ce_adamw_lr0.01_seed2',
+                         'ngl_adamw_lr0.001_seed1', 'ngl_adamw_lr0.001_seed2']
 
 
 @pytest.mark.slow
