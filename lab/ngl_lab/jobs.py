@@ -100,6 +100,7 @@ class JobPool:
         self.queue = queue.PriorityQueue()
         self.order = itertools.count()
         self.later = []
+        self.submitted = []
         self.total, self.done, self.started = 0, 0, time.time()
         self.failures = []
         self.workers = [threading.Thread(target=self._work, daemon=True)
@@ -151,7 +152,7 @@ class JobPool:
         return result
 
     def _cancel_queued(self):
-        for future in self.later:
+        for future in self.submitted:  # one a worker has taken but not started, too
             future.cancel()
         with self.queue.mutex:
             for _, _, _, future in self.queue.queue:
@@ -173,6 +174,7 @@ class JobPool:
                     self.total += 1
                 self.queue.put((priority, next(self.order), job, future))
             futures.append(future)
+        self.submitted += futures
         reused = sum(f.done() for f in futures)
         if reused:
             _print(f'{reused} of {len(jobs)} runs already finished in {self.where}: reused')

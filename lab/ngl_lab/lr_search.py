@@ -101,13 +101,20 @@ def search_then_finish(pool, grid, variants, settings, plan):
                for key in keys}
     known = {key: [] for key in keys}
     rounds = dict.fromkeys(keys, 0)
-    planned = []  # (round, key's index, futures): as the grid-wide rounds ordered them
+    planned = []  # (round, key's index, 0 an extra rate / 1 seeds, futures)
     while waiting:
-        concurrent.futures.wait([f for fs in waiting.values() for f in fs],
-                                return_when=concurrent.futures.FIRST_COMPLETED)
-        for index, key in enumerate(keys):
-            if key not in waiting or not all(f.done() for f in waiting[key]):
-                continue
+        submitted = [f for fs in waiting.values() for f in fs] + [
+            f for *_, fs in planned for f in fs]
+        failed = [f for f in submitted if f.done() and not f.cancelled() and f.exception()]
+        if failed:  # nothing more is decided (or queued) after a failed run
+            pool.results(failed)
+        ready = [key for key in keys if key in waiting and all(f.done() for f in waiting[key])]
+        if not ready:  # wait for a run still training (never on those done: no busy loop)
+            concurrent.futures.wait([f for f in submitted if not f.done()],
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+            continue
+        for key in ready:
+            index = keys.index(key)
             known[key] += pool.results(waiting.pop(key))
             name, optimizer = key
             choice = choose_lr(known[key])

@@ -1,6 +1,7 @@
 """The tuned study: the learning-rate axis, selection on one split and report on
 another, paired statistics, convergence, parallel and resumed runs, and runs
 that reproduce."""
+import concurrent.futures
 import json
 import math
 import os.path as osp
@@ -227,10 +228,15 @@ def test_a_variant_is_decided_as_soon_as_its_own_runs_have_finished(tmp_path, mo
     edge (5e-4) and its seeds at the chosen rate use the free slot at once, instead
     of waiting for every variant's grid; the report is the same."""
     fake = _CEGridRunWaitsForNGLsSeeds()
+    waits = []
+    wait = concurrent.futures.wait
+    monkeypatch.setattr(concurrent.futures, 'wait',
+                        lambda *a, **k: waits.append(1) or wait(*a, **k))
     _tuned_study(tmp_path, fake, monkeypatch, search_seeds=[0], seeds=[0, 1, 2],
                  extend_edges=1)
     order = [name for name, _ in fake.calls]
     assert not fake.waited_out, order
+    assert len(waits) <= len(order) + 1  # a wait for each run that ends, not a busy loop
     assert order.index('ngl_adamw_lr0.0005_seed0') < order.index('ngl_adamw_lr0.001_seed1')
     with open(tmp_path / 'study' / 'study.json') as f:
         data = json.load(f)
@@ -245,6 +251,19 @@ def test_a_variant_is_decided_as_soon_as_its_own_runs_have_finished(tmp_path, mo
     assert names[4:6] == ['ce_adamw_lr0.02_seed0', 'ngl_adamw_lr0.0005_seed0']
     assert names[6:] == ['ce_adamw_lr0.01_seed1', 'ce_adamw_lr0.01_seed2',
                          'ngl_adamw_lr0.001_seed1', 'ngl_adamw_lr0.001_seed2']
+
+
+@pytest.mark.slow
+def test_the_runs_keep_the_order_of_the_rounds_that_planned_them(tmp_path, monkeypatch):
+    """NGL settles in the grid's round (1e-3, inside it), CE a round later (1e-2 at the
+    grid's top, then 2e-2, worse): the runs list NGL's seeds before CE's, as the rounds
+    planned them, whichever variant's runs ended first."""
+    _tuned_study(tmp_path, FakeTraining(), monkeypatch, lrs=[5e-4, 1e-3, 1e-2],
+                 search_seeds=[0], seeds=[0, 1], extend_edges=1)
+    with open(tmp_path / 'study' / 'study.json') as f:
+        names = [osp.basename(run['work_dir']) for run in json.load(f)['runs']]
+    assert names[6:] == ['ce_adamw_lr0.02_seed0', 'ngl_adamw_lr0.001_seed1',
+                         'ce_adamw_lr0.01_seed1']
 
 
 @pytest.mark.slow
