@@ -113,23 +113,33 @@ def search_then_finish(pool, grid, variants, settings, plan):
             concurrent.futures.wait([f for f in submitted if not f.done()],
                                     return_when=concurrent.futures.FIRST_COMPLETED)
             continue
+        choices = {}
         for key in ready:
-            index = keys.index(key)
             known[key] += pool.results(waiting.pop(key))
+            choices[key] = choose_lr(known[key])
+        extend = [key for key in ready
+                  if rounds[key] < settings.extend_edges and choices[key].at_edge]
+        # this pass's extra rates are queued before its settled variants' seeds: a worker
+        # that is free takes the first job queued, whatever its priority (a study resumed
+        # with its grid finished decides every variant in one pass)
+        for key in extend:
             name, optimizer = key
-            choice = choose_lr(known[key])
-            if rounds[key] < settings.extend_edges and choice.at_edge:
-                _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
-                       f'rates tried: trying {choice.past_edge:g}')
-                rounds[key] += 1
-                waiting[key] = pool.submit([plan(name, losses[name], optimizer, choice.past_edge,
-                                                 s, 'search') for s in settings.search_seeds])
-                planned.append((rounds[key], index, 0, waiting[key]))
+            choice = choices[key]
+            _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
+                   f'rates tried: trying {choice.past_edge:g}')
+            rounds[key] += 1
+            waiting[key] = pool.submit([plan(name, losses[name], optimizer, choice.past_edge,
+                                             s, 'search') for s in settings.search_seeds])
+            planned.append((rounds[key], keys.index(key), 0, waiting[key]))
+        for key in ready:
+            if key in extend:
                 continue
+            name, optimizer = key
+            choice = choices[key]
             _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
                    '(mean final mIoU over the search seeds: ' + ', '.join(
                        f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
-            planned.append((rounds[key], index, 1, pool.submit(
+            planned.append((rounds[key], keys.index(key), 1, pool.submit(
                 [plan(name, losses[name], optimizer, choice.best, s, 'final') for s in finals] +
                 [plan(name, losses[name], optimizer, choice.best, s, DOUBLE_PHASE)
                  for s in settings.double_seeds or ()], later=True)))

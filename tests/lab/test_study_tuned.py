@@ -6,12 +6,13 @@ import json
 import math
 import os.path as osp
 import threading
+import time
 
 import pytest
 from helpers import VOC_CFG
 from study_helpers import FakeTraining
 
-from ngl_lab import stats, study, study_config, study_tables
+from ngl_lab import jobs, stats, study, study_config, study_tables
 from ngl_lab.heldout_miou import report_dataset
 from ngl_lab.runs import read_scalars
 from ngl_lab.study_settings import StudySettings
@@ -264,6 +265,31 @@ def test_the_runs_keep_the_order_of_the_rounds_that_planned_them(tmp_path, monke
         names = [osp.basename(run['work_dir']) for run in json.load(f)['runs']]
     assert names[6:] == ['ce_adamw_lr0.02_seed0', 'ngl_adamw_lr0.001_seed1',
                          'ce_adamw_lr0.01_seed1']
+
+
+@pytest.mark.slow
+def test_a_resumed_grid_queues_the_search_past_its_edge_before_the_settled_seeds(
+        tmp_path, monkeypatch):
+    """A study resumed with its grid finished decides every variant at once: CE (1e-2,
+    inside the grid) settles, NGL (1e-3, at its bottom) tries 5e-4. With one slot the
+    first run trained is NGL's search run, not one of CE's seeds that were decided first."""
+    lrs = [1e-3, 1e-2, 2e-2]
+    _tuned_study(tmp_path, FakeTraining(), monkeypatch, lrs=lrs, search_seeds=[0], seeds=[0],
+                 extend_edges=0)
+    submit = jobs.JobPool.submit
+
+    def submit_then_let_a_free_worker_take_it(pool, queued, later=False):
+        futures = submit(pool, queued, later)
+        time.sleep(0.5)  # a worker waiting for a job takes it now, as one does in a study
+        return futures
+
+    monkeypatch.setattr(jobs.JobPool, 'submit', submit_then_let_a_free_worker_take_it)
+    resumed = FakeTraining()
+    _tuned_study(tmp_path, resumed, monkeypatch, lrs=lrs, search_seeds=[0], seeds=[0, 1],
+                 extend_edges=1, jobs=1)
+    order = [name for name, _ in resumed.calls]
+    assert order[0] == 'ngl_adamw_lr0.0005_seed0', order
+    assert sorted(order[1:]) == ['ce_adamw_lr0.01_seed1', 'ngl_adamw_lr0.001_seed1']
 
 
 @pytest.mark.slow
