@@ -3,9 +3,12 @@
 A job is one run. While it trains it holds a slot: its share of the CPU
 threads and, with ``gpus_per_job``, GPUs of its own, handed to the run through
 its environment (:func:`job_env`). Jobs the caller waits on (``complete``) go
-ahead of jobs queued for later (``queue_later``): a slot never idles while the
-caller needs one job more, and never waits on jobs it does not need yet;
-those fill the slots left free.
+ahead of jobs queued for later (``queue_later``) that are still in the queue
+when a slot frees: a slot never idles while the caller needs one job more, and
+never waits on jobs it does not need yet; those fill the slots left free. (A
+slot that is free already takes the first job queued, whatever its priority:
+queue the jobs needed first.) Jobs are queued from the thread that entered
+``with pool:``.
 
 A failed job (or ^C) cancels every queued job: once one has failed, no job
 starts. Jobs in flight finish first; then ``with pool:`` ends with
@@ -199,7 +202,8 @@ class JobPool:
     def submit(self, jobs, later=False):
         """Queue jobs without waiting: their futures, in the order of ``jobs`` (a
         reused job's is done already). ``later``: behind every job not queued
-        later, as ``queue_later``. ``results`` waits for them."""
+        later that is in the queue when a slot frees, as ``queue_later``.
+        ``results`` waits for them."""
         return self._submit(jobs, self._LATER if later else self._NOW)
 
     def results(self, futures):

@@ -69,20 +69,23 @@ def choose_lr(members):
     return LRChoice(lrs, search_seeds, scores, max(lrs, key=lambda lr: scores[lr]))
 
 
+def _key(record):
+    return record['variant'], record['optimizer']
+
+
 def search_then_finish(pool, grid, variants, settings, plan):
     """Train the grid, each variant's search past the grid's edge, then its
     remaining seeds at the chosen lr. Returns every run this trained or reused:
-    the grid's in the order of ``grid``, then the extra rates and the remaining
-    seeds, in the order of the rounds that planned them.
+    the grid's in the order of ``grid``, then every extra rate (by round, then
+    variant), then every variant's remaining seeds (by the round that settled
+    it, then variant): the order the grid-wide rounds of earlier versions gave.
 
     A best rate at the grid's edge is not a tuned rate: the search goes on past
     that edge (doubling or halving) for that variant, up to
     ``settings.extend_edges`` more rates. Each (variant, optimizer) is decided as
-    soon as its own runs of the grid (or of its last extra rate) have finished,
-    not when every variant's have: a variant that is settled queues its remaining
-    seeds behind every search run, and one at the edge its next rate ahead of
-    them, so that neither waits for another variant's runs while a job slot is
-    free (at 171 classes a run is over an hour).
+    soon as its own last runs have finished, not when every variant's have: one
+    at the edge queues its next rate at once, one that is settled its seeds
+    behind every search run, so none waits on another variant's runs.
 
     Args:
         pool (JobPool): trains the runs.
@@ -96,53 +99,54 @@ def search_then_finish(pool, grid, variants, settings, plan):
     losses = dict(variants)
     keys = [(name, optimizer) for optimizer in settings.optimizers for name, _ in variants]
     grid_futures = pool.submit(grid)
-    waiting = {key: [f for job, f in zip(grid, grid_futures)
-                     if (job['record']['variant'], job['record']['optimizer']) == key]
+    waiting = {key: [f for job, f in zip(grid, grid_futures) if _key(job['record']) == key]
                for key in keys}
     known = {key: [] for key in keys}
     rounds = dict.fromkeys(keys, 0)
     planned = []  # (round, key's index, 0 an extra rate / 1 seeds, futures)
+    settled = []  # (round, key's index, jobs): seeds not queued yet
+
+    def queue_settled_seeds():
+        # Only once no variant is left to decide: a worker waiting for a job takes
+        # the first one queued, so seeds queued while a reused (or copied) extra
+        # rate is still to be decided would take the slot its next rate needs.
+        for round_, index, jobs in settled:
+            planned.append((round_, index, 1, pool.submit(jobs, later=True)))
+        settled.clear()
+
     while waiting:
         submitted = [f for fs in waiting.values() for f in fs] + [
             f for *_, fs in planned for f in fs]
         failed = [f for f in submitted if f.done() and not f.cancelled() and f.exception()]
-        if failed:  # nothing more is decided (or queued) after a failed run
+        if failed:  # nothing more is decided (or queued) once a run has failed
             pool.results(failed)
         ready = [key for key in keys if key in waiting and all(f.done() for f in waiting[key])]
         if not ready:  # wait for a run still training (never on those done: no busy loop)
+            queue_settled_seeds()
             concurrent.futures.wait([f for f in submitted if not f.done()],
                                     return_when=concurrent.futures.FIRST_COMPLETED)
             continue
-        choices = {}
         for key in ready:
+            index = keys.index(key)
             known[key] += pool.results(waiting.pop(key))
-            choices[key] = choose_lr(known[key])
-        extend = [key for key in ready
-                  if rounds[key] < settings.extend_edges and choices[key].at_edge]
-        # this pass's extra rates are queued before its settled variants' seeds: a worker
-        # that is free takes the first job queued, whatever its priority (a study resumed
-        # with its grid finished decides every variant in one pass)
-        for key in extend:
             name, optimizer = key
-            choice = choices[key]
-            _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
-                   f'rates tried: trying {choice.past_edge:g}')
-            rounds[key] += 1
-            waiting[key] = pool.submit([plan(name, losses[name], optimizer, choice.past_edge,
-                                             s, 'search') for s in settings.search_seeds])
-            planned.append((rounds[key], keys.index(key), 0, waiting[key]))
-        for key in ready:
-            if key in extend:
+            choice = choose_lr(known[key])
+            if rounds[key] < settings.extend_edges and choice.at_edge:
+                _print(f'{name} {optimizer}: best lr {choice.best:g} is at the edge of the '
+                       f'rates tried: trying {choice.past_edge:g}')
+                rounds[key] += 1
+                waiting[key] = pool.submit([plan(name, losses[name], optimizer, choice.past_edge,
+                                                 s, 'search') for s in settings.search_seeds])
+                planned.append((rounds[key], index, 0, waiting[key]))
                 continue
-            name, optimizer = key
-            choice = choices[key]
             _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
                    '(mean final mIoU over the search seeds: ' + ', '.join(
                        f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
-            planned.append((rounds[key], keys.index(key), 1, pool.submit(
-                [plan(name, losses[name], optimizer, choice.best, s, 'final') for s in finals] +
-                [plan(name, losses[name], optimizer, choice.best, s, DOUBLE_PHASE)
-                 for s in settings.double_seeds or ()], later=True)))
+            settled.append((rounds[key], index, [
+                plan(name, losses[name], optimizer, choice.best, seed, phase)
+                for seed, phase in [(s, 'final') for s in finals] +
+                [(s, DOUBLE_PHASE) for s in settings.double_seeds or ()]]))
+    queue_settled_seeds()
     runs = pool.results(grid_futures)
     # the extra rates by round, then the remaining seeds by the round that settled them
     for *_, futures in sorted(planned, key=lambda p: (p[2], p[0], p[1])):

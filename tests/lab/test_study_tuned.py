@@ -267,6 +267,17 @@ def test_the_runs_keep_the_order_of_the_rounds_that_planned_them(tmp_path, monke
                          'ce_adamw_lr0.01_seed1']
 
 
+def _a_free_worker_takes_each_job_as_it_is_queued(monkeypatch):
+    submit = jobs.JobPool.submit
+
+    def submit_then_let_a_free_worker_take_it(pool, queued, later=False):
+        futures = submit(pool, queued, later)
+        time.sleep(0.5)  # a worker waiting for a job takes it now, as one does in a study
+        return futures
+
+    monkeypatch.setattr(jobs.JobPool, 'submit', submit_then_let_a_free_worker_take_it)
+
+
 @pytest.mark.slow
 def test_a_resumed_grid_queues_the_search_past_its_edge_before_the_settled_seeds(
         tmp_path, monkeypatch):
@@ -276,20 +287,56 @@ def test_a_resumed_grid_queues_the_search_past_its_edge_before_the_settled_seeds
     lrs = [1e-3, 1e-2, 2e-2]
     _tuned_study(tmp_path, FakeTraining(), monkeypatch, lrs=lrs, search_seeds=[0], seeds=[0],
                  extend_edges=0)
-    submit = jobs.JobPool.submit
-
-    def submit_then_let_a_free_worker_take_it(pool, queued, later=False):
-        futures = submit(pool, queued, later)
-        time.sleep(0.5)  # a worker waiting for a job takes it now, as one does in a study
-        return futures
-
-    monkeypatch.setattr(jobs.JobPool, 'submit', submit_then_let_a_free_worker_take_it)
+    _a_free_worker_takes_each_job_as_it_is_queued(monkeypatch)
     resumed = FakeTraining()
     _tuned_study(tmp_path, resumed, monkeypatch, lrs=lrs, search_seeds=[0], seeds=[0, 1],
                  extend_edges=1, jobs=1)
     order = [name for name, _ in resumed.calls]
     assert order[0] == 'ngl_adamw_lr0.0005_seed0', order
     assert sorted(order[1:]) == ['ce_adamw_lr0.01_seed1', 'ngl_adamw_lr0.001_seed1']
+
+
+class _NGLBetterAtEveryLowerRate(FakeTraining):
+    def score(self, record, split):
+        if record['variant'] == 'ngl':
+            return 60.0 - 10 * math.log10(record['lr']) + record['seed']
+        return super().score(record, split)
+
+
+@pytest.mark.slow
+def test_seeds_wait_for_every_extra_rate_that_is_already_finished(tmp_path, monkeypatch):
+    """Resumed with NGL's first extra rate (5e-4) finished too: NGL is decided twice
+    without waiting (5e-4, then 2.5e-4), and CE's seeds, settled in the first pass,
+    are queued only after 2.5e-4, so they do not take its slot."""
+    lrs = [1e-3, 1e-2, 2e-2]
+    _tuned_study(tmp_path, _NGLBetterAtEveryLowerRate(), monkeypatch, lrs=lrs,
+                 search_seeds=[0], seeds=[0], extend_edges=1)
+    _a_free_worker_takes_each_job_as_it_is_queued(monkeypatch)
+    resumed = _NGLBetterAtEveryLowerRate()
+    _tuned_study(tmp_path, resumed, monkeypatch, lrs=lrs, search_seeds=[0], seeds=[0, 1],
+                 extend_edges=2, jobs=1)
+    order = [name for name, _ in resumed.calls]
+    assert order == ['ngl_adamw_lr0.00025_seed0', 'ce_adamw_lr0.01_seed1',
+                     'ngl_adamw_lr0.00025_seed1'], order
+
+
+class _NGLFailsWhileCETrains(FakeTraining):
+    def __call__(self, config_path, work_dir, *args, **kwargs):
+        if osp.basename(work_dir) == 'ce_adamw_lr0.01_seed0':
+            time.sleep(2)  # NGL's run fails while this one trains
+        return super().__call__(config_path, work_dir, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_failed_search_run_stops_the_study_before_anything_else_trains(tmp_path, monkeypatch):
+    """NGL's grid run fails while CE's last grid run trains: the study fails naming it,
+    CE's run finishes, and nothing else trains (neither NGL's other grid run, nor
+    CE's extra rate 2e-2 or its seeds, which CE's finished grid would have decided)."""
+    fake = _NGLFailsWhileCETrains(fail={'ngl_adamw_lr0.001_seed0'})
+    with pytest.raises(RuntimeError, match='training failed'):
+        _tuned_study(tmp_path, fake, monkeypatch, search_seeds=[0], seeds=[0, 1])
+    assert sorted(name for name, _ in fake.calls) == [
+        'ce_adamw_lr0.001_seed0', 'ce_adamw_lr0.01_seed0', 'ngl_adamw_lr0.001_seed0']
 
 
 @pytest.mark.slow
