@@ -3,7 +3,7 @@
 A job is one run. While it trains it holds a slot: its share of the CPU
 threads and, with ``gpus_per_job``, GPUs of its own, handed to the run through
 its environment (:func:`job_env`). Jobs the caller waits on (``complete``) go
-ahead of jobs queued for later (``queue_later``) that are still in the queue
+ahead of jobs queued for later (``submit(jobs, later=True)``) still in the queue
 when a slot frees: a slot never idles while the caller needs one job more, and
 never waits on jobs it does not need yet; those fill the slots left free. (A
 slot that is free already takes the first job queued, whatever its priority:
@@ -102,7 +102,6 @@ class JobPool:
     def __enter__(self):
         self.queue = queue.PriorityQueue()
         self.order = itertools.count()
-        self.later = []
         self.submitted = []
         self.total, self.done, self.started = 0, 0, time.time()
         self.failures = []
@@ -195,14 +194,14 @@ class JobPool:
 
     def complete(self, jobs):
         """Every job's result (reused or trained), in the order of ``jobs``, the
-        jobs trained ahead of any ``queue_later`` job still queued; a failed
+        jobs trained ahead of any job queued ``later`` and still queued; a failed
         job cancels every queued one and raises."""
         return self.results(self.submit(jobs))
 
     def submit(self, jobs, later=False):
         """Queue jobs without waiting: their futures, in the order of ``jobs`` (a
         reused job's is done already). ``later``: behind every job not queued
-        later that is in the queue when a slot frees, as ``queue_later``.
+        later that is in the queue when a slot frees.
         ``results`` waits for them."""
         return self._submit(jobs, self._LATER if later else self._NOW)
 
@@ -210,11 +209,3 @@ class JobPool:
         """The results of ``submit``'s futures, in order (waiting for them); a
         failed job cancels every queued one and raises."""
         return self._results(futures)
-
-    def queue_later(self, jobs):
-        """Queue jobs behind every ``complete`` job; ``later_results`` returns their results."""
-        self.later += self.submit(jobs, later=True)
-
-    def later_results(self):
-        """The results of every ``queue_later`` job, in the order queued (waiting for them)."""
-        return self._results(self.later)

@@ -322,4 +322,4 @@ def test_the_job_pool_trains_only_inside_with():
     with pool:
         assert pool.complete([]) == []
     with pytest.raises(RuntimeError, match='only inside `with pool:`'):
-        pool.queue_later([])
+        pool.submit([], later=True)
