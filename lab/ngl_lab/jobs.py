@@ -165,19 +165,19 @@ class JobPool:
         if self.queue is None:
             raise RuntimeError('JobPool trains only inside `with pool:` (which starts its '
                                'workers)')
-        futures = []
+        futures, reused = [], 0
         for job in jobs:
             future = concurrent.futures.Future()
             result = self.reuse(job)
             if result is not None:
                 future.set_result(result)
+                reused += 1  # counted here: a queued job may be done by the time of the message
             else:
                 with self.lock:
                     self.total += 1
                 self.queue.put((priority, next(self.order), job, future))
             futures.append(future)
         self.submitted += futures
-        reused = sum(f.done() for f in futures)
         if reused:
             _print(f'{reused} of {len(jobs)} runs already finished in {self.where}: reused')
         if reused < len(jobs):
