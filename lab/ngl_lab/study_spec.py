@@ -424,7 +424,9 @@ def export_finished(path, only=None):
         if spec.get('resume_points'):
             out = osp.join(spec['resume_points'], name)
             copied = export_resume_points(work_dir, out)
-            _print(f'{name}: a newer resume point of {copied} unfinished runs copied to {out}')
+            if copied:  # a run whose point was exported already says nothing
+                _print(f'{name}: a newer resume point of {copied} unfinished runs copied to '
+                       f'{out}')
         runs = finished_runs(work_dir) if osp.isdir(work_dir) else []
         if not runs:
             _print(f'{name}: no finished runs in {work_dir}')

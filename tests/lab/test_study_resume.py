@@ -196,6 +196,8 @@ def test_export_finished_keeps_the_unfinished_runs_resume_points_where_the_spec_
         assert (tmp_path / 'resume' / 's' / 'ce_adamw_seed0' / 'iter_16.pth').is_file() == kept
     assert f'a newer resume point of 1 unfinished runs copied to {tmp_path}' in \
         capsys.readouterr().out
+    study_spec.export_finished(str(path))  # nothing newer: nothing said about resume points
+    assert 'resume point' not in capsys.readouterr().out
     assert not (tmp_path / 'records').exists()
 
 
