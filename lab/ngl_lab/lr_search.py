@@ -1,8 +1,8 @@
 """The learning-rate search: the rule that chooses a row's learning rate
 (:func:`choose_lr`), the one rule for both the study, which trains the chosen
 rate, and the report's tuned table (``study_tables.tuned_rows``), which
-reports it; and the search a study runs after its grid
-(:func:`search_then_finish`)."""
+reports it; and a study's search, its grid, the rates past the grid's edge
+and the remaining seeds (:func:`search_then_finish`)."""
 import concurrent.futures
 import dataclasses
 import statistics
@@ -69,6 +69,10 @@ def choose_lr(members):
     return LRChoice(lrs, search_seeds, scores, max(lrs, key=lambda lr: scores[lr]))
 
 
+def _scores(choice):
+    return ', '.join(f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items())
+
+
 def _key(record):
     return record['variant'], record['optimizer']
 
@@ -85,7 +89,8 @@ def search_then_finish(pool, grid, variants, settings, plan):
     ``settings.extend_edges`` more rates. Each (variant, optimizer) is decided as
     soon as its own last runs have finished, not when every variant's have: one
     at the edge queues its next rate at once, one that is settled its seeds
-    behind every search run, so none waits on another variant's runs.
+    behind the search runs still queued, so a slot never idles for a decision
+    that waits on another variant's runs.
 
     Args:
         pool (JobPool): trains the runs.
@@ -95,7 +100,8 @@ def search_then_finish(pool, grid, variants, settings, plan):
         plan (callable): ``plan(variant, losses, optimizer, lr, seed, phase)``,
             the job of one run.
     """
-    finals = [s for s in settings.seeds if s not in settings.search_seeds]
+    seed_phases = [(s, 'final') for s in settings.seeds if s not in settings.search_seeds] + [
+        (s, DOUBLE_PHASE) for s in settings.double_seeds or ()]
     losses = dict(variants)
     keys = [(name, optimizer) for optimizer in settings.optimizers for name, _ in variants]
     grid_futures = pool.submit(grid)
@@ -107,9 +113,10 @@ def search_then_finish(pool, grid, variants, settings, plan):
     settled = []  # (round, key's index, jobs): seeds not queued yet
 
     def queue_settled_seeds():
-        # Only once no variant is left to decide: a worker waiting for a job takes
-        # the first one queued, so seeds queued while a reused (or copied) extra
-        # rate is still to be decided would take the slot its next rate needs.
+        # Only once no variant is ready to decide (each waits on a run in training):
+        # a worker waiting for a job takes the first one queued, so seeds queued
+        # while a reused (or copied) extra rate is still to be decided would take
+        # the slot its next rate needs.
         for round_, index, jobs in settled:
             planned.append((round_, index, 1, pool.submit(jobs, later=True)))
         settled.clear()
@@ -140,12 +147,10 @@ def search_then_finish(pool, grid, variants, settings, plan):
                 planned.append((rounds[key], index, 0, waiting[key]))
                 continue
             _print(f'{name} {optimizer}: lr {choice.best:g} chosen on the validation split '
-                   '(mean final mIoU over the search seeds: ' + ', '.join(
-                       f'{lr:g}: {v:.2f}' for lr, v in choice.scores.items()) + ')')
+                   f'(mean final mIoU over the search seeds: {_scores(choice)})')
             settled.append((rounds[key], index, [
                 plan(name, losses[name], optimizer, choice.best, seed, phase)
-                for seed, phase in [(s, 'final') for s in finals] +
-                [(s, DOUBLE_PHASE) for s in settings.double_seeds or ()]]))
+                for seed, phase in seed_phases]))
     queue_settled_seeds()
     runs = pool.results(grid_futures)
     # the extra rates by round, then the remaining seeds by the round that settled them

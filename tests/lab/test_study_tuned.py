@@ -320,23 +320,35 @@ def test_seeds_wait_for_every_extra_rate_that_is_already_finished(tmp_path, monk
                      'ngl_adamw_lr0.00025_seed1'], order
 
 
-class _NGLFailsWhileCETrains(FakeTraining):
+class _NGLFailsFirst(FakeTraining):
+    """The grid's four runs start together; NGL's 1e-3 fails at once, CE's two runs
+    end a second later, NGL's 1e-2 two seconds later."""
+    seconds_of = {'ce_adamw_lr0.001_seed0': 1.0, 'ce_adamw_lr0.01_seed0': 1.0,
+                  'ngl_adamw_lr0.01_seed0': 2.0}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.start_together = threading.Barrier(4)
+
     def __call__(self, config_path, work_dir, *args, **kwargs):
-        if osp.basename(work_dir) == 'ce_adamw_lr0.01_seed0':
-            time.sleep(2)  # NGL's run fails while this one trains
+        self.start_together.wait(timeout=60)
+        time.sleep(self.seconds_of.get(osp.basename(work_dir), 0.0))
         return super().__call__(config_path, work_dir, *args, **kwargs)
 
 
 @pytest.mark.slow
-def test_a_failed_search_run_stops_the_study_before_anything_else_trains(tmp_path, monkeypatch):
-    """NGL's grid run fails while CE's last grid run trains: the study fails naming it,
-    CE's run finishes, and nothing else trains (neither NGL's other grid run, nor
-    CE's extra rate 2e-2 or its seeds, which CE's finished grid would have decided)."""
-    fake = _NGLFailsWhileCETrains(fail={'ngl_adamw_lr0.001_seed0'})
+def test_a_failed_search_run_stops_every_decision(tmp_path, monkeypatch, capsys):
+    """NGL's grid run fails while CE's grid runs and NGL's other one train: the study
+    fails naming it, the runs in flight finish, and no variant is decided after the
+    failure (CE's grid, finished after it, would have tried 2e-2), nothing else trains."""
+    fake = _NGLFailsFirst(fail={'ngl_adamw_lr0.001_seed0'})
     with pytest.raises(RuntimeError, match='training failed'):
-        _tuned_study(tmp_path, fake, monkeypatch, search_seeds=[0], seeds=[0, 1])
+        _tuned_study(tmp_path, fake, monkeypatch, search_seeds=[0], seeds=[0, 1], jobs=4)
     assert sorted(name for name, _ in fake.calls) == [
-        'ce_adamw_lr0.001_seed0', 'ce_adamw_lr0.01_seed0', 'ngl_adamw_lr0.001_seed0']
+        'ce_adamw_lr0.001_seed0', 'ce_adamw_lr0.01_seed0', 'ngl_adamw_lr0.001_seed0',
+        'ngl_adamw_lr0.01_seed0']
+    out = capsys.readouterr().out
+    assert 'trying' not in out and 'chosen' not in out, out
 
 
 @pytest.mark.slow
