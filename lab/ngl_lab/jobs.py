@@ -154,12 +154,11 @@ class JobPool:
         return result
 
     def _cancel_queued(self):
-        for future in self.submitted:  # one a worker has taken but not started, too
+        # Every future is recorded as it is made (see `_submit`), so this
+        # reaches the queued jobs and one a worker has taken but not started;
+        # a worker skips a cancelled job. Running and finished ones are left.
+        for future in self.submitted:
             future.cancel()
-        with self.queue.mutex:
-            for _, _, _, future in self.queue.queue:
-                if future is not None:
-                    future.cancel()
 
     def _submit(self, jobs, priority):
         if self.queue is None:
@@ -168,6 +167,7 @@ class JobPool:
         futures, reused = [], 0
         for job in jobs:
             future = concurrent.futures.Future()
+            self.submitted.append(future)  # before anything can raise: cancellable
             result = self.reuse(job)
             if result is not None:
                 future.set_result(result)
@@ -177,20 +177,12 @@ class JobPool:
                     self.total += 1
                 self.queue.put((priority, next(self.order), job, future))
             futures.append(future)
-        self.submitted += futures
         if reused:
             _print(f'{reused} of {len(jobs)} runs already finished in {self.where}: reused')
         if reused < len(jobs):
             _print(f'training {len(jobs) - reused} runs, {self.size} at a time, '
                    f'{self.threads} CPU thread(s) each')
         return futures
-
-    def _results(self, futures):
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            self._cancel_queued()
-            raise
 
     def complete(self, jobs):
         """Every job's result (reused or trained), in the order of ``jobs``, the
@@ -208,4 +200,8 @@ class JobPool:
     def results(self, futures):
         """The results of ``submit``'s futures, in order (waiting for them); a
         failed job cancels every queued one and raises."""
-        return self._results(futures)
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            self._cancel_queued()
+            raise

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 
 import pytest
 from helpers import REPO, VOC_CFG, snapshot
@@ -662,6 +663,35 @@ def test_the_pool_cancels_queued_jobs_and_names_every_failure():
             pool.complete([1, 2, 3])
     assert [job for job, _ in failed.value.failures] == [1] and done == []
 
+
+def test_a_reuse_that_raises_midway_cancels_the_jobs_it_queued_before():
+    """`submit` queues job 'b', then `reuse('c')` raises: 'b' never trains (every
+    future is recorded as it is made, so the exit cancels it)."""
+    started, release, trained = threading.Event(), threading.Event(), []
+
+    def do_job(job, env):
+        if job == 'a':  # holds the only worker until the pool has cancelled
+            started.set()
+            release.wait(10)
+        trained.append(job)
+
+    def reuse(job):
+        if job == 'c':
+            raise ValueError('unreadable record of c')
+        return None
+
+    class Pool(jobs.JobPool):
+        def _cancel_queued(self):
+            super()._cancel_queued()
+            release.set()
+
+    pool = Pool(do_job, reuse=reuse, on_done=lambda *a: None, size=1)
+    with pytest.raises(ValueError, match='unreadable record of c'):
+        with pool:
+            pool.submit(['a'])
+            assert started.wait(10)
+            pool.submit(['b', 'c'])
+    assert trained == ['a']
 
 # --- 14. --spec refuses the arguments it does not use ----------------------------------------
 
