@@ -4,6 +4,7 @@ comes before anything is made, deleted, overwritten or trained (folder snapshots
 the FakeTraining stand-in show it)."""
 import json
 import os
+import queue
 import shutil
 import sys
 import threading
@@ -664,34 +665,50 @@ def test_the_pool_cancels_queued_jobs_and_names_every_failure():
     assert [job for job, _ in failed.value.failures] == [1] and done == []
 
 
-def test_a_reuse_that_raises_midway_cancels_the_jobs_it_queued_before():
-    """`submit` queues job 'b', then `reuse('c')` raises: 'b' never trains (every
-    future is recorded as it is made, so the exit cancels it)."""
-    started, release, trained = threading.Event(), threading.Event(), []
+@pytest.mark.parametrize('where', ['queued', 'taken by a worker'])
+def test_a_reuse_that_raises_midway_cancels_the_jobs_it_queued_before(monkeypatch, where):
+    """`submit(['b', 'c'])` queues job 'b', then `reuse('c')` raises: 'b' never
+    trains, whether it still waits in the queue (behind 'a', which holds the only
+    worker) or a worker has taken it off the queue and not started it. The
+    second is why `_submit` records each future as it makes it: the queue no
+    longer holds that job."""
+    ready, release, trained = threading.Event(), threading.Event(), []
+
+    class HoldB(queue.PriorityQueue):
+        def get(self, *args, **kwargs):  # the worker that takes 'b' holds it
+            item = super().get(*args, **kwargs)
+            if item[2] == 'b':
+                ready.set()
+                release.wait(60)
+            return item
 
     def do_job(job, env):
-        if job == 'a':  # holds the only worker until the pool has cancelled
-            started.set()
-            release.wait(10)
+        if job == 'a':  # holds the only worker
+            ready.set()
+            release.wait(60)
         trained.append(job)
 
     def reuse(job):
         if job == 'c':
+            assert ready.wait(60)
             raise ValueError('unreadable record of c')
         return None
 
     class Pool(jobs.JobPool):
-        def _cancel_queued(self):
+        def _cancel_queued(self):  # lets the held job go once the pool has cancelled
             super()._cancel_queued()
             release.set()
 
+    if where == 'taken by a worker':
+        monkeypatch.setattr(jobs.queue, 'PriorityQueue', HoldB)
     pool = Pool(do_job, reuse=reuse, on_done=lambda *a: None, size=1)
     with pytest.raises(ValueError, match='unreadable record of c'):
         with pool:
-            pool.submit(['a'])
-            assert started.wait(10)
+            if where == 'queued':
+                pool.submit(['a'])
             pool.submit(['b', 'c'])
-    assert trained == ['a']
+    assert trained == (['a'] if where == 'queued' else [])
+
 
 # --- 14. --spec refuses the arguments it does not use ----------------------------------------
 
