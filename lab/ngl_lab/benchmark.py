@@ -25,7 +25,12 @@ import torch
 SHAPES = {
     'voc': (2, 21, 512, 512),  # Pascal VOC 2012: 21 classes, 512x512 crops, 2 a GPU
     'coco-stuff': (2, 171, 256, 256),  # COCO-Stuff164k: 171 classes
+    # The plateau study's CPU budget model: a batch of 8 at 64x64, a head's logits
+    # (docs/study-cost.md); asked for by name, not part of the default run.
+    'budget-voc': (8, 21, 64, 64),
+    'budget-coco-stuff': (8, 171, 64, 64),
 }
+DEFAULT_SHAPES = ('voc', 'coco-stuff')
 _M_MMAP_THRESHOLD = -3
 _MMAP_LOW = 64 * 1024
 _MMAP_STEADY = 32 * 1024 * 1024
@@ -192,7 +197,7 @@ def bandwidth_gbps(shape, seconds, dtype=torch.float32):
     return 3 * elements * torch.tensor([], dtype=dtype).element_size() / seconds / 1e9
 
 
-def benchmark_losses(shapes=('voc', 'coco-stuff'), device='cpu', repeats=5, warmup=2, only=None,
+def benchmark_losses(shapes=DEFAULT_SHAPES, device='cpu', repeats=5, warmup=2, only=None,
         dtype=torch.float32, log=print):
     """Benchmark every variant on every shape; returns a JSON-ready dict."""
     if torch.device(device).type == 'cpu':
@@ -372,7 +377,7 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description="Benchmark NGL against mmseg's CrossEntropyLoss (ratios in one process).")
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--shapes', nargs='+', default=list(SHAPES),
+    parser.add_argument('--shapes', nargs='+', default=list(DEFAULT_SHAPES),
                         choices=list(SHAPES))
     parser.add_argument('--only', nargs='+', help='NGL variants to run (CE always runs)')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])

@@ -492,6 +492,37 @@ def test_the_cost_page_figures_are_the_profiles():
         f"2000-iteration run's {profiles[2]['total']:.1f} s" in ' '.join(page.split())
 
 
+def test_the_cost_page_recipe_and_plain_figures_are_the_profiles():
+    """docs/study-cost.md's recipe-against-plain section: its table, the profiled window's
+    steps and the ratio to CE as the profiles recorded them, and the loss-only figures as
+    the benchmark's JSON holds them."""
+    page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
+    flat = ' '.join(page.split())
+    ngl, plain, ce, ngl_ce = [
+        json.load(open(osp.join(REPO, 'docs', 'profile', f'coco-budget-300-{name}-ops.json')))
+        for name in ('ngl', 'ngl-plain', 'ce', 'ngl-beside-ce')]
+    rows = _table_rows(page, '| phase (recipe, plain, CE)')
+    assert _check_phase_rows(rows, [ngl, plain, ce, ngl_ce]) == 20
+    def step_ms(profile):
+        return 1e3 * profile['seconds']['step'] / profile['iters']
+    assert f"its step is {step_ms(ngl):.1f} against {step_ms(plain):.1f} ms" in flat
+    assert f"{ngl['ops']['step_ms_per_iter']:.1f} against " \
+        f"{plain['ops']['step_ms_per_iter']:.1f} ms in the step" in flat
+    assert f"{step_ms(ngl_ce):.1f} against {step_ms(ce):.1f} ms a step over the run, " \
+        f"{step_ms(ngl_ce) / step_ms(ce):.2f} times" in flat
+    loss = {(r['shape_name'], r['variant']): r for r in json.load(open(osp.join(
+        REPO, 'docs', 'profile', 'loss-budget-shapes.json')))['rows']}
+    coco = [loss['budget-coco-stuff', v] for v in ('ngl-compile', 'ce')]
+    assert f"{coco[0]['time_ratio']:.2f} times CE's forward and backward " \
+        f"({coco[0]['ms']:.2f} against {coco[1]['ms']:.2f} ms)" in flat
+    eager, compiled, voc_ce = [loss['budget-voc', v] for v in ('ngl-torch', 'ngl-compile', 'ce')]
+    assert eager['shape'] == [8, 21, 64, 64]
+    assert f"the eager NGL is {eager['time_ratio']:.2f} times CE's forward and backward " \
+        f"({eager['ms']:.2f} against {voc_ce['ms']:.2f} ms) and the compiled one " \
+        f"{compiled['time_ratio']:.2f} times ({compiled['ms']:.2f} ms): about " \
+        f"{2 * (eager['ms'] - compiled['ms']):.0f} ms" in flat
+
+
 @pytest.mark.slow
 def test_a_spec_with_the_plateau_check_merges_publishes_exports_and_collects(
         tmp_path, monkeypatch):
