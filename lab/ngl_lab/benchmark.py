@@ -199,7 +199,8 @@ def bandwidth_gbps(shape, seconds, dtype=torch.float32):
 
 def benchmark_losses(shapes=DEFAULT_SHAPES, device='cpu', repeats=5, warmup=2, only=None,
         dtype=torch.float32, log=print):
-    """Benchmark every variant on every shape; returns a JSON-ready dict."""
+    """Benchmark every variant on each of ``shapes`` (names in ``SHAPES``); returns a
+    JSON-ready dict."""
     if torch.device(device).type == 'cpu':
         _mmap_threshold(_MMAP_STEADY)
     results = {'device': str(device), 'torch': torch.__version__, 'threads':
