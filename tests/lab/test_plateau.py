@@ -3,6 +3,7 @@
 the budget), and the run profiler."""
 import functools
 import json
+import math
 import os.path as osp
 import shutil
 import sys
@@ -422,6 +423,11 @@ def _table_cells(row):
     return [c.strip() for c in row.strip('|').split('|')]
 
 
+def _profile(name):
+    """A profile (or benchmark) JSON of docs/profile/, by its name."""
+    return json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+
+
 def _check_phase_rows(rows, profiles):
     """Each phase row's seconds (one column per profile) as the profile recorded them, and
     every ``ms an iteration`` as its seconds over the iterations; the cells checked."""
@@ -448,21 +454,19 @@ def test_the_cost_page_figures_are_the_profiles():
     """docs/study-cost.md's table: each phase's seconds (and the step's milliseconds an
     iteration) as the profiles in docs/profile/ recorded them."""
     page = open(osp.join(REPO, 'docs', 'study-cost.md')).read()
-    profiles = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
+    profiles = [_profile(name)
                 for name in ('quickstart-500', 'budget-2000', 'budget-2000-speedups')]
     rows = _table_rows(page, '| phase | quickstart')
     assert _check_phase_rows(rows, profiles) == 24
     assert _check_phase_rows(_table_rows(page, '| phase (matrix products)'), [
-        json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
-        for name in ('budget-2000-mmseg-resize', 'budget-2000-matmul-resize',
-                     'coco-budget-500-mmseg-resize', 'coco-budget-500-matmul-resize')]) == 24
+        _profile(name) for name in ('budget-2000-mmseg-resize', 'budget-2000-matmul-resize',
+                                    'coco-budget-500-mmseg-resize',
+                                    'coco-budget-500-matmul-resize')]) == 24
     # the freed memory kept and the accuracy by amax: three side-by-side pairs
-    pairs = [json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
-             for name in ('coco-budget-500-freed-memory-returned',
-                          'coco-budget-500-freed-memory-kept',
-                          'coco-budget-500-freed-memory-kept-again',
-                          'coco-budget-500-amax-accuracy', 'budget-2000-before-memory-and-amax',
-                          'budget-2000-memory-and-amax')]
+    pairs = [_profile(name) for name in (
+        'coco-budget-500-freed-memory-returned', 'coco-budget-500-freed-memory-kept',
+        'coco-budget-500-freed-memory-kept-again', 'coco-budget-500-amax-accuracy',
+        'budget-2000-before-memory-and-amax', 'budget-2000-memory-and-amax')]
     assert _check_phase_rows(_table_rows(page, '| phase (memory and accuracy)'), pairs) == 36
     pair_ms = [1e3 * p['seconds']['step'] / p['iters'] for p in pairs]
     flat = ' '.join(page.split())
@@ -484,7 +488,7 @@ def test_the_cost_page_figures_are_the_profiles():
     assert f"{profiles[0]['flops']['total'] / 1e6:.1f} M" in page
     assert f"{profiles[1]['flops']['total'] / 1e6:.1f} M" in page
     # the resume points' cost: the profile's checkpoints, against the 2000-iteration run
-    resume = json.load(open(osp.join(REPO, 'docs', 'profile', 'budget-400-resume-points.json')))
+    resume = _profile('budget-400-resume-points')
     saves = resume['seconds']['checkpoints']
     assert resume['validations'] == 8
     assert f"its 8 saves (7 resume points, the last checkpoint) took {saves:.1f} s, " \
@@ -498,10 +502,6 @@ def _unprofiled_step_ms(profile):
     ops = profile['ops']
     window = ops['step_ms_per_iter'] * ops['iters'] / 1e3
     return 1e3 * (profile['seconds']['step'] - window) / (profile['iters'] - ops['iters'])
-
-
-def _profile(name):
-    return json.load(open(osp.join(REPO, 'docs', 'profile', f'{name}.json')))
 
 
 def test_the_cost_page_recipe_plain_and_ce_figures_are_the_measurements():
@@ -550,7 +550,7 @@ def test_the_cost_page_recipe_plain_and_ce_figures_are_the_measurements():
     assert f"{coco[0]['time_ratio']:.2f} times CE's (" \
         f"{coco[0]['ms']:.2f} against {coco[1]['ms']:.2f} ms;" in flat
     eager, compiled, voc_ce = [loss['budget-voc', v] for v in ('ngl-torch', 'ngl-compile', 'ce')]
-    elements = eager['shape'][0] * eager['shape'][1] * eager['shape'][2] * eager['shape'][3]
+    elements = math.prod(eager['shape'])
     assert elements < COMPILE_MIN_ELEMENTS == 2 ** 20 <= 8 * 171 * 64 * 64
     assert f"8x21x64x64 = {elements:,} elements".replace(',', ' ') + ", under the 2^20" in flat
     assert f"{compiled['first_call_ms'] / 1e3:.1f} s at the first call" in flat
