@@ -5,10 +5,17 @@ loss on logits of a given shape, median over repeats after warm-up. Peak extra
 memory is what the pass allocates beyond the inputs: on CUDA from the caching
 allocator's peak statistics; on CPU from the kernel's high-water mark of the
 process (``VmHWM``, reset through ``/proc/self/clear_refs``), measured in
-separate passes with glibc's mmap threshold set low (``mallopt``), so every
+separate passes that first hand the heap's free pages back to the kernel
+(``malloc_trim``) and set glibc's mmap threshold low (``mallopt``), so every
 sizeable allocation is fresh, counted memory rather than reused heap. Timed
-passes run with the threshold at glibc's dynamic maximum (32 MiB), where it
-settles in any long-running process.
+passes run with glibc's thresholds where they settle in a long-running process
+whose tensors reach 32 MiB (its dynamic rule: the mmap threshold at its maximum,
+32 MiB, the trim threshold at twice that): a freed tensor under 32 MiB stays in
+the process for the next call, as it does in training, and one over it is mapped
+afresh each call, as it is in training. (Setting the mmap threshold alone turns the
+dynamic rule off and leaves the trim threshold at 128 KiB: freed memory then went
+back to the kernel between calls and CE's timed calls at 8x171x64x64 paid up to
+16384 page faults each, 28 against 40 to 47 ms.)
 """
 import argparse
 import ctypes
@@ -31,17 +38,36 @@ SHAPES = {
     'budget-coco-stuff': (8, 171, 64, 64),
 }
 DEFAULT_SHAPES = ('voc', 'coco-stuff')
-_M_MMAP_THRESHOLD = -3
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_LOW = 64 * 1024
 _MMAP_STEADY = 32 * 1024 * 1024
+_TRIM_STEADY = 2 * _MMAP_STEADY
 
 
-def _mmap_threshold(nbytes):
-    """glibc's mallopt(M_MMAP_THRESHOLD); a no-op where libc has no mallopt."""
+def _libc_function(name):
+    """A function of the C library, or None where it has none (not glibc)."""
     libc_name = ctypes.util.find_library('c')
-    mallopt = getattr(ctypes.CDLL(libc_name), 'mallopt', None) if libc_name else None
+    return getattr(ctypes.CDLL(libc_name), name, None) if libc_name else None
+
+
+def steady_heap():
+    """glibc's thresholds as a long-running process settles them (the timed passes)."""
+    mallopt = _libc_function('mallopt')
     if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, nbytes)
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_STEADY)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_STEADY)
+
+
+def fresh_heap():
+    """Every sizeable allocation from here on is memory the kernel counts anew: the
+    heap's free pages handed back, new allocations over 64 KiB mapped (the memory
+    passes)."""
+    malloc_trim, mallopt = _libc_function('malloc_trim'), _libc_function('mallopt')
+    if malloc_trim is not None:
+        malloc_trim(0)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_LOW)
 
 
 def _rss_kb(field):
@@ -65,7 +91,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
         else:
-            _mmap_threshold(_MMAP_LOW)
+            fresh_heap()
             with open('/proc/self/clear_refs', 'w') as f:
                 f.write('5')  # reset VmHWM to the current RSS
             self.base = _rss_kb('VmRSS') * 1024
@@ -77,7 +103,7 @@ class PeakMemory:
             self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
         else:
             self.peak = _rss_kb('VmHWM') * 1024 - self.base
-            _mmap_threshold(_MMAP_STEADY)
+            steady_heap()
         return False
 
 
@@ -202,7 +228,7 @@ def benchmark_losses(shapes=DEFAULT_SHAPES, device='cpu', repeats=5, warmup=2, o
     """Benchmark every variant on each of ``shapes`` (names in ``SHAPES``); returns a
     JSON-ready dict."""
     if torch.device(device).type == 'cpu':
-        _mmap_threshold(_MMAP_STEADY)
+        steady_heap()
     results = {'device': str(device), 'torch': torch.__version__, 'threads':
                torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
                'repeats': repeats, 'dtype': str(dtype), 'rows': []}

@@ -5,7 +5,7 @@ add, e.g. the report split of a tuned study) and checkpoints.
     python -m ngl_lab.run_profile CONFIG [--work-dir D] [--threads N] [--cfg-options ...]
                                          [--out profile.json] [--flops]
                                          [--as-study-run DATA_ROOT --iters N [--lr LR]
-                                          [--loss SPEC]] [--ops N]
+                                          [--loss SPEC]] [--ops N | --loss-time N]
 
 CONFIG is trained in this process as ``ngl_mmseg.cli.train`` trains it (the same
 config preparation, mmengine's Runner), with two hooks that take the time at the
@@ -22,7 +22,9 @@ where the step's time goes op by op: ``torch.profiler`` over the last N training
 iterations (past the recipe's warm-ups, which end by a tenth of the run), the ops
 that took the most time themselves, per iteration. The profiler's own cost per op
 is in those iterations' phases too, so profile with ``--ops`` apart from the run
-whose phases you quote.
+whose phases you quote. ``--loss-time N`` times the heads' losses, forward and backward,
+inside the training step over the last N iterations by the clock alone (``LossClock``),
+which says what share of the step the loss takes where ``--ops`` would slow it.
 """
 import time
 
@@ -137,6 +139,101 @@ def _ops_hook(num_iters, found, clock):
     return OpProfile()
 
 
+class LossClock:
+    """Times loss modules' forward and backward inside a training step, without a profiler:
+    each wrapped module's forward by the clock around it, its backward from the moment
+    autograd reaches the loss's output node to the moment the gradient of the loss's first
+    input (a head's resized logits) is complete. Counts only while ``active``.
+
+    Why the two marks bracket the loss's backward and nothing else: autograd on the CPU runs
+    one node at a time, the ready node created last first; a loss's nodes were created
+    together, after its head's forward and before the next head's, so once autograd has
+    reached the loss's output it runs the loss's nodes before any node created earlier (the
+    head, the upsampling before the loss), and the input's gradient hook fires as soon as
+    they are done. The marks cost two Python calls a loss."""
+
+    def __init__(self):
+        self.active = False
+        self.forward_s = self.backward_s = 0.0
+        self.calls = self.backward_calls = 0
+        self.names = []
+
+    def wrap(self, loss):
+        forward, started = loss.forward, []
+
+        def backward_start(grad_outputs):
+            started.append(time.perf_counter())
+
+        def backward_end(grad):
+            self.backward_s += time.perf_counter() - started.pop()
+            self.backward_calls += 1
+
+        def timed_forward(pred, *args, **kwargs):
+            if not self.active:
+                return forward(pred, *args, **kwargs)
+            t0 = time.perf_counter()
+            out = forward(pred, *args, **kwargs)
+            self.forward_s += time.perf_counter() - t0
+            self.calls += 1
+            if pred.requires_grad and out.grad_fn is not None:
+                out.grad_fn.register_prehook(backward_start)
+                pred.register_hook(backward_end)
+            return out
+
+        loss.forward = timed_forward
+        self.names.append(type(loss).__name__)
+
+
+def _loss_time_hook(num_iters, found, clock):
+    """A hook that times the heads' losses (every ``loss_decode`` of the decode and
+    auxiliary heads, by a ``LossClock``) over the last ``num_iters`` training iterations."""
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.model import is_model_wrapper
+
+    def modules(x):
+        return list(x) if isinstance(x, torch.nn.ModuleList) else [] if x is None else [x]
+
+    class LossTime(Hook):
+        priority = 'LOWEST'
+        losses = LossClock()
+
+        def before_train(self, runner):
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            for name in ('decode_head', 'auxiliary_head'):
+                for head in modules(getattr(model, name, None)):
+                    for loss in modules(getattr(head, 'loss_decode', None)):
+                        self.losses.wrap(loss)
+            if not self.losses.names:
+                raise RuntimeError('--loss-time: the model has no head with a loss_decode')
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if not self.losses.active and runner.iter >= runner.max_iters - num_iters:
+                self.losses.active, self.iters = True, 0
+                self.step_before = clock.seconds['step']
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            losses = self.losses
+            if not losses.active:
+                return
+            self.iters += 1
+            if runner.iter + 1 == runner.max_iters:
+                if losses.backward_calls != losses.calls:
+                    raise RuntimeError(
+                        f'--loss-time: {losses.calls} loss forwards but '
+                        f'{losses.backward_calls} backwards were timed: the marks did not pair')
+                step = clock.seconds['step'] - self.step_before
+                found.update(
+                    iters=self.iters, losses=losses.names,
+                    calls_per_iter=losses.calls / self.iters,
+                    step_ms_per_iter=1e3 * step / self.iters,
+                    forward_ms_per_iter=1e3 * losses.forward_s / self.iters,
+                    backward_ms_per_iter=1e3 * losses.backward_s / self.iters,
+                    loss_ms_per_iter=1e3 * (losses.forward_s + losses.backward_s) / self.iters)
+
+    return LossTime()
+
+
 def op_table(averages, num_iters, seconds, step_seconds):
     """The ``OPS_SHOWN`` ops of ``averages`` (``torch.profiler``'s ``key_averages()``)
     with the most self CPU time, per iteration over ``num_iters`` iterations that took
@@ -200,9 +297,10 @@ PHASES = (('startup', 'start-up: imports, config, Runner, datasets and model bui
           ('other', 'the rest (loop set-up, teardown)'))
 
 
-def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
+def profile(config, work_dir, cfg_options=None, flops=False, ops=None, loss_time=None):
     """Train ``config`` once, timed; returns the profile (seconds per phase; with ``ops``,
-    the ops of the last ``ops`` iterations)."""
+    the ops of the last ``ops`` iterations; with ``loss_time``, the heads' losses' forward
+    and backward in the step over the last ``loss_time`` iterations)."""
     import torch
     from mmengine.runner import Runner
     from mmseg.registry import RUNNERS  # noqa: F401  (mmseg's registry scope)
@@ -212,8 +310,9 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
     cfg = load_config(config, cfg_options=cfg_options, work_dir=work_dir)
     prepare_config(cfg, splits=('train', 'val'))
     max_iters = cfg.train_cfg.get('max_iters')
-    if ops and max_iters is not None and ops > max_iters:
-        raise ValueError(f'--ops {ops}: the run has only {max_iters} iterations')
+    for option, n in (('--ops', ops), ('--loss-time', loss_time)):
+        if n and max_iters is not None and n > max_iters:
+            raise ValueError(f'{option} {n}: the run has only {max_iters} iterations')
     clock = _Clock()
     runner = Runner.from_cfg(cfg)
     for hook in _hooks(clock):
@@ -221,6 +320,9 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
     found_ops = {}
     if ops:
         runner.register_hook(_ops_hook(ops, found_ops, clock))
+    found_loss = {}
+    if loss_time:
+        runner.register_hook(_loss_time_hook(loss_time, found_loss, clock))
     _time_checkpoints(runner, clock)
     runner.train()
     end = time.perf_counter()
@@ -238,6 +340,11 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None):
             raise RuntimeError(f'--ops {ops}: the run ended before its last {ops} iterations '
                                'were profiled')
         out['ops'] = found_ops
+    if loss_time:
+        if not found_loss:
+            raise RuntimeError(f'--loss-time {loss_time}: the run ended before its last '
+                               f'{loss_time} iterations were timed')
+        out['loss_time'] = found_loss
     return out
 
 
@@ -270,6 +377,16 @@ def profile_table(result):
         lines += [f'| {t["name"]} | {t["self_ms_per_iter"]:.1f} | '
                   f'{100 * t["self_ms_per_iter"] / o["ms_per_iter"]:.0f}% | '
                   f'{t["calls_per_iter"]:g} |' for t in o['top']]
+    if result.get('loss_time'):
+        lt = result['loss_time']
+        lines += ['', f'The losses in the step, over the last {lt["iters"]} iterations '
+                  f'({", ".join(lt["losses"])}; {lt["calls_per_iter"]:g} calls an iteration):',
+                  '', '| part | ms per iteration | share of the step |', '|---|---|---|']
+        lines += [f'| {label} | {lt[key]:.1f} | {100 * lt[key] / lt["step_ms_per_iter"]:.0f}% |'
+                  for label, key in (('training step', 'step_ms_per_iter'),
+                                     ('losses, forward', 'forward_ms_per_iter'),
+                                     ('losses, backward', 'backward_ms_per_iter'),
+                                     ('losses, both', 'loss_ms_per_iter'))]
     return '\n'.join(lines)
 
 
@@ -311,6 +428,9 @@ def main():
     parser.add_argument('--ops', type=int, default=None, metavar='N',
                         help='also profile the last N training iterations op by op '
                         '(torch.profiler)')
+    parser.add_argument('--loss-time', type=int, default=None, metavar='N',
+                        help="also time the heads' losses (forward and backward) inside the "
+                        'training step over the last N iterations, without a profiler')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     if args.as_study_run and not args.iters:
@@ -326,8 +446,14 @@ def main():
         parser.error(f'--loss: {exc}')
     if args.ops is not None and args.ops < 1:
         parser.error(f'--ops must be a positive integer, not {args.ops}')
-    if args.ops and args.as_study_run and args.ops > args.iters:
-        parser.error(f'--ops {args.ops}: the run has only {args.iters} iterations (--iters)')
+    if args.loss_time is not None and args.loss_time < 1:
+        parser.error(f'--loss-time must be a positive integer, not {args.loss_time}')
+    if args.ops and args.loss_time:
+        parser.error('--ops and --loss-time: the profiler slows the ops it watches, so time '
+                     'the losses in a run of their own')
+    for option, n in (('--ops', args.ops), ('--loss-time', args.loss_time)):
+        if n and args.as_study_run and n > args.iters:
+            parser.error(f'{option} {n}: the run has only {args.iters} iterations (--iters)')
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f'--threads must be a positive integer, not {args.threads}')
@@ -340,7 +466,7 @@ def main():
     config = args.config
     if args.as_study_run:
         config = _study_run_config(args, work_dir)
-    result = profile(config, work_dir, args.cfg_options, args.flops, args.ops)
+    result = profile(config, work_dir, args.cfg_options, args.flops, args.ops, args.loss_time)
     print(profile_table(result))
     if args.out:
         with open(args.out, 'w') as f:

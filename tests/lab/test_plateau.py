@@ -7,8 +7,10 @@ import math
 import os.path as osp
 import shutil
 import sys
+import time
 
 import pytest
+import torch
 from helpers import REPO, VOC_CFG, make_dataset, run
 from study_helpers import FakeTraining
 
@@ -99,7 +101,7 @@ def test_the_profiler_accounts_for_a_short_run(tmp_path):
     proc = run([sys.executable, osp.join(REPO, 'tools', 'profile_run.py'), BUDGET_VOC,
                 '--work-dir', tmp_path / 'w', '--threads', 1, '--flops', '--out', out,
                 '--cfg-options', 'train_cfg.max_iters=8', 'train_cfg.val_interval=4',
-                'default_hooks.checkpoint.interval=8'], tmp_path)
+                'default_hooks.checkpoint.interval=8', '--loss-time', 4], tmp_path)
     result = json.loads(out.read_text())
     assert (result['iters'], result['validations'], result['threads']) == (8, 2, 1)
     seconds = result['seconds']
@@ -111,6 +113,58 @@ def test_the_profiler_accounts_for_a_short_run(tmp_path):
     assert set(result['flops']['parts']) >= {'backbone.layer3', 'decode_head.conv_seg'}
     assert 'backbone.layer4' not in result['flops']['parts']  # the budget model has 3 stages
     assert '| training step (forward, backward, optimizer) |' in proc.stdout
+    # --loss-time: the two heads' losses in the last 4 steps, a part of those steps
+    lt = result['loss_time']
+    assert (lt['iters'], lt['calls_per_iter']) == (4, 2.0) and len(lt['losses']) == 2
+    assert 0 < lt['forward_ms_per_iter'] and 0 < lt['backward_ms_per_iter']
+    assert lt['loss_ms_per_iter'] == pytest.approx(
+        lt['forward_ms_per_iter'] + lt['backward_ms_per_iter'])
+    assert lt['loss_ms_per_iter'] < lt['step_ms_per_iter'] < 1e3 * seconds['step'] / 4 * 1.5
+    assert '| losses, both |' in proc.stdout
+
+
+class _Sleep(torch.autograd.Function):
+    """The identity, sleeping ``fwd`` seconds forward and ``bwd`` backward."""
+
+    @staticmethod
+    def forward(ctx, x, fwd, bwd):
+        ctx.bwd = bwd
+        time.sleep(fwd)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(ctx.bwd)
+        return grad, None, None
+
+
+def test_the_loss_clock_times_the_loss_and_not_the_head_around_it():
+    """Two heads, each with its own slow backward before a loss whose forward takes 10 ms
+    and backward 20: the clock counts 20 and 40 ms, none of the heads' 2 x 60 ms."""
+
+    class Loss(torch.nn.Module):
+        def forward(self, x, label):
+            return _Sleep.apply(x, 0.01, 0.02).pow(2).mean()
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.loss_decode = torch.nn.Linear(4, 4), Loss()
+
+        def forward(self, x):
+            return self.loss_decode(_Sleep.apply(self.lin(x), 0.0, 0.06), None)
+
+    heads, clock = [Head(), Head()], run_profile.LossClock()
+    for head in heads:
+        clock.wrap(head.loss_decode)
+    x = torch.randn(2, 4)
+    sum(head(x) for head in heads).backward()  # not active: nothing counted
+    assert (clock.calls, clock.backward_calls, clock.forward_s) == (0, 0, 0.0)
+    clock.active = True
+    sum(head(x) for head in heads).backward()
+    assert (clock.calls, clock.backward_calls, clock.names) == (2, 2, ['Loss', 'Loss'])
+    assert 0.02 <= clock.forward_s < 0.05
+    assert 0.04 <= clock.backward_s < 0.07  # a head's 60 ms would take it past 0.1
 
 
 def test_the_profiler_counts_a_study_runs_resume_points_once(tmp_path):
@@ -151,7 +205,11 @@ def test_the_profiler_refuses_what_it_cannot_profile(tmp_path):
             (['--as-study-run', tmp_path, '--iters', 4, '--loss', 'nope'], '--loss: unknown loss'),
             (['--ops', 0], '--ops must be a positive integer, not 0'),
             (['--as-study-run', tmp_path, '--iters', 4, '--ops', 5],
-             '--ops 5: the run has only 4 iterations')):
+             '--ops 5: the run has only 4 iterations'),
+            (['--loss-time', 0], '--loss-time must be a positive integer, not 0'),
+            (['--ops', 2, '--loss-time', 2], '--ops and --loss-time: the profiler slows'),
+            (['--as-study-run', tmp_path, '--iters', 4, '--loss-time', 5],
+             '--loss-time 5: the run has only 4 iterations')):
         proc = run([sys.executable, tool, BUDGET_VOC, '--work-dir', tmp_path / 'w', *args],
                    tmp_path, expect_ok=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
