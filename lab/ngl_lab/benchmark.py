@@ -8,14 +8,18 @@ process (``VmHWM``, reset through ``/proc/self/clear_refs``), measured in
 separate passes that first hand the heap's free pages back to the kernel
 (``malloc_trim``) and set glibc's mmap threshold low (``mallopt``), so every
 sizeable allocation is fresh, counted memory rather than reused heap. Timed
-passes run with glibc's thresholds where they settle in a long-running process
-whose tensors reach 32 MiB (its dynamic rule: the mmap threshold at its maximum,
-32 MiB, the trim threshold at twice that): a freed tensor under 32 MiB stays in
-the process for the next call, as it does in training, and one over it is mapped
-afresh each call, as it is in training. (Setting the mmap threshold alone turns the
-dynamic rule off and leaves the trim threshold at 128 KiB: freed memory then went
-back to the kernel between calls and CE's timed calls at 8x171x64x64 paid up to
-16384 page faults each, 28 against 40 to 47 ms.)
+passes keep freed memory in the process, as the plateau study's runs do
+(``study_run_speedups.keep_freed_memory``: glibc's mmap threshold at its largest,
+32 MiB, the trim threshold at 1 GiB): a freed tensor under 32 MiB is there for the
+next call, one over it is mapped afresh each call, as in any glibc process. What is
+timed is then the loss, not when glibc happens to hand the heap's top back to the
+kernel: with the mmap threshold set alone (which turns glibc's dynamic thresholds
+off and leaves the trim threshold at 128 KiB), CE's timed calls at 8x171x64x64
+faulted in up to 16384 fresh pages each, 28 ms without against 40 to 47 with; with
+the trim threshold at twice the mmap threshold (glibc's dynamic rule), still on a
+third of them, as another loss's freed memory went back between two calls. (A call
+still faults in a tensor's pages now and then, as the heap grows; the median is
+past them.)
 """
 import argparse
 import ctypes
@@ -42,7 +46,7 @@ DEFAULT_SHAPES = ('voc', 'coco-stuff')
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_LOW = 64 * 1024
 _MMAP_STEADY = 32 * 1024 * 1024
-_TRIM_STEADY = 2 * _MMAP_STEADY
+_TRIM_STEADY = 1 << 30
 
 
 def _libc_function(name):
@@ -52,7 +56,7 @@ def _libc_function(name):
 
 
 def steady_heap():
-    """glibc's thresholds as a long-running process settles them (the timed passes)."""
+    """Freed memory kept in the process (the timed passes; the study runs' setting)."""
     mallopt = _libc_function('mallopt')
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, _MMAP_STEADY)

@@ -26,7 +26,7 @@ def ce_inputs():
 
 
 def test_timed_calls_reuse_the_memory_the_last_call_freed(ce_inputs):
-    """With the thresholds a long-running process settles at, CE's calls stop faulting
+    """With freed memory kept in the process, CE's calls stop faulting
     pages in once warm: page faults are the kernel handing memory over afresh, which a
     training step at this size does not pay (with the mmap threshold set alone, glibc kept
     its 128 KiB trim threshold and CE faulted in up to a tensor's pages on most calls)."""
