@@ -56,3 +56,27 @@ def test_the_memory_pass_counts_memory_the_heap_kept(ce_inputs):
     with benchmark.PeakMemory('cpu') as mem:
         ce(x, label).backward()
     assert mem.peak >= 2 * x.numel() * x.element_size()
+
+
+def test_the_benchmark_page_rerun_figures_are_the_json():
+    """docs/benchmark.md's rerun after the heap setting, and before it on the same machine:
+    every ratio as docs/benchmark_cpu.json's ``rerun_heap_settings`` holds it."""
+    import json
+    import os.path as osp
+
+    from helpers import REPO
+    page = ' '.join(open(osp.join(REPO, 'docs', 'benchmark.md')).read().split())
+    rerun = json.load(open(osp.join(REPO, 'docs', 'benchmark_cpu.json')))['rerun_heap_settings']
+
+    def ratios(run, variant, key='time_ratio'):
+        by = {(r['shape_name'], r['variant']): r[key] for r in rerun[run]['rows']}
+        return f"{by['voc', variant]:.2f}x / {by['coco-stuff', variant]:.2f}x"
+
+    assert (rerun['after']['repeats'], rerun['before']['repeats']) == (9, 9)
+    assert f"the compiled path {ratios('after', 'ngl-compile')} CE after, " \
+        f"{ratios('before', 'ngl-compile')} before; the eager path " \
+        f"{ratios('after', 'ngl-torch')} after, {ratios('before', 'ngl-torch')} before" in page
+    assert f"{ratios('after', 'ngl-compile')} on the twenty-fifth session's machine" in page
+    memory = sorted(r['mem_ratio'] for r in rerun['after']['rows']
+                    if r['variant'] in ('ngl-torch', 'ngl-compile'))
+    assert f'{memory[0]:.2f}-{memory[-1]:.2f}x in the twenty-fifth' in page

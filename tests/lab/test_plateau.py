@@ -616,6 +616,37 @@ def test_the_cost_page_recipe_plain_and_ce_figures_are_the_measurements():
         f"({eager['ms']:.2f} against {voc_ce['ms']:.2f} ms) and the compiled one " \
         f"{compiled['time_ratio']:.2f} times ({compiled['ms']:.2f} ms): by this benchmark, " \
         f"about {2 * (eager['ms'] - compiled['ms']):.0f} ms" in flat
+    # the same command before the benchmark kept freed memory
+    faulting = {(r['shape_name'], r['variant']): r
+                for r in _profile('loss-budget-shapes-before-heap')['rows']}
+    coco = [faulting['budget-coco-stuff', v] for v in ('ngl-compile', 'ce')]
+    assert f"had read {coco[0]['time_ratio']:.2f} times ({coco[0]['ms']:.2f} against " \
+        f"{coco[1]['ms']:.2f} ms)" in flat
+    # the losses in the step, by the clock: the table, and what the loss explains
+    timed = {name: _profile(f'coco-budget-300-{name}-loss-time') for name in ('ce', 'ngl')}
+    assert {(p['iters'], p['loss_time']['iters'], p['loss_time']['calls_per_iter'],
+             p['threads']) for p in timed.values()} == {(300, 250, 2.0, 1)}
+    assert timed['ce']['loss_time']['losses'] == ['CrossEntropyLoss'] * 2
+    assert timed['ngl']['loss_time']['losses'] == ['NGLLoss'] * 2
+    rest = {name: p['loss_time']['step_ms_per_iter'] - p['loss_time']['loss_ms_per_iter']
+            for name, p in timed.items()}
+    rows = _table_rows('\n'.join(line.lstrip() for line in page.splitlines()),
+                       '| in the step, ms an iteration (two heads)')  # a table in a bullet
+    keys = {'training step': 'step_ms_per_iter', 'the losses, forward': 'forward_ms_per_iter',
+            'the losses, backward': 'backward_ms_per_iter', 'the losses, both': 'loss_ms_per_iter'}
+    assert len(rows) == 5
+    for row in rows:
+        label, *cells = _table_cells(row)
+        expected = [rest[n] if label == 'the rest of the step' else
+                    timed[n]['loss_time'][keys[label]] for n in ('ce', 'ngl')]
+        assert [float(c) for c in cells] == pytest.approx(expected, abs=0.05), row
+    ce_t, ngl_t = timed['ce']['loss_time'], timed['ngl']['loss_time']
+    assert f"{ngl_t['loss_ms_per_iter'] - ce_t['loss_ms_per_iter']:.1f} of the step's " \
+        f"{ngl_t['step_ms_per_iter'] - ce_t['step_ms_per_iter']:.1f} ms" in flat
+    assert f"the NGL loss (compiled) is " \
+        f"{ngl_t['loss_ms_per_iter'] / ce_t['loss_ms_per_iter']:.2f} times CE's" in flat
+    assert f"({ngl_t['step_ms_per_iter'] / ce_t['step_ms_per_iter']:.2f} times past the " \
+        "warm-up, below)" in flat
     # the reruns the section names copy runs of their shorter studies
     studies = json.load(open(osp.join(REPO, 'configs', 'studies', 'plateau.json')))['studies']
     for name in ('unlabelled-ignore-40-adamw-8k', 'clean-sgd-8k', 'pretrained-sgd-4k'):
