@@ -6,7 +6,7 @@ import ctypes
 import pytest
 import torch
 
-from ngl_lab import benchmark
+from ngl_lab import benchmark, cpu_heap
 
 # 8 x 171 x 32 x 32 floats: 5.3 MiB a tensor, under glibc's 32 MiB mmap threshold, so it
 # lives in the heap, whose free pages glibc may hand back to the kernel between calls
@@ -15,7 +15,7 @@ SHAPE = (8, 171, 32, 32)
 
 @pytest.fixture
 def ce_inputs():
-    if benchmark._libc_function('mallopt') is None:
+    if cpu_heap.libc_function('mallopt') is None:
         pytest.skip('not glibc: no mallopt')
     torch.manual_seed(0)
     logits, label = benchmark.make_inputs(SHAPE, 'cpu')
@@ -32,15 +32,15 @@ def test_timed_calls_find_the_memory_the_last_call_freed():
     if not hasattr(libc, 'mallopt'):
         pytest.skip('not glibc: no mallopt')
     libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-    benchmark.steady_heap()
+    cpu_heap.steady_heap()
     nbytes = 5 << 20
     handed_back = []
     for _ in range(3):
         block = libc.malloc(nbytes)
         ctypes.memset(block, 1, nbytes)  # resident
-        before = benchmark._rss_kb('VmRSS')
+        before = cpu_heap.rss_kb('VmRSS')
         libc.free(block)
-        handed_back.append(before - benchmark._rss_kb('VmRSS'))
+        handed_back.append(before - cpu_heap.rss_kb('VmRSS'))
     assert max(handed_back) < nbytes // 1024 // 4, handed_back  # kB; 5120 when handed back
 
 
@@ -49,11 +49,11 @@ def test_the_memory_pass_counts_memory_the_heap_kept(ce_inputs):
     CE's log-probabilities and gradient (two tensors of the logits' size at least): reused
     heap pages would otherwise not raise the high-water mark and the peak read 0."""
     ce, x, label = ce_inputs
-    benchmark.steady_heap()
+    cpu_heap.steady_heap()
     for _ in range(3):
         benchmark._timed_call(ce, x, label, 'cpu')
     x.grad = None
-    with benchmark.PeakMemory('cpu') as mem:
+    with cpu_heap.PeakMemory('cpu') as mem:
         ce(x, label).backward()
     assert mem.peak >= 2 * x.numel() * x.element_size()
 

@@ -14,7 +14,7 @@ import torch
 from helpers import REPO, VOC_CFG, make_dataset, run
 from study_helpers import FakeTraining
 
-from ngl_lab import run_profile, study, study_config, study_spec
+from ngl_lab import loss_clock, run_profile, study, study_config, study_spec
 from ngl_lab.study_settings import StudySettings
 from ngl_lab.study_tables import (
     cell_at_plateau,
@@ -154,7 +154,7 @@ def test_the_loss_clock_times_the_loss_and_not_the_head_around_it():
         def forward(self, x):
             return self.loss_decode(_Sleep.apply(self.lin(x), 0.0, 0.06), None)
 
-    heads, clock = [Head(), Head()], run_profile.LossClock()
+    heads, clock = [Head(), Head()], loss_clock.LossClock()
     for head in heads:
         clock.wrap(head.loss_decode)
     x = torch.randn(2, 4)

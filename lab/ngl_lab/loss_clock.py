@@ -1,0 +1,100 @@
+"""The losses inside a training step, by the clock (``tools/profile_run.py --loss-time``):
+what share of the step the loss takes, where ``torch.profiler`` would slow the ops it
+watches."""
+import time
+
+
+class LossClock:
+    """Times loss modules' forward and backward inside a training step, without a profiler:
+    each wrapped module's forward by the clock around it, its backward from the moment
+    autograd reaches the loss's output node to the moment the gradient of the loss's first
+    input (a head's resized logits) is complete. Counts only while ``active``.
+
+    Why the two marks bracket the loss's backward and nothing else: autograd on the CPU runs
+    one node at a time, the ready node created last first; a loss's nodes were created
+    together, after its head's forward and before the next head's, so once autograd has
+    reached the loss's output it runs the loss's nodes before any node created earlier (the
+    head, the upsampling before the loss), and the input's gradient hook fires as soon as
+    they are done. The marks cost two Python calls a loss."""
+
+    def __init__(self):
+        self.active = False
+        self.forward_s = self.backward_s = 0.0
+        self.calls = self.backward_calls = 0
+        self.names = []
+
+    def wrap(self, loss):
+        forward, started = loss.forward, []
+
+        def backward_start(grad_outputs):
+            started.append(time.perf_counter())
+
+        def backward_end(grad):
+            self.backward_s += time.perf_counter() - started.pop()
+            self.backward_calls += 1
+
+        def timed_forward(pred, *args, **kwargs):
+            if not self.active:
+                return forward(pred, *args, **kwargs)
+            t0 = time.perf_counter()
+            out = forward(pred, *args, **kwargs)
+            self.forward_s += time.perf_counter() - t0
+            self.calls += 1
+            if pred.requires_grad and out.grad_fn is not None:
+                out.grad_fn.register_prehook(backward_start)
+                pred.register_hook(backward_end)
+            return out
+
+        loss.forward = timed_forward
+        self.names.append(type(loss).__name__)
+
+
+def loss_time_hook(num_iters, found, clock):
+    """A hook that times the heads' losses (every ``loss_decode`` of the decode and
+    auxiliary heads, by a ``LossClock``) over the last ``num_iters`` training iterations
+    into ``found``, beside the step's time there (``clock``: ``run_profile``'s marks)."""
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.model import is_model_wrapper
+
+    def modules(x):
+        return list(x) if isinstance(x, torch.nn.ModuleList) else [] if x is None else [x]
+
+    class LossTime(Hook):
+        priority = 'LOWEST'
+        losses = LossClock()
+
+        def before_train(self, runner):
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            for name in ('decode_head', 'auxiliary_head'):
+                for head in modules(getattr(model, name, None)):
+                    for loss in modules(getattr(head, 'loss_decode', None)):
+                        self.losses.wrap(loss)
+            if not self.losses.names:
+                raise RuntimeError('--loss-time: the model has no head with a loss_decode')
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if not self.losses.active and runner.iter >= runner.max_iters - num_iters:
+                self.losses.active, self.iters = True, 0
+                self.step_before = clock.seconds['step']
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            losses = self.losses
+            if not losses.active:
+                return
+            self.iters += 1
+            if runner.iter + 1 == runner.max_iters:
+                if losses.backward_calls != losses.calls:
+                    raise RuntimeError(
+                        f'--loss-time: {losses.calls} loss forwards but '
+                        f'{losses.backward_calls} backwards were timed: the marks did not pair')
+                step = clock.seconds['step'] - self.step_before
+                found.update(
+                    iters=self.iters, losses=losses.names,
+                    calls_per_iter=losses.calls / self.iters,
+                    step_ms_per_iter=1e3 * step / self.iters,
+                    forward_ms_per_iter=1e3 * losses.forward_s / self.iters,
+                    backward_ms_per_iter=1e3 * losses.backward_s / self.iters,
+                    loss_ms_per_iter=1e3 * (losses.forward_s + losses.backward_s) / self.iters)
+
+    return LossTime()
