@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from .cpu_heap import PeakMemory, steady_heap
+from .cpu_heap import PeakMemory, keep_freed_memory
 
 SHAPES = {
     'voc': (2, 21, 512, 512),  # Pascal VOC 2012: 21 classes, 512x512 crops, 2 a GPU
@@ -150,7 +150,7 @@ def benchmark_losses(shapes=DEFAULT_SHAPES, device='cpu', repeats=5, warmup=2, o
     """Benchmark every variant on each of ``shapes`` (names in ``SHAPES``); returns a
     JSON-ready dict."""
     if torch.device(device).type == 'cpu':
-        steady_heap()
+        keep_freed_memory()
     results = {'device': str(device), 'torch': torch.__version__, 'threads':
                torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
                'repeats': repeats, 'dtype': str(dtype), 'rows': []}

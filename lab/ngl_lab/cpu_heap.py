@@ -1,59 +1,65 @@
-"""CPU memory for the loss benchmark (``benchmark.py``): glibc's heap settings for
-its timed passes and the peak of its memory passes.
+"""glibc's heap on CPU: freed memory kept in the process (every study run, and the loss
+benchmark's timed passes) and every byte counted anew (the benchmark's memory passes).
+
+glibc's ``malloc`` serves blocks over its mmap threshold with ``mmap`` and shrinks the
+heap's top past its trim threshold when memory is freed: a process that frees and
+allocates the same large tensors every step or call gets fresh pages from the kernel,
+zeroed on first touch, each time. Setting the trim threshold (1 GiB) and the mmap
+threshold (32 MiB, glibc's largest) keeps freed memory for the next step
+(``keep_freed_memory``). Setting the mmap threshold alone is not that: it turns glibc's
+dynamic thresholds off and leaves the trim threshold at 128 KiB. The loss benchmark did
+so until the twenty-fifth session, and its timed CE calls at 8x171x64x64 read 42.25 ms
+where, with freed memory kept, they read 28.60 (the same machine and command,
+docs/profile/loss-budget-shapes-before-heap.json and loss-budget-shapes.json).
 
 Peak extra memory on CPU is the kernel's high-water mark of the process (``VmHWM``,
-reset through ``/proc/self/clear_refs``), measured in passes that first hand the
-heap's free pages back to the kernel (``malloc_trim``) and set glibc's mmap
-threshold low (``mallopt``), so every sizeable allocation is fresh, counted memory
-rather than reused heap (reused pages would not raise the mark: the peak could
-read 0). Timed passes keep freed memory in the process, as the plateau study's runs
-do (``study_run_speedups.keep_freed_memory``: glibc's mmap threshold at its largest,
-32 MiB, the trim threshold at 1 GiB): a freed tensor under 32 MiB is there for the
-next call, one over it is mapped afresh each call, as in any glibc process. What is
-timed is then the loss, not when glibc happens to hand the heap's top back to the
-kernel: with the mmap threshold set alone (which turns glibc's dynamic thresholds
-off and leaves the trim threshold at 128 KiB), CE's timed calls at 8x171x64x64
-faulted in up to 16384 fresh pages each, 28 ms without against 40 to 47 ms with;
-with the trim threshold at twice the mmap threshold (glibc's dynamic rule), still on
-a third of them, as another loss's freed memory went back between two calls. (A
-call still faults in a tensor's pages now and then, as the heap grows; the median
-is past them.) Elsewhere than glibc the settings are no-ops.
+reset through ``/proc/self/clear_refs``). Pages the heap kept and a pass reuses do not
+raise it (the same run before read a peak of 0 for CE), so a memory pass first hands
+the heap's free pages back (``malloc_trim``) and sets the mmap threshold low
+(``fresh_heap``): every sizeable allocation is then memory the kernel counts.
+Elsewhere than glibc both are no-ops that return False.
 """
 import ctypes
-import ctypes.util
+import functools
 
 import torch
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_LOW = 64 * 1024
-_MMAP_STEADY = 32 * 1024 * 1024
-_TRIM_STEADY = 1 << 30
 
 
-def libc_function(name):
-    """A function of the C library, or None where it has none (not glibc)."""
-    libc_name = ctypes.util.find_library('c')
-    return getattr(ctypes.CDLL(libc_name), name, None) if libc_name else None
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    """glibc's (mallopt, malloc_trim), typed, or None elsewhere."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (TypeError: Windows)
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    return mallopt, malloc_trim
 
 
-def steady_heap():
-    """Freed memory kept in the process (the timed passes; the study runs' setting)."""
-    mallopt = libc_function('mallopt')
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_STEADY)
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_STEADY)
+def keep_freed_memory(trim_threshold=1 << 30, mmap_threshold=1 << 25):
+    """Keep freed memory in the process instead of handing it back to the kernel; True
+    where glibc took both settings."""
+    libc = _glibc()
+    return libc is not None and bool(libc[0](_M_TRIM_THRESHOLD, trim_threshold)) and \
+        bool(libc[0](_M_MMAP_THRESHOLD, mmap_threshold))
 
 
 def fresh_heap():
     """Every sizeable allocation from here on is memory the kernel counts anew: the
-    heap's free pages handed back, new allocations over 64 KiB mapped (the memory
-    passes)."""
-    malloc_trim, mallopt = libc_function('malloc_trim'), libc_function('mallopt')
-    if malloc_trim is not None:
-        malloc_trim(0)
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_LOW)
+    heap's free pages handed back, new allocations over 64 KiB mapped; True where glibc
+    took it."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    mallopt, malloc_trim = libc
+    malloc_trim(0)
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_LOW))
 
 
 def rss_kb(field):
@@ -90,5 +96,5 @@ class PeakMemory:
             self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
         else:
             self.peak = rss_kb('VmHWM') * 1024 - self.base
-            steady_heap()
+            keep_freed_memory()
         return False

@@ -15,23 +15,21 @@ class LossClock:
     together, after its head's forward and before the next head's, so once autograd has
     reached the loss's output it runs the loss's nodes before any node created earlier (the
     head, the upsampling before the loss), and the input's gradient hook fires as soon as
-    they are done. The marks cost two Python calls a loss."""
+    they are done. Losses on one input (a head's list of losses) share that hook: autograd
+    reaches the last one's output first and the input's gradient is complete after all of
+    them, so their backward is timed as one interval, from the first of their marks. The
+    marks cost two Python calls a loss."""
 
     def __init__(self):
         self.active = False
         self.forward_s = self.backward_s = 0.0
-        self.calls = self.backward_calls = 0
+        self.calls = 0  # forwards timed
+        self.awaited = self.backward_done = 0  # losses whose backward was awaited, timed
         self.names = []
+        self._waiting = {}  # id(input) -> its losses' backward: start, losses
 
     def wrap(self, loss):
-        forward, started = loss.forward, []
-
-        def backward_start(grad_outputs):
-            started.append(time.perf_counter())
-
-        def backward_end(grad):
-            self.backward_s += time.perf_counter() - started.pop()
-            self.backward_calls += 1
+        forward = loss.forward
 
         def timed_forward(pred, *args, **kwargs):
             if not self.active:
@@ -41,12 +39,44 @@ class LossClock:
             self.forward_s += time.perf_counter() - t0
             self.calls += 1
             if pred.requires_grad and out.grad_fn is not None:
-                out.grad_fn.register_prehook(backward_start)
-                pred.register_hook(backward_end)
+                self._await_backward(pred, out)
             return out
 
         loss.forward = timed_forward
         self.names.append(type(loss).__name__)
+
+    def _await_backward(self, pred, out):
+        key = id(pred)
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = dict(start=None, losses=0)
+
+            def backward_end(grad):
+                self._waiting.pop(key, None)
+                if waiting['start'] is None:
+                    raise RuntimeError("--loss-time: a loss input's gradient was complete "
+                                       "before autograd reached the loss")
+                self.backward_s += time.perf_counter() - waiting['start']
+                self.backward_done += waiting['losses']
+
+            pred.register_hook(backward_end)
+
+        def backward_start(grad_outputs):
+            if waiting['start'] is None:
+                waiting['start'] = time.perf_counter()
+
+        out.grad_fn.register_prehook(backward_start)
+        waiting['losses'] += 1
+        self.awaited += 1
+
+    def end_step(self):
+        """A training step is over: a loss still waiting for its backward never had one."""
+        self._waiting.clear()
+
+    def check_paired(self):
+        if self.backward_done != self.awaited:
+            raise RuntimeError(f'--loss-time: {self.awaited} losses had a backward to time '
+                               f'but {self.backward_done} were timed: the marks did not pair')
 
 
 def loss_time_hook(num_iters, found, clock):
@@ -62,10 +92,15 @@ def loss_time_hook(num_iters, found, clock):
 
     class LossTime(Hook):
         priority = 'LOWEST'
-        losses = LossClock()
+
+        def __init__(self):
+            self.losses, self.iters = LossClock(), 0
 
         def before_train(self, runner):
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            if any(p.device.type != 'cpu' for p in model.parameters()):
+                raise RuntimeError('--loss-time times the losses by the clock on the CPU: on '
+                                   'a GPU it would time kernel launches, not kernels')
             for name in ('decode_head', 'auxiliary_head'):
                 for head in modules(getattr(model, name, None)):
                     for loss in modules(getattr(head, 'loss_decode', None)):
@@ -75,19 +110,17 @@ def loss_time_hook(num_iters, found, clock):
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             if not self.losses.active and runner.iter >= runner.max_iters - num_iters:
-                self.losses.active, self.iters = True, 0
+                self.losses.active = True
                 self.step_before = clock.seconds['step']
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             losses = self.losses
             if not losses.active:
                 return
+            losses.end_step()
             self.iters += 1
             if runner.iter + 1 == runner.max_iters:
-                if losses.backward_calls != losses.calls:
-                    raise RuntimeError(
-                        f'--loss-time: {losses.calls} loss forwards but '
-                        f'{losses.backward_calls} backwards were timed: the marks did not pair')
+                losses.check_paired()
                 step = clock.seconds['step'] - self.step_before
                 found.update(
                     iters=self.iters, losses=losses.names,

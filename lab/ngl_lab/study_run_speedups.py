@@ -31,7 +31,8 @@ weights, bit for bit, with and without them (tests/lab/test_plateau.py).
    their gradients: 8x171x64x64 floats, 22 MB each) come back as fresh pages the
    kernel has to zero on first touch: 11 000 to 22 000 minor page faults a step.
    Raising ``M_TRIM_THRESHOLD`` (1 GiB) and ``M_MMAP_THRESHOLD`` (32 MiB, glibc's
-   largest) with ``mallopt`` keeps freed memory in the process for the next step.
+   largest) with ``mallopt`` keeps freed memory in the process for the next step
+   (``cpu_heap.keep_freed_memory``, which the loss benchmark's timed passes share).
    The allocator only: the same arithmetic on the same values. Elsewhere than glibc
    nothing changes (``MALLOC_TUNED`` says which; an allocator preloaded in glibc's
    place, such as jemalloc, may ignore the settings).
@@ -42,11 +43,11 @@ took a step of 82.8 ms to 73.0 ms; at 171 classes keeping freed memory took it f
 145.6 to 108.0 ms, and then the accuracy by ``amax`` instead of ``max`` from 111.1 to
 92.8 ms (two pairs, each measured side by side).
 """
-import ctypes
-
 import torch
 from mmseg.models.decode_heads import decode_head
 from mmseg.models.losses.accuracy import accuracy as mmseg_accuracy
+
+from .cpu_heap import keep_freed_memory
 
 __all__ = ['top1_accuracy', 'keep_freed_memory']
 
@@ -77,22 +78,6 @@ try:  # torch >= 2.1; before it, deterministic mode filled nothing
 except ImportError:
     pass
 decode_head.accuracy = top1_accuracy
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(trim_threshold=1 << 30, mmap_threshold=1 << 25):
-    """Keep freed memory in the process instead of handing it back to the kernel
-    (item 3 above); True where glibc took both settings."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (TypeError: Windows)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and \
-        bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
 
 
 MALLOC_TUNED = keep_freed_memory()
