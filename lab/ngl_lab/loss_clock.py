@@ -70,7 +70,8 @@ class LossClock:
         self.awaited += 1
 
     def end_step(self):
-        """A training step is over: a loss still waiting for its backward never had one."""
+        """A training step is over: forget the losses still waiting for a backward (they
+        had none in the step); they stay counted as awaited, so ``check_paired`` says so."""
         self._waiting.clear()
 
     def check_paired(self):

@@ -27,7 +27,7 @@ def test_timed_calls_find_the_memory_the_last_call_freed():
     block under 32 MiB stays in the process for the next call: the resident memory does
     not fall when it is freed. With the mmap threshold set alone (the timed passes'
     setting before), glibc kept its 128 KiB trim threshold and handed such a block back
-    at once (checked: 4992 kB of the 5120), and the next call faulted its pages in."""
+    at once (this test fails then), and the next call faulted its pages in."""
     if not cpu_heap.keep_freed_memory():
         pytest.skip('not glibc: no mallopt')
     libc = ctypes.CDLL(None)
@@ -48,7 +48,7 @@ def test_the_memory_pass_counts_memory_the_heap_kept(ce_inputs):
     """After timed calls leave their freed memory in the heap, a memory pass still counts
     CE's log-probabilities and gradient (two tensors of the logits' size at least): reused
     heap pages would otherwise not raise the high-water mark (without ``malloc_trim``
-    first this read 0 to 4096 bytes; the benchmark before read 0 for CE,
+    first this test fails; the benchmark before read 0 for CE,
     docs/profile/loss-budget-shapes-before-heap.json)."""
     ce, x, label = ce_inputs
     for _ in range(3):
