@@ -85,17 +85,17 @@ def loss_time_hook(num_iters, found, clock):
     auxiliary heads, by a ``LossClock``) over the last ``num_iters`` training iterations
     into ``found``, beside the step's time there (``clock``: ``run_profile``'s marks)."""
     import torch
-    from mmengine.hooks import Hook
     from mmengine.model import is_model_wrapper
+
+    from .run_profile import last_iters_hook
 
     def modules(x):
         return list(x) if isinstance(x, torch.nn.ModuleList) else [] if x is None else [x]
 
-    class LossTime(Hook):
-        priority = 'LOWEST'
+    class LossTime(last_iters_hook(num_iters, clock)):
 
         def __init__(self):
-            self.losses, self.iters = LossClock(), 0
+            self.losses = LossClock()
 
         def before_train(self, runner):
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -109,26 +109,21 @@ def loss_time_hook(num_iters, found, clock):
             if not self.losses.names:
                 raise RuntimeError('--loss-time: the model has no head with a loss_decode')
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            if not self.losses.active and runner.iter >= runner.max_iters - num_iters:
-                self.losses.active = True
-                self.step_before = clock.seconds['step']
+        def start(self):
+            self.losses.active = True
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        def each_iter(self):
+            self.losses.end_step()
+
+        def finish(self, iters, step_seconds):
             losses = self.losses
-            if not losses.active:
-                return
-            losses.end_step()
-            self.iters += 1
-            if runner.iter + 1 == runner.max_iters:
-                losses.check_paired()
-                step = clock.seconds['step'] - self.step_before
-                found.update(
-                    iters=self.iters, losses=losses.names,
-                    calls_per_iter=losses.calls / self.iters,
-                    step_ms_per_iter=1e3 * step / self.iters,
-                    forward_ms_per_iter=1e3 * losses.forward_s / self.iters,
-                    backward_ms_per_iter=1e3 * losses.backward_s / self.iters,
-                    loss_ms_per_iter=1e3 * (losses.forward_s + losses.backward_s) / self.iters)
+            losses.check_paired()
+            found.update(
+                iters=iters, losses=losses.names,
+                calls_per_iter=losses.calls / iters,
+                step_ms_per_iter=1e3 * step_seconds / iters,
+                forward_ms_per_iter=1e3 * losses.forward_s / iters,
+                backward_ms_per_iter=1e3 * losses.backward_s / iters,
+                loss_ms_per_iter=1e3 * (losses.forward_s + losses.backward_s) / iters)
 
     return LossTime()

@@ -105,36 +105,63 @@ def _hooks(clock):
 OPS_SHOWN = 15
 
 
+def last_iters_hook(num_iters, clock):
+    """The base of a hook that watches the last ``num_iters`` training iterations (past
+    the recipe's warm-ups, which end by a tenth of the run): ``start()`` before the first
+    of them, ``each_iter()`` after each, ``finish(iters, step_seconds)`` after the last,
+    with the iterations watched and the step's seconds in them (the clock's marks).
+    Its priority is the lowest, so what it does is outside the clock's phases."""
+    from mmengine.hooks import Hook
+
+    class LastIters(Hook):
+        priority = 'LOWEST'
+        watching = False
+
+        def start(self):
+            pass
+
+        def each_iter(self):
+            pass
+
+        def finish(self, iters, step_seconds):
+            raise NotImplementedError
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if not self.watching and runner.iter >= runner.max_iters - num_iters:
+                self.watching, self.iters = True, 0
+                self.step_before = clock.seconds['step']
+                self.start()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if not self.watching:
+                return
+            self.iters += 1
+            self.each_iter()
+            if runner.iter + 1 == runner.max_iters:
+                self.finish(self.iters, clock.seconds['step'] - self.step_before)
+
+    return LastIters
+
+
 def _ops_hook(num_iters, found, clock):
     """A hook that runs ``torch.profiler`` over the last ``num_iters`` training iterations
     and puts the ops that took the most self CPU time into ``found``; the profiler's own
     processing of its events, after those iterations, is the clock's ``op_profiler``."""
     import torch
-    from mmengine.hooks import Hook
 
-    class OpProfile(Hook):
-        priority = 'LOWEST'  # after the clock's hooks: its processing is not in their phases
-        profiler = None
+    class OpProfile(last_iters_hook(num_iters, clock)):
+        def start(self):
+            self.profiler = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU])
+            self.profiler.__enter__()
+            self.started = time.perf_counter()
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            if self.profiler is None and runner.iter >= runner.max_iters - num_iters:
-                self.profiler = torch.profiler.profile(
-                    activities=[torch.profiler.ProfilerActivity.CPU])
-                self.profiler.__enter__()
-                self.iters, self.step_before = 0, clock.seconds['step']
-                self.start = time.perf_counter()
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if self.profiler is None:
-                return
-            self.iters += 1
-            if runner.iter + 1 == runner.max_iters:
-                end = time.perf_counter()
-                self.profiler.__exit__(None, None, None)
-                found.update(op_table(self.profiler.key_averages(), self.iters,
-                                      end - self.start,
-                                      clock.seconds['step'] - self.step_before))
-                clock.seconds['op_profiler'] = time.perf_counter() - end
+        def finish(self, iters, step_seconds):
+            end = time.perf_counter()
+            self.profiler.__exit__(None, None, None)
+            found.update(op_table(self.profiler.key_averages(), iters, end - self.started,
+                                  step_seconds))
+            clock.seconds['op_profiler'] = time.perf_counter() - end
 
     return OpProfile()
 
