@@ -80,19 +80,18 @@ class LossClock:
                                f'but {self.backward_done} were timed: the marks did not pair')
 
 
-def loss_time_hook(num_iters, found, clock):
+def loss_time_hook(last_iters, found):
     """A hook that times the heads' losses (every ``loss_decode`` of the decode and
-    auxiliary heads, by a ``LossClock``) over the last ``num_iters`` training iterations
-    into ``found``, beside the step's time there (``clock``: ``run_profile``'s marks)."""
+    auxiliary heads, by a ``LossClock``) over the iterations ``last_iters`` watches
+    (``run_profile.last_iters_hook``: the last N) into ``found``, beside the step's time
+    there."""
     import torch
     from mmengine.model import is_model_wrapper
-
-    from .run_profile import last_iters_hook
 
     def modules(x):
         return list(x) if isinstance(x, torch.nn.ModuleList) else [] if x is None else [x]
 
-    class LossTime(last_iters_hook(num_iters, clock)):
+    class LossTime(last_iters):
 
         def __init__(self):
             self.losses = LossClock()

@@ -255,7 +255,7 @@ def profile(config, work_dir, cfg_options=None, flops=False, ops=None, loss_time
     found_loss = {}
     if loss_time:
         from .loss_clock import loss_time_hook
-        runner.register_hook(loss_time_hook(loss_time, found_loss, clock))
+        runner.register_hook(loss_time_hook(last_iters_hook(loss_time, clock), found_loss))
     _time_checkpoints(runner, clock)
     runner.train()
     end = time.perf_counter()
