@@ -106,11 +106,14 @@ OPS_SHOWN = 15
 
 
 def last_iters_hook(num_iters, clock):
-    """The base of a hook that watches the last ``num_iters`` training iterations (past
-    the recipe's warm-ups, which end by a tenth of the run): ``start()`` before the first
-    of them, ``each_iter()`` after each, ``finish(iters, step_seconds)`` after the last,
-    with the iterations watched and the step's seconds in them (the clock's marks).
-    Its priority is the lowest, so what it does is outside the clock's phases."""
+    """The base of a hook that watches the last ``num_iters`` training iterations:
+    ``start()`` before the first of them, ``each_iter()`` after each,
+    ``finish(iters, step_seconds)`` after the last, with the iterations watched and the
+    step's seconds in them (the clock's marks). Its priority is the lowest, so it runs
+    after the clock's hooks in every callback: ``start()`` falls in the first watched
+    step's time and ``each_iter()`` in the next iteration's data time (two Python calls),
+    ``finish()``'s work after the last iteration in no phase (``--ops`` books its
+    profiler's as ``op_profiler``)."""
     from mmengine.hooks import Hook
 
     class LastIters(Hook):
